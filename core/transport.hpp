@@ -1,0 +1,82 @@
+#pragma once
+// Transport interface: authenticated, message-oriented connections between peers.
+//
+// Implementations: TcpTransport (core/tcp_transport.hpp — handshake + AEAD
+// frames over TCP), InprocNetwork/InprocTransport (core/inproc_transport.hpp —
+// thousands of peers in one process, used by protocol tests), and LinkEmulator
+// (core/link_emulator.hpp — wraps any transport, adds latency, jitter, a
+// bandwidth cap and random disconnects).
+//
+// Threading: a transport and its connections live on one executor (the peer's
+// network thread); call them only from coroutines running there.
+// Errors: awaitables throw apiary::Error (connection_closed, unavailable,
+// permission_denied for a peer id mismatch or refused token, deadline_exceeded).
+#include "core/address.hpp"
+#include "core/bytes.hpp"
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+
+namespace apiary {
+
+class Connection {
+ public:
+  virtual ~Connection() = default;
+
+  // The authenticated identity of the other side.
+  virtual const PeerId& remote_peer() const noexcept = 0;
+  virtual const PublicKey& remote_key() const noexcept = 0;
+  // Where the other side accepts connections (its observed host and the port it
+  // announced in the handshake); nullopt for a client-mode peer.
+  virtual std::optional<PeerAddress> remote_listen_address() const = 0;
+
+  // Sends one message (at most max_message_size bytes). Messages arrive whole
+  // and in order. Completes once the message is handed to the wire; concurrent
+  // sends are queued in call order.
+  virtual asio::awaitable<void> send(Bytes message) = 0;
+  // Next message from the peer; throws Error{connection_closed} at end.
+  virtual asio::awaitable<Bytes> receive() = 0;
+
+  virtual void close() noexcept = 0;
+  virtual bool is_open() const noexcept = 0;
+};
+
+using ConnectionPtr = std::shared_ptr<Connection>;
+
+struct TransportOptions {
+  std::size_t max_message_size = 16u << 20;  // frame limit (default 16 MiB)
+  std::chrono::milliseconds handshake_timeout{5000};
+  // Membership (permissioned runs): the token this peer presents, and a check
+  // applied to every remote peer's token; a refusal closes the connection
+  // with Errc::permission_denied. Empty check = open run.
+  Bytes own_token;
+  std::function<bool(const PublicKey& remote, ByteSpan token)> admit;
+  // Client mode: announce no listen port; never accept connections.
+  bool client_mode = false;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  virtual asio::any_io_executor get_executor() = 0;
+  // Dials `address` and authenticates; throws Error{permission_denied} when the
+  // key presented does not hash to address.peer.
+  virtual asio::awaitable<ConnectionPtr> connect(const PeerAddress& address) = 0;
+  // Starts accepting; `on_accept` runs on the executor for every authenticated
+  // inbound connection.
+  virtual void listen(std::function<void(ConnectionPtr)> on_accept) = 0;
+  // This peer's printable address (after listen(); port resolved if it was 0).
+  virtual PeerAddress local_address() const = 0;
+  // Stops accepting and closes every connection.
+  virtual void close() noexcept = 0;
+};
+
+using TransportPtr = std::shared_ptr<Transport>;
+
+}  // namespace apiary

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Apiary builds against. Idempotent: packages
+# already present are skipped, and `apt-get update` runs only when something
+# is missing. Never installs libboost1.81-dev (it removes the msgpack packages).
+set -euo pipefail
+packages=(
+  build-essential cmake pkg-config ccache
+  libasio-dev libsodium-dev libmsgpack-cxx-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libopenblas-dev libcli11-dev libspdlog-dev nlohmann-json3-dev zlib1g-dev
+  dataset-fashion-mnist
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+echo "deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
