@@ -22,7 +22,9 @@ std::string format_number(double v) {
 }
 }  // namespace
 
-void Gauge::add(double v) noexcept { atomic_add(value_, v); }
+void Gauge::add(double v) noexcept {
+  atomic_add(value_, v);
+}
 
 Histogram::Histogram(std::vector<double> upper_bounds) : bounds_(std::move(upper_bounds)) {
   std::sort(bounds_.begin(), bounds_.end());
@@ -108,7 +110,8 @@ std::string Registry::to_prometheus() const {
     std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i < h.upper_bounds().size(); ++i) {
       cumulative += h.bucket_count(i);
-      out << name << "_bucket{le=\"" << format_number(h.upper_bounds()[i]) << "\"} " << cumulative << '\n';
+      out << name << "_bucket{le=\"" << format_number(h.upper_bounds()[i]) << "\"} " << cumulative
+          << '\n';
     }
     cumulative += h.bucket_count(h.upper_bounds().size());
     out << name << "_bucket{le=\"+Inf\"} " << cumulative << '\n';

@@ -61,7 +61,8 @@ class Registry {
   Gauge& gauge(const std::string& name, const std::string& help = {});
   // Seconds by default: 100 µs … ~100 s.
   Histogram& histogram(const std::string& name, const std::string& help = {},
-                       std::vector<double> upper_bounds = Histogram::exponential_bounds(1e-4, 2.0, 21));
+                       std::vector<double> upper_bounds = Histogram::exponential_bounds(1e-4, 2.0,
+                                                                                        21));
 
   // Prometheus text exposition format (version 0.0.4).
   std::string to_prometheus() const;

@@ -47,7 +47,11 @@ bool cuda_built() noexcept {
 #endif
 }
 
-bool cuda_available() noexcept { return cached().available; }
-std::string cuda_status() { return cached().status; }
+bool cuda_available() noexcept {
+  return cached().available;
+}
+std::string cuda_status() {
+  return cached().status;
+}
 
 }  // namespace apiary::kernels

@@ -25,8 +25,9 @@ int main(int argc, char** argv) {
       ->envname("APIARY_LOG");
 
   auto& entries = command_registry();
-  std::sort(entries.begin(), entries.end(),
-            [](const auto& a, const auto& b) { return a.order < b.order || (a.order == b.order && a.name < b.name); });
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+    return a.order < b.order || (a.order == b.order && a.name < b.name);
+  });
   std::vector<std::pair<CLI::App*, std::function<int()>>> runners;
   for (auto& entry : entries) {
     auto run = entry.setup(app);
