@@ -1,0 +1,66 @@
+#pragma once
+// Swarm progress estimation — the socket-free core of the ProgressTracker.
+//
+// Every peer publishes a PeerProgress report in the DHT (its own signed
+// subkey). From the reports it can see, a peer estimates the global epoch, the
+// samples accumulated towards the target batch size, the time when the target
+// will be reached, and when to look again (sooner as the target nears, so
+// matchmaking can start ahead of time). Pure functions of their inputs.
+#include <cstdint>
+#include <span>
+#include <string>
+
+namespace apiary::optimizer {
+
+struct PeerProgress {
+  std::string peer;  // peer id (printable)
+  std::uint64_t epoch = 0;
+  std::uint64_t samples_accumulated = 0;  // since that peer's epoch began
+  double samples_per_second = 0;          // smoothed throughput
+  double report_time = 0;                 // DHT time of the report (seconds)
+  bool client_mode = false;
+};
+
+struct GlobalProgress {
+  std::uint64_t global_epoch = 0;
+  std::uint64_t samples_accumulated = 0;  // reported, by peers at global_epoch
+  double estimated_samples = 0;           // extrapolated to `now`
+  double total_samples_per_second = 0;
+  double eta = 0;             // DHT time at which the target is reached
+  double next_refresh = 0;    // DHT time of the next fetch
+  std::size_t num_peers = 0;  // reports counted (incl. client-mode)
+  bool target_reached(std::uint64_t target) const noexcept {
+    return estimated_samples >= static_cast<double>(target);
+  }
+};
+
+struct ProgressOptions {
+  double min_refresh_period = 0.5;
+  double max_refresh_period = 10.0;
+  double default_refresh_period = 3.0;
+  // Refresh at a fraction of the ETA: look again before the target could be
+  // reached, allowing for peers arriving or speeding up.
+  double expected_drift_peers = 3.0;
+  double expected_drift_rate = 0.2;
+};
+
+// `reports` should include this peer's own report. Reports older than the
+// caller's staleness limit should be filtered out before the call.
+GlobalProgress estimate_progress(std::span<const PeerProgress> reports, std::uint64_t local_epoch,
+                                 std::uint64_t target_batch_size, double now,
+                                 const ProgressOptions& options = {});
+
+// Bias-corrected exponential moving average of throughput (samples/second).
+class ThroughputEma {
+ public:
+  explicit ThroughputEma(double alpha = 0.1) : alpha_(alpha) {}
+  void update(double samples, double seconds) noexcept;
+  double samples_per_second() const noexcept;
+
+ private:
+  double alpha_;
+  double ema_ = 0;
+  double weight_ = 0;  // 1 - (1-alpha)^n, for bias correction
+};
+
+}  // namespace apiary::optimizer

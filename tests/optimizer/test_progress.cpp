@@ -1,0 +1,72 @@
+#include "optimizer/adaptive_deadline.hpp"
+#include "optimizer/progress_estimate.hpp"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+using namespace apiary::optimizer;
+
+TEST(ProgressEstimate, CountsOnlyPeersAtGlobalEpochAndExtrapolates) {
+  std::vector<PeerProgress> reports = {
+      {"a", 5, 100, 10.0, 100.0, false},
+      {"b", 5, 200, 20.0, 101.0, false},
+      {"c", 4, 999, 30.0, 101.0, false},  // behind: its samples belong to an old epoch
+  };
+  auto g = estimate_progress(reports, 4, 1000, 102.0);
+  EXPECT_EQ(g.global_epoch, 5u);
+  EXPECT_EQ(g.samples_accumulated, 300u);
+  EXPECT_DOUBLE_EQ(g.estimated_samples, 100 + 2 * 10.0 + 200 + 1 * 20.0);
+  EXPECT_DOUBLE_EQ(g.total_samples_per_second, 60.0);
+  EXPECT_NEAR(g.eta, 102.0 + (1000 - 340) / 60.0, 1e-9);
+  EXPECT_EQ(g.num_peers, 3u);
+  EXPECT_FALSE(g.target_reached(1000));
+  EXPECT_TRUE(g.target_reached(340));
+}
+
+TEST(ProgressEstimate, ClientModePeersDoNotAdvanceEpoch) {
+  std::vector<PeerProgress> reports = {{"a", 3, 10, 1.0, 0.0, false},
+                                       {"client", 9, 10, 1.0, 0.0, true}};
+  EXPECT_EQ(estimate_progress(reports, 2, 100, 0.0).global_epoch, 3u);
+}
+
+TEST(ProgressEstimate, RefreshSoonerAsTargetNears) {
+  std::vector<PeerProgress> far = {{"a", 0, 0, 10.0, 0.0, false}};
+  std::vector<PeerProgress> near = {{"a", 0, 990, 10.0, 0.0, false}};
+  auto g_far = estimate_progress(far, 0, 1000, 0.0);
+  auto g_near = estimate_progress(near, 0, 1000, 0.0);
+  EXPECT_DOUBLE_EQ(g_far.next_refresh, 10.0);  // clamped to max_refresh_period
+  EXPECT_LT(g_near.next_refresh, g_far.next_refresh);
+  EXPECT_GE(g_near.next_refresh, 0.5);  // min_refresh_period
+  auto g_none = estimate_progress({}, 0, 1000, 7.0);
+  EXPECT_DOUBLE_EQ(g_none.next_refresh, 10.0);  // default refresh 3 s
+}
+
+TEST(ThroughputEma, BiasCorrectedFromFirstSample) {
+  ThroughputEma ema(0.1);
+  EXPECT_EQ(ema.samples_per_second(), 0.0);
+  ema.update(100, 1.0);
+  EXPECT_DOUBLE_EQ(ema.samples_per_second(), 100.0);
+  for (int i = 0; i < 100; ++i) ema.update(50, 1.0);
+  EXPECT_NEAR(ema.samples_per_second(), 50.0, 0.01);
+}
+
+TEST(AdaptiveDeadline, FollowsMeasuredRoundsWithinBounds) {
+  AdaptiveDeadline d({.initial_seconds = 15,
+                      .min_seconds = 1,
+                      .max_seconds = 60,
+                      .safety_factor = 2,
+                      .quantile = 0.9,
+                      .window = 8});
+  EXPECT_DOUBLE_EQ(d.next_seconds(), 15.0);
+  for (int i = 0; i < 8; ++i) d.record_success(2.0);
+  EXPECT_DOUBLE_EQ(d.next_seconds(), 4.0);
+  for (int i = 0; i < 8; ++i) d.record_success(0.1);
+  EXPECT_DOUBLE_EQ(d.next_seconds(), 1.0);  // min bound
+  d.record_timeout();
+  EXPECT_DOUBLE_EQ(d.next_seconds(), 2.0);
+  for (int i = 0; i < 10; ++i) d.record_timeout();
+  EXPECT_DOUBLE_EQ(d.next_seconds(), 60.0);  // max bound
+  d.record_success(100.0);                   // a slow success
+  EXPECT_DOUBLE_EQ(d.next_seconds(), 60.0);
+}
