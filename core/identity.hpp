@@ -5,9 +5,9 @@
 #include "core/bytes.hpp"
 
 #include <array>
-#include <cstring>
 #include <compare>
 #include <cstddef>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -40,10 +40,17 @@ using Signature = std::array<std::uint8_t, 64>;
 class Identity {
  public:
   static Identity generate();
+  // Deterministic identity from a 32-byte Ed25519 seed (tests, reproducible runs).
+  static Identity from_seed(ByteSpan seed);
   // Refuses (Errc::permission_denied) a key file that group or others can read,
   // naming the file and the chmod that fixes it; Errc::bad_message when corrupt.
   static Identity load(const std::filesystem::path& file);
-  // Writes atomically with mode 0600; refuses to overwrite unless `overwrite`.
+  // Key file format (text, 3 lines, see core/identity.cpp):
+  //   apiary-ed25519-key v1
+  //   seed <64 hex digits: the 32-byte Ed25519 seed>
+  //   peer-id <40 hex digits, checked against the seed on load>
+  // Writes atomically with mode 0600; refuses to overwrite unless `overwrite`
+  // (Errc::failed_precondition); Errc::io_error when the file system fails.
   void save(const std::filesystem::path& file, bool overwrite = false) const;
 
   const PublicKey& public_key() const noexcept { return public_key_; }

@@ -1,0 +1,200 @@
+#include "core/tcp_connection.hpp"
+
+#include "core/log.hpp"
+#include "core/tcp_wire.hpp"
+
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/detached.hpp>
+
+#include <vector>
+
+namespace apiary {
+
+namespace {
+
+using asio::experimental::as_tuple;
+
+// A completion token that ignores the awaiting coroutine's cancellation: used
+// for writes, which must put a frame on the wire whole or not at all.
+auto uncancellable() {
+  return asio::bind_cancellation_slot(asio::cancellation_slot(), as_tuple(asio::use_awaitable));
+}
+
+constexpr std::size_t max_batch_frames = 64;
+constexpr std::size_t max_batch_bytes = 1u << 20;
+
+}  // namespace
+
+TcpConnection::TcpConnection(asio::ip::tcp::socket socket, const HandshakeResult& handshake,
+                             std::size_t max_message_size,
+                             std::optional<PeerAddress> remote_listen_address)
+    : socket_(std::move(socket)),
+      sealer_(handshake.cipher, handshake.send_key),
+      opener_(handshake.cipher, handshake.receive_key, max_message_size),
+      cipher_(handshake.cipher),
+      remote_key_(handshake.remote_key),
+      remote_peer_(handshake.remote_peer),
+      remote_listen_(std::move(remote_listen_address)) {
+  asio::error_code ec;
+  auto endpoint = socket_.remote_endpoint(ec);
+  remote_endpoint_ = ec ? std::string("?") : tcp_wire::endpoint_text(endpoint);
+}
+
+TcpConnection::~TcpConnection() {
+  asio::error_code ec;
+  socket_.close(ec);
+}
+
+Error TcpConnection::closed_error() const {
+  return Error(Errc::connection_closed, "connection to " + remote_peer_.to_string() + " at " +
+                                            remote_endpoint_ + " closed: " + close_reason_);
+}
+
+void TcpConnection::fail(const std::string& reason, bool warn) noexcept {
+  if (!open_) return;
+  if (warn) {
+    log::warn("closing connection to peer {} at {}: {}", remote_peer_.to_string(), remote_endpoint_,
+              reason);
+  } else {
+    log::debug("connection to peer {} at {} closed: {}", remote_peer_.to_string(), remote_endpoint_,
+               reason);
+  }
+  close_reason_ = reason;
+  close();
+}
+
+void TcpConnection::close() noexcept {
+  if (!open_) return;
+  open_ = false;
+  asio::error_code ec;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  for (auto& pending : queue_) {
+    pending->done = true;
+    pending->failed = true;
+    pending->wake.cancel();
+  }
+  queue_.clear();
+}
+
+asio::awaitable<void> TcpConnection::send(Bytes message) {
+  auto self = shared_from_this();
+  if (!open_) throw closed_error();
+  if (message.size() > opener_.max_message_size())
+    throw Error(Errc::resource_exhausted,
+                "message of " + std::to_string(message.size()) + " bytes exceeds the limit of " +
+                    std::to_string(opener_.max_message_size()) + " bytes");
+  Bytes frame(message.size() + frame_overhead);
+  sealer_.seal(message, frame);
+  message = Bytes();  // the plaintext is no longer needed while the frame waits
+
+  if (!writing_) {
+    // Fast path: nobody is writing, so this coroutine writes its own frame.
+    writing_ = true;
+    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(frame), uncancellable());
+    if (ec) {
+      writing_ = false;
+      fail("write failed: " + ec.message(), false);
+      throw closed_error();
+    }
+    if (!queue_.empty() && open_) {
+      asio::co_spawn(socket_.get_executor(), drain_queue(self), asio::detached);
+    } else {
+      writing_ = false;
+    }
+    co_return;
+  }
+
+  auto pending = std::make_shared<PendingWrite>(socket_.get_executor());
+  pending->frame = std::move(frame);
+  pending->wake.expires_at(asio::steady_timer::time_point::max());
+  queue_.push_back(pending);
+  if (!pending->done) co_await pending->wake.async_wait(as_tuple(asio::use_awaitable));
+  if (!pending->done) throw Error(Errc::cancelled, "send cancelled (the frame is still sent)");
+  if (pending->failed) throw closed_error();
+}
+
+// Writes queued frames, several per gathered write, until the queue is empty.
+asio::awaitable<void> TcpConnection::drain_queue(std::shared_ptr<TcpConnection> self) {
+  (void)self;  // keeps this connection alive while the writer runs
+  std::vector<std::shared_ptr<PendingWrite>> batch;
+  std::vector<asio::const_buffer> buffers;
+  while (open_ && !queue_.empty()) {
+    batch.clear();
+    buffers.clear();
+    std::size_t bytes = 0;
+    while (!queue_.empty() && batch.size() < max_batch_frames && bytes < max_batch_bytes) {
+      bytes += queue_.front()->frame.size();
+      buffers.push_back(asio::buffer(queue_.front()->frame));
+      batch.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    auto [ec, n] = co_await asio::async_write(socket_, buffers, uncancellable());
+    for (auto& pending : batch) {
+      pending->done = true;
+      pending->failed = static_cast<bool>(ec);
+      pending->frame = Bytes();
+      pending->wake.cancel();
+    }
+    if (ec) {
+      fail("write failed: " + ec.message(), false);
+      break;
+    }
+  }
+  writing_ = false;
+}
+
+asio::awaitable<Bytes> TcpConnection::receive() {
+  auto self = shared_from_this();
+  if (!open_) throw closed_error();
+  if (receiving_)
+    throw Error(Errc::failed_precondition,
+                "TcpConnection::receive called while another is pending");
+  receiving_ = true;
+  struct Reset {
+    bool& flag;
+    ~Reset() { flag = false; }
+  } reset{receiving_};
+
+  std::array<std::uint8_t, frame_header_size> header;
+  auto [ec, n] =
+      co_await asio::async_read(socket_, asio::buffer(header), as_tuple(asio::use_awaitable));
+  if (ec) {
+    if (ec == asio::error::operation_aborted && open_) {
+      if (n == 0) throw Error(Errc::cancelled, "receive cancelled");
+      fail("receive cancelled in the middle of a frame", false);
+    } else {
+      fail(ec == asio::error::eof ? std::string("closed by peer") : "read failed: " + ec.message(),
+           false);
+    }
+    throw closed_error();
+  }
+  std::size_t body_size = 0;
+  try {
+    body_size = opener_.body_size(header);  // checked before allocating
+  } catch (const Error& e) {
+    fail(e.what(), true);
+    throw closed_error();
+  }
+  Bytes body(body_size);
+  std::tie(ec, n) =
+      co_await asio::async_read(socket_, asio::buffer(body), as_tuple(asio::use_awaitable));
+  if (ec) {
+    fail(ec == asio::error::operation_aborted && open_
+             ? std::string("receive cancelled in the middle of a frame")
+         : ec == asio::error::eof ? std::string("closed by peer in the middle of a frame")
+                                  : "read failed: " + ec.message(),
+         false);
+    throw closed_error();
+  }
+  try {
+    body.resize(opener_.open(header, body));
+  } catch (const Error& e) {
+    fail(e.what(), true);
+    throw closed_error();
+  }
+  co_return body;
+}
+
+}  // namespace apiary

@@ -1,0 +1,74 @@
+#pragma once
+// One authenticated TCP connection after the handshake: AEAD frames
+// (core/frame_cipher.hpp) over an asio socket. Internal to the TCP transport
+// (core/tcp_transport.cpp); see core/transport.hpp for the Connection contract.
+//
+// Sends are sealed in call order and written by one writer (several queued
+// frames go out in one gathered write). A send that has started writing is
+// not cancellable (the frame must go out whole); a queued send may be
+// cancelled, which ends the wait but still sends the frame. A receive
+// cancelled before a byte of the next frame arrived leaves the connection
+// usable; cancelled mid-frame, it closes it. Any authentication failure,
+// oversize frame or socket error closes this connection only (logged with the
+// remote endpoint) and fails pending calls with Errc::connection_closed.
+#include "core/error.hpp"
+#include "core/frame_cipher.hpp"
+#include "core/handshake.hpp"
+#include "core/transport.hpp"
+
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace apiary {
+
+class TcpConnection final : public Connection, public std::enable_shared_from_this<TcpConnection> {
+ public:
+  TcpConnection(asio::ip::tcp::socket socket, const HandshakeResult& handshake,
+                std::size_t max_message_size, std::optional<PeerAddress> remote_listen_address);
+  ~TcpConnection() override;
+
+  const PeerId& remote_peer() const noexcept override { return remote_peer_; }
+  const PublicKey& remote_key() const noexcept override { return remote_key_; }
+  std::optional<PeerAddress> remote_listen_address() const override { return remote_listen_; }
+  asio::awaitable<void> send(Bytes message) override;
+  asio::awaitable<Bytes> receive() override;
+  void close() noexcept override;
+  bool is_open() const noexcept override { return open_; }
+
+  const std::string& remote_endpoint() const noexcept { return remote_endpoint_; }
+  CipherSuite cipher() const noexcept { return cipher_; }
+
+ private:
+  struct PendingWrite {
+    explicit PendingWrite(const asio::any_io_executor& executor) : wake(executor) {}
+    Bytes frame;
+    asio::steady_timer wake;  // cancelled when the frame is written or failed
+    bool done = false;
+    bool failed = false;
+  };
+
+  asio::awaitable<void> drain_queue(std::shared_ptr<TcpConnection> self);
+  void fail(const std::string& reason, bool warn) noexcept;
+  Error closed_error() const;
+
+  asio::ip::tcp::socket socket_;
+  FrameSealer sealer_;
+  FrameOpener opener_;
+  CipherSuite cipher_;
+  PublicKey remote_key_;
+  PeerId remote_peer_;
+  std::optional<PeerAddress> remote_listen_;
+  std::string remote_endpoint_;
+  std::deque<std::shared_ptr<PendingWrite>> queue_;
+  bool open_ = true;
+  bool writing_ = false;
+  bool receiving_ = false;
+  std::string close_reason_ = "connection closed";
+};
+
+}  // namespace apiary
