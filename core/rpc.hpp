@@ -32,9 +32,9 @@ struct CallOptions {
 };
 
 struct RequestContext {
-  PeerId peer;                                // authenticated caller
-  PublicKey key;                              // caller's public key
-  std::optional<PeerAddress> reply_address;   // where the caller listens (nullopt: client mode)
+  PeerId peer;                               // authenticated caller
+  PublicKey key;                             // caller's public key
+  std::optional<PeerAddress> reply_address;  // where the caller listens (nullopt: client mode)
 };
 
 // One direction of a stream carries a sequence of messages; the receiver grants
@@ -63,7 +63,7 @@ using StreamHandler = std::function<asio::awaitable<void>(const RequestContext&,
 
 struct RpcOptions {
   std::size_t stream_window_bytes = 4u << 20;  // per-direction credit
-  std::size_t max_pending_calls = 65536;        // per connection
+  std::size_t max_pending_calls = 65536;       // per connection
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds idle_timeout{120000};  // pooled connections unused this long are closed
 };
@@ -92,6 +92,12 @@ class RpcNode {
   // connection to `to.peer`.
   asio::awaitable<Bytes> call(const PeerAddress& to, std::string_view method, Bytes request,
                               CallOptions options = {});
+  // Makes sure a pooled connection to `to.peer` exists (dials it if needed);
+  // options.timeout bounds the dial. Lets callers time the handshake.
+  asio::awaitable<void> connect(const PeerAddress& to, CallOptions options = {});
+  // Open connections (pooled or not), for tests and status output.
+  std::size_t connection_count() const noexcept;
+
   // Opens a stream; options.timeout bounds the open only.
   asio::awaitable<StreamPtr> open_stream(const PeerAddress& to, std::string_view method,
                                          CallOptions options = {});

@@ -1,0 +1,68 @@
+#pragma once
+// A stream over an RpcConnection (internal to core/rpc*), with credit-based flow
+// control: the receiver grants the sender credit (bytes) as its application
+// reads, so at most `window` unread bytes are ever buffered per direction.
+// The initial grant equals the receiver's RpcOptions::stream_window_bytes; a
+// sender that exceeds its credit has its stream reset (resource_exhausted).
+// write() is for one coroutine at a time. Errors: throws apiary::Error.
+#include "core/rpc.hpp"
+#include "core/rpc_connection.hpp"
+#include "core/rpc_event.hpp"
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+
+namespace apiary::rpc::detail {
+
+class StreamImpl final : public Stream {
+ public:
+  StreamImpl(std::shared_ptr<RpcConnection> connection, std::uint64_t id);
+  ~StreamImpl() override;
+
+  const PeerId& peer() const noexcept override { return connection_->remote_peer(); }
+  asio::awaitable<void> write(Bytes message) override;
+  asio::awaitable<std::optional<Bytes>> read(std::chrono::milliseconds timeout) override;
+  asio::awaitable<void> close_write() override;
+  void cancel() noexcept override;
+
+  // Frame input from the connection.
+  void on_data(ByteSpan data);
+  void on_credit(std::uint64_t bytes);
+  void on_close();
+  void on_reset(Errc code, std::string_view message);
+  // The connection dropped (or the open was refused): fail waiters.
+  void fail(Errc code, std::string_view message);
+
+  // Grants the peer the initial window (sent right after open/accept).
+  void grant_initial_window();
+
+ private:
+  void grant(std::uint64_t bytes);
+  void forget_if_finished() noexcept;
+  bool finished() const noexcept { return reset_.has_value() || (write_closed_ && peer_closed_); }
+
+  std::shared_ptr<RpcConnection> connection_;
+  std::uint64_t id_;
+  std::uint64_t window_;
+
+  // Receive side.
+  std::deque<Bytes> inbox_;
+  std::uint64_t granted_total_ = 0;   // credit given to the peer so far
+  std::uint64_t received_total_ = 0;  // bytes the peer sent so far
+  std::uint64_t consumed_unacked_ = 0;
+  bool peer_closed_ = false;
+  Event readable_;
+
+  // Send side.
+  std::uint64_t credit_ = 0;
+  std::optional<std::uint64_t> peer_window_;
+  bool write_closed_ = false;
+  bool writing_ = false;
+  Event writable_;
+
+  std::optional<Error> reset_;
+};
+
+}  // namespace apiary::rpc::detail
