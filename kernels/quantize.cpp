@@ -65,10 +65,21 @@ inline float code_multiplier(float absmax) {
   return absmax > 0.0f ? 127.0f / absmax : 0.0f;
 }
 
-inline std::int8_t encode(float v, float multiplier) {
-  float r = round_even(v * multiplier);
+inline std::int8_t clamp_code(float r) {
   r = std::min(127.0f, std::max(-127.0f, r));
   return static_cast<std::int8_t>(static_cast<int>(r));
+}
+
+inline std::int8_t encode(float v, float multiplier) {
+  return clamp_code(round_even(v * multiplier));
+}
+
+// For subnormal absmax, 127/absmax overflows to inf; divide instead (rare, slow path).
+inline bool tiny_scale(float absmax) {
+  return absmax > 0.0f && absmax < FLT_MIN;
+}
+inline std::int8_t encode_tiny(float v, float absmax) {
+  return clamp_code(round_even(127.0f * (v / absmax)));
 }
 
 inline float decode(std::int8_t code, float absmax) {
@@ -120,7 +131,11 @@ void quantize_blockwise(std::span<const float> x, std::span<std::byte> out, std:
                  std::memcpy(enc, &absmax, kScaleBytes);
                  auto* __restrict codes = reinterpret_cast<std::int8_t*>(enc + kScaleBytes);
                  float multiplier = code_multiplier(absmax);
-                 for (std::size_t i = 0; i < n; ++i) codes[i] = encode(src[i], multiplier);
+                 if (tiny_scale(absmax)) {
+                   for (std::size_t i = 0; i < n; ++i) codes[i] = encode_tiny(src[i], absmax);
+                 } else {
+                   for (std::size_t i = 0; i < n; ++i) codes[i] = encode(src[i], multiplier);
+                 }
                });
   });
 }
@@ -146,7 +161,7 @@ void quantize_with_feedback(std::span<const float> x, std::span<float> residual,
           float multiplier = code_multiplier(absmax);
           for (std::size_t i = 0; i < n; ++i) {
             float y = src[i] + res[i];
-            std::int8_t code = encode(y, multiplier);
+            std::int8_t code = tiny_scale(absmax) ? encode_tiny(y, absmax) : encode(y, multiplier);
             codes[i] = code;
             res[i] = y - decode(code, absmax);
           }

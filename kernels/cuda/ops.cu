@@ -189,7 +189,10 @@ __global__ void quantize_kernel(const float* x, std::size_t n, std::byte* out,
   float multiplier = absmax > 0.0f ? __fdiv_rn(127.0f, absmax) : 0.0f;
   for (std::size_t i = threadIdx.x; i < count; i += blockDim.x) {
     float v = res ? __fadd_rn(src[i], res[i]) : src[i];
-    float r = rintf(__fmul_rn(v, multiplier));
+    // Subnormal absmax: 127/absmax is inf, so divide instead (as the CPU does).
+    float r = absmax > 0.0f && absmax < 1.17549435e-38f
+                  ? rintf(__fmul_rn(127.0f, __fdiv_rn(v, absmax)))
+                  : rintf(__fmul_rn(v, multiplier));
     r = fminf(127.0f, fmaxf(-127.0f, r));
     signed char code = static_cast<signed char>(static_cast<int>(r));
     codes[i] = code;
