@@ -1,0 +1,44 @@
+#pragma once
+// A local (single-peer) optimizer over a ParameterRegistry's flat buffers:
+// SGD (momentum/Nesterov), Adam/AdamW or LAMB from kernels/optimizer.hpp, with
+// optional gradient clipping by global norm. State buffers live on the
+// registry's device. Errors: std::invalid_argument for unknown names.
+#include "kernels/optimizer.hpp"
+#include "nn/parameters.hpp"
+
+#include <cstdint>
+#include <string>
+
+namespace apiary::nn {
+
+enum class OptimizerKind { sgd, adam, lamb };
+OptimizerKind parse_optimizer_kind(const std::string& name);  // "sgd" | "adam" | "lamb"
+std::string to_string(OptimizerKind kind);
+
+struct LocalOptimizerConfig {
+  OptimizerKind kind = OptimizerKind::adam;
+  kernels::SgdConfig sgd;
+  kernels::AdamConfig adam;
+  kernels::LambConfig lamb;
+  float clip_norm = 0.0f;  // > 0: clip gradients to this global norm first
+  void set_learning_rate(float lr);
+};
+
+class LocalOptimizer {
+ public:
+  LocalOptimizer(ParameterRegistry& registry, LocalOptimizerConfig config);
+  // Applies one step using the registry's current gradients. Returns the
+  // gradient norm when clipping is on, else 0.
+  float step();
+  std::uint64_t steps_taken() const noexcept { return step_; }
+  const LocalOptimizerConfig& config() const noexcept { return config_; }
+
+ private:
+  ParameterRegistry& registry_;
+  LocalOptimizerConfig config_;
+  std::uint64_t step_ = 0;
+  Tensor first_moment_;   // momentum buffer (SGD) or exp_avg (Adam/LAMB)
+  Tensor second_moment_;  // exp_avg_sq (Adam/LAMB)
+};
+
+}  // namespace apiary::nn
