@@ -1,0 +1,94 @@
+#include "dht/validator.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace apiary;
+using namespace apiary::dht;
+
+namespace {
+Bytes b(std::string_view s) {
+  return Bytes(s.begin(), s.end());
+}
+}  // namespace
+
+TEST(DhtValidator, UnprotectedRecordsPass) {
+  OwnerSignatureValidator v;
+  EXPECT_TRUE(v.validate(Record{b("plain"), std::nullopt, b("x"), 10}));
+  EXPECT_TRUE(v.validate(Record{b("plain"), b("sub"), b("x"), 10}));
+}
+
+TEST(DhtValidator, OwnerSignatureAcceptsOwnerAndRejectsForgeryTamperingReplay) {
+  const Identity owner = Identity::generate();
+  const Identity attacker = Identity::generate();
+  const OwnerSignatureValidator owner_signer(owner);
+  const OwnerSignatureValidator attacker_signer(attacker);
+  const OwnerSignatureValidator checker;
+  const std::string marker = OwnerSignatureValidator::owner_marker(owner.public_key());
+
+  Record record{b("progress" + marker), std::nullopt, b("epoch=7"), 1000.5};
+  owner_signer.sign(record);
+  EXPECT_TRUE(checker.validate(record));
+  EXPECT_EQ(checker.strip(record.value), b("epoch=7"));
+
+  // Forgery: the attacker cannot sign for the owner's key (sign() leaves it unsigned).
+  Record forged{b("progress" + marker), std::nullopt, b("epoch=99"), 1000.5};
+  attacker_signer.sign(forged);
+  EXPECT_FALSE(checker.validate(forged));
+
+  // Tampering with value, expiration or key breaks the signature.
+  Record tampered = record;
+  tampered.value[0] ^= 1;
+  EXPECT_FALSE(checker.validate(tampered));
+  Record later = record;
+  later.expiration = 2000;  // replay with another expiration
+  EXPECT_FALSE(checker.validate(later));
+  Record moved = record;
+  moved.key = b("other" + marker);  // replay under another key
+  EXPECT_FALSE(checker.validate(moved));
+  Record unsigned_record{b("progress" + marker), std::nullopt, b("epoch=7"), 1000.5};
+  EXPECT_FALSE(checker.validate(unsigned_record));
+}
+
+TEST(DhtValidator, SubkeyOwnerAndMalformedMarkers) {
+  const Identity owner = Identity::generate();
+  const Identity other = Identity::generate();
+  const OwnerSignatureValidator signer(owner);
+  const OwnerSignatureValidator checker;
+  Record record{b("group"), b(OwnerSignatureValidator::owner_marker(owner.public_key())), b("v"),
+                50};
+  signer.sign(record);
+  EXPECT_TRUE(checker.validate(record));
+  // Key and subkey naming different owners are refused.
+  Record mixed{b(OwnerSignatureValidator::owner_marker(other.public_key())),
+               b(OwnerSignatureValidator::owner_marker(owner.public_key())), b("v"), 50};
+  signer.sign(mixed);
+  EXPECT_FALSE(checker.validate(mixed));
+  EXPECT_FALSE(checker.validate(Record{b("[owner:zz]"), std::nullopt, b("v"), 50}));
+  EXPECT_FALSE(checker.validate(
+      Record{b("[owner:" + std::string(64, 'g') + "]"), std::nullopt, b("v"), 50}));
+}
+
+namespace {
+// Accepts only values starting with '{' (a stand-in for a schema check).
+class JsonishValidator : public RecordValidator {
+ public:
+  bool validate(const Record& r) const override { return !r.value.empty() && r.value[0] == '{'; }
+};
+}  // namespace
+
+TEST(DhtValidator, CompositeRunsEveryValidatorOnStrippedValues) {
+  const Identity owner = Identity::generate();
+  CompositeValidator composite;
+  composite.add(std::make_shared<JsonishValidator>());
+  composite.add(std::make_shared<OwnerSignatureValidator>(owner));
+  const std::string marker = OwnerSignatureValidator::owner_marker(owner.public_key());
+  Record good{b("k" + marker), std::nullopt, b("{\"a\":1}"), 10};
+  composite.sign(good);
+  EXPECT_TRUE(composite.validate(good));
+  EXPECT_EQ(composite.strip(good.value), b("{\"a\":1}"));
+  Record bad_schema{b("k" + marker), std::nullopt, b("nope"), 10};
+  composite.sign(bad_schema);
+  EXPECT_FALSE(composite.validate(bad_schema));
+  EXPECT_FALSE(composite.validate(Record{b("plain"), std::nullopt, b("nope"), 10}));
+  EXPECT_TRUE(composite.validate(Record{b("plain"), std::nullopt, b("{}"), 10}));
+}
