@@ -4,6 +4,12 @@
 // direction), random message loss handled as a disconnect, and random
 // disconnects. This kernel has no netem, so every latency/bandwidth test and
 // benchmark goes through here. Deterministic for a given seed.
+//
+// Model: the profile is this peer's access link. Outgoing and incoming messages
+// each cross it (one token bucket per direction, then latency + jitter), so a
+// call from an emulated peer to a plain one takes 2 × latency; between two
+// emulated peers latencies add up and the slower bandwidth wins. send()
+// completes once the message has left the link (backpressure).
 #include "core/transport.hpp"
 
 #include <chrono>

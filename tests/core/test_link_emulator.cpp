@@ -1,0 +1,159 @@
+// Link emulator over the in-process transport: latency, bandwidth, order,
+// random disconnects, and a late RPC response that the caller drops.
+#include "core/identity.hpp"
+#include "core/inproc_transport.hpp"
+#include "core/link_emulator.hpp"
+#include "core/metrics.hpp"
+#include "core/rpc.hpp"
+#include "tests/core/test_rpc_util.hpp"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <memory>
+
+namespace apiary {
+namespace {
+
+using namespace std::chrono_literals;
+using test::bytes_of;
+using test::run;
+using test::string_of;
+using Clock = std::chrono::steady_clock;
+
+struct Pair {
+  asio::io_context ctx;
+  std::shared_ptr<InprocNetwork> network = InprocNetwork::create(ctx.get_executor());
+  TransportPtr server = network->create_transport(Identity::generate());
+  std::deque<ConnectionPtr> accepted;
+
+  Pair() {
+    server->listen([this](ConnectionPtr c) { accepted.push_back(std::move(c)); });
+  }
+  TransportPtr shaped_client(LinkProfile profile) {
+    return make_link_emulator(network->create_transport(Identity::generate()), profile);
+  }
+};
+
+TEST(LinkEmulator, AddsConfiguredLatencyToRpcRoundTrips) {
+  Pair pair;
+  LinkProfile profile;
+  profile.latency = 20ms;
+  rpc::RpcNode server(pair.network->create_transport(Identity::generate()));
+  server.add_method(
+      "echo", [](const rpc::RequestContext&, Bytes r) -> asio::awaitable<Bytes> { co_return r; });
+  server.start();
+  rpc::RpcNode client(pair.shaped_client(profile));
+  auto measure = [](rpc::RpcNode& node, PeerAddress to) -> asio::awaitable<Clock::duration> {
+    co_await node.connect(to);
+    Clock::duration slowest{};
+    Clock::duration fastest = Clock::duration::max();
+    for (int i = 0; i < 5; ++i) {
+      const auto start = Clock::now();
+      co_await node.call(to, "echo", bytes_of("x"));
+      const auto rtt = Clock::now() - start;
+      slowest = std::max(slowest, rtt);
+      fastest = std::min(fastest, rtt);
+    }
+    // Every round trip crosses the emulated link twice.
+    if (fastest < 40ms) throw std::runtime_error("round trip faster than 2 × latency");
+    co_return slowest;
+  };
+  const auto slowest = run(pair.ctx, measure(client, server.local_address()));
+  EXPECT_LT(slowest, 60ms);
+}
+
+TEST(LinkEmulator, BandwidthCapWithinTwentyPercent) {
+  Pair pair;
+  LinkProfile profile;
+  profile.bandwidth_bytes_per_s = 8e6;
+  auto client = pair.shaped_client(profile);
+  auto transfer = [](TransportPtr client, PeerAddress to,
+                     std::deque<ConnectionPtr>& accepted) -> asio::awaitable<double> {
+    auto connection = co_await client->connect(to);
+    constexpr int count = 32;
+    constexpr std::size_t size = 64 * 1024;
+    const auto start = Clock::now();
+    auto executor = co_await asio::this_coro::executor;
+    asio::co_spawn(
+        executor,
+        [](ConnectionPtr c) -> asio::awaitable<void> {
+          for (int i = 0; i < count; ++i) co_await c->send(Bytes(size, 1));
+        }(connection),
+        asio::detached);
+    while (accepted.empty()) co_await test::sleep_for(1ms);
+    std::size_t received = 0;
+    for (int i = 0; i < count; ++i) received += (co_await accepted.front()->receive()).size();
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    co_return static_cast<double>(received) / seconds;
+  };
+  const double rate = run(pair.ctx, transfer(client, pair.server->local_address(), pair.accepted));
+  EXPECT_GT(rate, 0.8 * 8e6);
+  EXPECT_LT(rate, 1.2 * 8e6);
+}
+
+TEST(LinkEmulator, JitterKeepsOrderAndDisconnectsAreRandomButBounded) {
+  Pair pair;
+  LinkProfile profile;
+  profile.latency = 2ms;
+  profile.jitter = 5ms;
+  auto client = pair.shaped_client(profile);
+  auto ordered = [](TransportPtr client, PeerAddress to,
+                    std::deque<ConnectionPtr>& accepted) -> asio::awaitable<bool> {
+    auto connection = co_await client->connect(to);
+    for (std::uint8_t i = 0; i < 200; ++i) co_await connection->send(Bytes(1, i));
+    while (accepted.empty()) co_await test::sleep_for(1ms);
+    for (std::uint8_t i = 0; i < 200; ++i) {
+      if (co_await accepted.front()->receive() != Bytes(1, i)) co_return false;
+    }
+    co_return true;
+  };
+  EXPECT_TRUE(run(pair.ctx, ordered(client, pair.server->local_address(), pair.accepted)));
+
+  LinkProfile flaky;
+  flaky.disconnect_per_s = 20;  // mean lifetime 50 ms
+  auto flaky_client = pair.shaped_client(flaky);
+  auto lifetime = [](TransportPtr client, PeerAddress to) -> asio::awaitable<Clock::duration> {
+    auto connection = co_await client->connect(to);
+    const auto start = Clock::now();
+    try {
+      for (;;) co_await connection->receive();
+    } catch (const Error&) {
+    }
+    co_return Clock::now() - start;
+  };
+  // Exponential with mean 50 ms: 2 s is > 40 means away.
+  EXPECT_LT(run(pair.ctx, lifetime(flaky_client, pair.server->local_address()), 2s), 2s);
+}
+
+TEST(LinkEmulator, LateResponseAfterDeadlineIsDropped) {
+  Pair pair;
+  LinkProfile profile;
+  profile.latency = 60ms;
+  rpc::RpcNode server(pair.network->create_transport(Identity::generate()));
+  server.add_method(
+      "echo", [](const rpc::RequestContext&, Bytes r) -> asio::awaitable<Bytes> { co_return r; });
+  server.start();
+  rpc::RpcNode client(pair.shaped_client(profile));
+  auto& late = metrics::Registry::global().counter("apiary_rpc_late_responses_total");
+  const auto late_before = late.value();
+  auto scenario = [](rpc::RpcNode& node, PeerAddress to) -> asio::awaitable<Errc> {
+    co_await node.connect(to);
+    Errc code = Errc::ok;
+    try {
+      // The response needs 120 ms; the cancel frame reaches the server too late to stop it.
+      co_await node.call(to, "echo", bytes_of("late"), {.timeout = 80ms});
+    } catch (const Error& e) {
+      code = e.code();
+    }
+    co_await test::sleep_for(150ms);
+    // The node stays healthy after the late response.
+    if (string_of(co_await node.call(to, "echo", bytes_of("ok"))) != "ok") code = Errc::internal;
+    co_return code;
+  };
+  EXPECT_EQ(run(pair.ctx, scenario(client, server.local_address())), Errc::deadline_exceeded);
+  EXPECT_EQ(late.value(), late_before + 1);
+}
+
+}  // namespace
+}  // namespace apiary
