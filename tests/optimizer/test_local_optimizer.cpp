@@ -1,0 +1,59 @@
+#include "optimizer/local_optimizer.hpp"
+
+#include "core/error.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+using namespace apiary;
+using namespace apiary::optimizer;
+
+TEST(LocalOptimizer, ScheduleWarmsUpThenDecays) {
+  OptimizerConfig c;
+  c.lr = 0.1;
+  c.warmup_epochs = 4;
+  c.lr_decay_per_epoch = 0.5;
+  LocalOptimizer opt(c, 1);
+  EXPECT_DOUBLE_EQ(opt.learning_rate(0), 0.025);
+  EXPECT_DOUBLE_EQ(opt.learning_rate(3), 0.1);
+  EXPECT_DOUBLE_EQ(opt.learning_rate(4), 0.1);
+  EXPECT_DOUBLE_EQ(opt.learning_rate(6), 0.025);
+}
+
+TEST(LocalOptimizer, SgdMomentumMatchesFormula) {
+  OptimizerConfig c;
+  c.name = "sgd";
+  c.lr = 0.1;
+  c.momentum = 0.9;
+  LocalOptimizer opt(c, 2);
+  std::vector<float> p{1.0f, -1.0f}, g{0.5f, 1.0f};
+  opt.step(p, g, 0);  // buf = g
+  EXPECT_FLOAT_EQ(p[0], 1.0f - 0.1f * 0.5f);
+  opt.step(p, g, 0);  // buf = 0.9·g + g
+  EXPECT_FLOAT_EQ(p[0], 1.0f - 0.1f * 0.5f - 0.1f * 1.9f * 0.5f);
+  ASSERT_EQ(opt.state_buffers().size(), 1u);
+  EXPECT_FLOAT_EQ(opt.state_buffers()[0][1], 1.9f);
+}
+
+TEST(LocalOptimizer, AdamFirstStepMovesByLr) {
+  OptimizerConfig c;
+  c.name = "adam";
+  c.lr = 0.01;
+  LocalOptimizer opt(c, 3);
+  std::vector<float> p{0, 0, 0}, g{2.0f, -3.0f, 0.0f};
+  opt.step(p, g, 0);
+  // m̂ = g, v̂ = g², so the first step is -lr·sign(g).
+  EXPECT_NEAR(p[0], -0.01f, 1e-6);
+  EXPECT_NEAR(p[1], 0.01f, 1e-6);
+  EXPECT_EQ(p[2], 0.0f);
+  EXPECT_EQ(opt.steps_taken(), 1u);
+  EXPECT_EQ(opt.state_names(), (std::vector<std::string>{"exp_avg", "exp_avg_sq"}));
+}
+
+TEST(LocalOptimizer, RejectsWrongSizes) {
+  LocalOptimizer opt(OptimizerConfig{}, 4);
+  std::vector<float> p(4), g(3);
+  EXPECT_THROW(opt.step(p, g, 0), Error);
+}
