@@ -1,0 +1,210 @@
+#include "averaging/compression.hpp"
+
+#include "core/error.hpp"
+#include "kernels/convert.hpp"
+#include "kernels/quantize.hpp"
+#include "kernels/reduce.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+namespace apiary::averaging {
+namespace {
+
+static_assert(std::endian::native == std::endian::little, "wire layouts assume little-endian");
+
+void check_size(Codec codec, std::size_t bytes, std::size_t count) {
+  if (bytes != encoded_size(codec, count))
+    throw Error(Errc::bad_message, std::string(codec_name(codec)) + " payload of " +
+                                       std::to_string(bytes) + " bytes for " +
+                                       std::to_string(count) + " elements");
+}
+
+void check_alignment(ByteSpan in, std::size_t alignment) {
+  if (reinterpret_cast<std::uintptr_t>(in.data()) % alignment != 0)
+    throw Error(Errc::internal, "codec payload is not aligned");
+}
+
+// Payload bytes viewed as the element type they carry (in-place, no copy). The
+// wire buffers come from operator new and payloads sit at aligned offsets.
+template <typename T>
+std::span<const T> view_as(ByteSpan in) {
+  check_alignment(in, alignof(T));
+  return {reinterpret_cast<const T*>(in.data()), in.size() / sizeof(T)};
+}
+template <typename T>
+std::span<T> view_as_mutable(MutableByteSpan out) {
+  if (reinterpret_cast<std::uintptr_t>(out.data()) % alignof(T) != 0)
+    throw Error(Errc::internal, "codec buffer is not aligned");
+  return {reinterpret_cast<T*>(out.data()), out.size() / sizeof(T)};
+}
+
+std::span<const std::byte> as_std_bytes(ByteSpan in) {
+  return {reinterpret_cast<const std::byte*>(in.data()), in.size()};
+}
+
+}  // namespace
+
+std::string_view codec_name(Codec codec) noexcept {
+  switch (codec) {
+    case Codec::none:
+      return "none";
+    case Codec::fp16:
+      return "fp16";
+    case Codec::bf16:
+      return "bf16";
+    case Codec::blockwise8:
+      return "8bit";
+  }
+  return "unknown";
+}
+
+std::optional<Codec> parse_codec(std::string_view name) noexcept {
+  if (name == "none" || name == "fp32") return Codec::none;
+  if (name == "fp16") return Codec::fp16;
+  if (name == "bf16") return Codec::bf16;
+  if (name == "8bit" || name == "blockwise8") return Codec::blockwise8;
+  return std::nullopt;
+}
+
+std::optional<Codec> codec_from_byte(std::uint8_t value) noexcept {
+  if (value > static_cast<std::uint8_t>(Codec::blockwise8)) return std::nullopt;
+  return static_cast<Codec>(value);
+}
+
+bool is_lossy(Codec codec) noexcept {
+  return codec != Codec::none;
+}
+
+std::size_t encoded_size(Codec codec, std::size_t count) noexcept {
+  switch (codec) {
+    case Codec::none:
+      return count * sizeof(float);
+    case Codec::fp16:
+    case Codec::bf16:
+      return count * 2;
+    case Codec::blockwise8:
+      return kernels::quantized_size(count, blockwise8_block);
+  }
+  return 0;
+}
+
+void encode(Codec codec, std::span<const float> in, MutableByteSpan out) {
+  if (out.size() != encoded_size(codec, in.size()))
+    throw Error(Errc::invalid_argument, "encode: output buffer has the wrong size");
+  try {
+    switch (codec) {
+      case Codec::none:
+        if (!in.empty()) std::memcpy(out.data(), in.data(), in.size_bytes());
+        return;
+      case Codec::fp16:
+        kernels::to_fp16(in, view_as_mutable<std::uint16_t>(out));
+        return;
+      case Codec::bf16:
+        kernels::to_bf16(in, view_as_mutable<std::uint16_t>(out));
+        return;
+      case Codec::blockwise8:
+        kernels::quantize_blockwise(in, {reinterpret_cast<std::byte*>(out.data()), out.size()},
+                                    blockwise8_block);
+        return;
+    }
+  } catch (const std::invalid_argument& e) {
+    throw Error(Errc::invalid_argument, std::string("encode: ") + e.what());
+  }
+  throw Error(Errc::invalid_argument, "encode: unknown codec");
+}
+
+void encode_append(Codec codec, std::span<const float> in, Bytes& out) {
+  const std::size_t start = out.size();
+  out.resize(start + encoded_size(codec, in.size()));
+  encode(codec, in, MutableByteSpan(out).subspan(start));
+}
+
+void decode(Codec codec, ByteSpan in, std::span<float> out) {
+  check_size(codec, in.size(), out.size());
+  try {
+    switch (codec) {
+      case Codec::none:
+        if (!out.empty()) std::memcpy(out.data(), in.data(), in.size());
+        return;
+      case Codec::fp16:
+        kernels::from_fp16(view_as<std::uint16_t>(in), out);
+        return;
+      case Codec::bf16:
+        kernels::from_bf16(view_as<std::uint16_t>(in), out);
+        return;
+      case Codec::blockwise8:
+        kernels::dequantize_blockwise(as_std_bytes(in), out, blockwise8_block);
+        return;
+    }
+  } catch (const std::invalid_argument& e) {
+    throw Error(Errc::bad_message, std::string("decode: ") + e.what());
+  }
+  throw Error(Errc::bad_message, "decode: unknown codec");
+}
+
+void decode_accumulate(Codec codec, ByteSpan in, float weight, std::span<float> acc) {
+  check_size(codec, in.size(), acc.size());
+  try {
+    switch (codec) {
+      case Codec::none:
+        kernels::weighted_accumulate(acc, view_as<float>(in), weight);
+        return;
+      case Codec::fp16:
+      case Codec::bf16: {
+        std::vector<float> decoded(acc.size());
+        decode(codec, in, decoded);
+        kernels::weighted_accumulate(acc, decoded, weight);
+        return;
+      }
+      case Codec::blockwise8:
+        kernels::dequantize_accumulate(as_std_bytes(in), acc, weight, blockwise8_block);
+        return;
+    }
+  } catch (const std::invalid_argument& e) {
+    throw Error(Errc::bad_message, std::string("decode: ") + e.what());
+  }
+  throw Error(Errc::bad_message, "decode: unknown codec");
+}
+
+void encode_with_feedback(Codec codec, std::span<const float> values, std::span<float> residual,
+                          Bytes& out) {
+  if (residual.size() != values.size())
+    throw Error(Errc::invalid_argument, "encode_with_feedback: residual size mismatch");
+  if (!is_lossy(codec)) {
+    std::fill(residual.begin(), residual.end(), 0.0f);
+    encode_append(codec, values, out);
+    return;
+  }
+  // residual := values + residual (what we want to transmit) ...
+  kernels::weighted_accumulate(residual, values, 1.0f);
+  const std::size_t start = out.size();
+  encode_append(codec, residual, out);
+  // ... then residual := wanted − transmitted.
+  decode_accumulate(codec, ByteSpan(out).subspan(start), -1.0f, residual);
+}
+
+Codec CompressionPolicy::codec_for(std::size_t tensor_index, std::size_t tensor_elements) const {
+  if (tensor_index < per_tensor.size() && per_tensor[tensor_index])
+    return *per_tensor[tensor_index];
+  return tensor_elements < min_compressed_elements ? Codec::none : codec;
+}
+
+}  // namespace apiary::averaging
+
+namespace apiary::averaging {
+void validate_payload(Codec codec, ByteSpan payload, std::size_t count) {
+  check_size(codec, payload.size(), count);
+  if (codec != Codec::blockwise8) return;
+  for (std::size_t offset = 0; offset < payload.size(); offset += 4 + blockwise8_block) {
+    float absmax;
+    std::memcpy(&absmax, payload.data() + offset, 4);
+    if (!std::isfinite(absmax) || absmax < 0)
+      throw Error(Errc::bad_message, "8-bit payload with an invalid block scale");
+  }
+}
+}  // namespace apiary::averaging
