@@ -1,0 +1,99 @@
+#pragma once
+// MixtureOfExperts: a layer whose experts live anywhere (other processes, other
+// machines). For each input row a linear gate scores every coordinate of every
+// grid dimension; beam search (experts/beam_search.hpp) picks the k_best
+// declared experts with the highest summed scores; the rows are sent to their
+// experts (one call per expert with all its rows; servers re-batch), and the
+// answers are combined:
+//
+//  - softmax_top_k: output = Σ softmax(score of the experts that answered) · expert output.
+//    Experts that fail, time out or return non-finite values are masked out.
+//  - switch_top1 (Switch Transformer style): per-dimension softmax gate
+//    probabilities p_d; an expert's probability is Π_d p_d[coord_d]; usually
+//    k_best = 1, output = Σ probability · expert output, plus a load-balancing
+//    loss Σ_d size_d · Σ_i f_{d,i} · mean_rows p_d[i] (f = share of rows whose
+//    top choice has coordinate i in dimension d), to be added to the training loss.
+//
+// A forward pass succeeds while every row has at least k_min answers: the layer
+// waits for all calls until forward_timeout, but stops early once every row has
+// k_min answers and timeout_after_k_min more has passed. backward() returns
+// d loss / d input, accumulates the gate's gradients (the caller's optimizer
+// steps them), and sends each answering expert its share of the output
+// gradient — the experts update themselves.
+//
+// Threading: one layer per user thread; forward/backward block that thread.
+// Errors: throws apiary::Error — invalid_argument for inputs of the wrong
+// shape, unavailable when some row has fewer than k_min (backward_k_min) answers.
+#include "experts/beam_search.hpp"
+#include "experts/expert_handle.hpp"
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace apiary::experts {
+
+enum class GatingMode { softmax_top_k, switch_top1 };
+
+struct MoeConfig {
+  std::size_t in_features = 0;
+  std::size_t out_features = 0;
+  std::string uid_prefix = "ffn.";
+  std::vector<std::size_t> grid;
+  GatingMode mode = GatingMode::softmax_top_k;
+  std::size_t k_best = 4;
+  std::size_t k_min = 1;
+  std::size_t backward_k_min = 1;
+  std::chrono::milliseconds forward_timeout{10000};
+  std::chrono::milliseconds timeout_after_k_min{1000};
+  std::chrono::milliseconds backward_timeout{10000};
+  BeamSearchOptions beam{};
+  std::uint64_t seed = 0;  // gate initialisation
+};
+
+// Turns a directory entry into something callable (LocalExpert, RemoteExpert…).
+using ExpertResolver = std::function<ExpertHandlePtr(const ExpertInfo&)>;
+
+struct MoeContext;
+
+struct MoeForward {
+  HostTensor output;
+  float balancing_loss = 0.0f;          // switch_top1 only
+  std::vector<std::size_t> answered;    // experts that answered, per row
+  std::shared_ptr<MoeContext> context;  // what backward() needs
+};
+
+class MixtureOfExperts {
+ public:
+  MixtureOfExperts(MoeConfig config, ExpertDirectory& directory, ExpertResolver resolver);
+  ~MixtureOfExperts();
+
+  MoeForward forward(const HostTensor& input);
+  // `balancing_loss_weight` is d loss / d balancing_loss (switch_top1).
+  HostTensor backward(const MoeForward& forward, const HostTensor& grad_output,
+                      float balancing_loss_weight = 0.0f);
+
+  // Gate parameters [W (in × Σgrid) | b (Σgrid)] and their accumulated gradients.
+  std::span<float> gate_parameters() noexcept { return gate_params_; }
+  std::span<const float> gate_gradients() const noexcept { return gate_grads_; }
+  void zero_gate_gradients();
+  const MoeConfig& config() const noexcept { return config_; }
+  BeamSearcher& searcher() noexcept { return searcher_; }
+
+ private:
+  ExpertHandlePtr handle_for(const ExpertInfo& info);
+
+  MoeConfig config_;
+  std::size_t gate_width_ = 0;  // Σ grid
+  std::vector<std::size_t> grid_offsets_;
+  BeamSearcher searcher_;
+  ExpertResolver resolver_;
+  std::map<std::string, std::pair<ExpertInfo, ExpertHandlePtr>> handles_;
+  std::vector<float> gate_params_;
+  std::vector<float> gate_grads_;
+};
+
+}  // namespace apiary::experts
