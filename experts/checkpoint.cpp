@@ -28,16 +28,21 @@ struct Fd {
   }
 };
 
+// Appends raw bytes (resize + memcpy: GCC 12 misreads vector::insert of small ranges).
+void put_raw(Bytes& out, const void* data, std::size_t size) {
+  const auto at = out.size();
+  out.resize(at + size);
+  if (size > 0) std::memcpy(out.data() + at, data, size);
+}
+
 template <typename T>
 void put(Bytes& out, const T& value) {
-  auto* p = reinterpret_cast<const std::uint8_t*>(&value);
-  out.insert(out.end(), p, p + sizeof(T));
+  put_raw(out, &value, sizeof(T));
 }
 
 void put_floats(Bytes& out, const std::vector<float>& values) {
   put<std::uint64_t>(out, values.size());
-  auto* p = reinterpret_cast<const std::uint8_t*>(values.data());
-  out.insert(out.end(), p, p + values.size() * sizeof(float));
+  put_raw(out, values.data(), values.size() * sizeof(float));
 }
 
 class Cursor {
@@ -112,14 +117,14 @@ void write_file_atomically(const std::filesystem::path& file, ByteSpan bytes) {
 Bytes encode_expert_state(const std::string& uid, const ExpertState& state) {
   Bytes out;
   out.reserve(64 + uid.size() + 4 * (state.parameters.size() + state.optimizer_state.size()));
-  out.insert(out.end(), std::begin(kMagic), std::end(kMagic));
+  put_raw(out, kMagic, sizeof(kMagic));
   put<std::uint32_t>(out, static_cast<std::uint32_t>(uid.size()));
-  out.insert(out.end(), uid.begin(), uid.end());
+  put_raw(out, uid.data(), uid.size());
   put<std::uint64_t>(out, state.update_count);
   put_floats(out, state.parameters);
   put_floats(out, state.optimizer_state);
   auto digest = hash256(out);
-  out.insert(out.end(), digest.begin(), digest.end());
+  put_raw(out, digest.data(), digest.size());
   return out;
 }
 
