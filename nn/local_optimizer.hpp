@@ -31,6 +31,8 @@ class LocalOptimizer {
   // gradient norm when clipping is on, else 0.
   float step();
   std::uint64_t steps_taken() const noexcept { return step_; }
+  // For schedules: changes the learning rate of the following steps.
+  void set_learning_rate(float lr) { config_.set_learning_rate(lr); }
   const LocalOptimizerConfig& config() const noexcept { return config_; }
 
  private:

@@ -1,6 +1,8 @@
 #include "nn/solo_training.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 namespace apiary::nn {
@@ -57,6 +59,12 @@ std::vector<EpochReport> train_solo(const SoloTrainConfig& config, const Dataset
   BatchIterator batches(train, config.batch_size, config.seed, /*drop_last=*/false);
   std::vector<EpochReport> reports;
   Batch batch;
+  std::size_t steps_per_epoch = batches.batches_per_epoch();
+  if (config.max_steps_per_epoch > 0) {
+    steps_per_epoch = std::min(steps_per_epoch, config.max_steps_per_epoch);
+  }
+  const double total_steps = static_cast<double>(steps_per_epoch * config.epochs);
+  std::size_t global_step = 0;
   for (std::size_t epoch = 0; epoch < config.epochs; ++epoch) {
     batches.start_epoch(epoch);
     EpochReport report;
@@ -68,7 +76,13 @@ std::vector<EpochReport> train_solo(const SoloTrainConfig& config, const Dataset
            batches.next(batch)) {
       Tensor images = config.device == Device::cpu ? batch.images : batch.images.to(config.device);
       loss_sum += model.forward_backward(images, labels_tensor(batch.labels, config.device));
+      if (config.cosine_schedule && total_steps > 0) {
+        double progress = static_cast<double>(global_step) / total_steps;
+        optimizer.set_learning_rate(
+            static_cast<float>(0.5 * config.learning_rate * (1.0 + std::cos(M_PI * progress))));
+      }
       optimizer.step();
+      ++global_step;
       ++report.steps;
       samples += batch.labels.size();
     }

@@ -24,6 +24,8 @@ struct SoloTrainConfig {
   Device device = Device::cpu;
   std::string data_dir = kFashionMnistDir;
   std::size_t max_steps_per_epoch = 0;  // 0: the whole epoch (tests use fewer)
+  // Cosine decay of the learning rate from learning_rate to 0 over all steps.
+  bool cosine_schedule = true;
 };
 
 struct EpochReport {
