@@ -164,3 +164,29 @@ TEST(Quantize, ThreadedEncodingIsIdentical) {
   set_cpu_threads(saved);
   EXPECT_TRUE(a == b);
 }
+
+TEST(Quantize, MatchesScalarReference) {
+  // The vectorized CPU loops must give exactly the documented formulas
+  // (peers with other builds and the CUDA path rely on it).
+  auto x = random_values(3000, 31, 2.0f);
+  x[10] = 63.5f / 127.0f * 2.0f;  // a tie (code 63.5 → 64) if absmax were 2
+  const std::size_t block = 1000;
+  std::vector<std::byte> enc(quantized_size(x.size(), block));
+  quantize_blockwise(x, enc, block);
+  std::vector<float> decoded(x.size());
+  dequantize_blockwise(enc, decoded, block);
+  for (std::size_t b = 0; b < 3; ++b) {
+    float absmax = 0.0f;
+    for (std::size_t i = b * block; i < (b + 1) * block; ++i)
+      absmax = std::max(absmax, std::fabs(x[i]));
+    float stored;
+    std::memcpy(&stored, enc.data() + b * (block + 4), 4);
+    ASSERT_EQ(stored, absmax);
+    const float multiplier = 127.0f / absmax;
+    for (std::size_t i = b * block; i < (b + 1) * block; ++i) {
+      auto code = static_cast<std::int8_t>(enc[b * (block + 4) + 4 + (i - b * block)]);
+      ASSERT_EQ(code, static_cast<std::int8_t>(std::nearbyint(x[i] * multiplier))) << i;
+      ASSERT_EQ(decoded[i], absmax * (static_cast<float>(code) / 127.0f)) << i;
+    }
+  }
+}
