@@ -1,0 +1,93 @@
+#include "optimizer/progress_tracker.hpp"
+
+#include "core/codec.hpp"
+#include "core/log.hpp"
+#include "dht/validator.hpp"
+
+namespace apiary::optimizer {
+
+ProgressTracker::ProgressTracker(std::shared_ptr<dht::DhtNode> dht, PublicKey own_key,
+                                 std::string run, std::uint64_t target_batch_size,
+                                 ProgressOptions options, double report_ttl)
+    : dht_(std::move(dht)),
+      own_key_(own_key),
+      run_(std::move(run)),
+      target_(target_batch_size),
+      options_(options),
+      report_ttl_(report_ttl) {}
+
+Bytes ProgressTracker::key() const {
+  const std::string k = run_ + ".progress";
+  return Bytes(k.begin(), k.end());
+}
+
+Bytes ProgressTracker::encode(const PeerProgress& p) {
+  codec::Writer w;
+  w.array(5)
+      .uint(p.epoch)
+      .uint(p.samples_accumulated)
+      .f64(p.samples_per_second)
+      .f64(p.report_time)
+      .boolean(p.client_mode);
+  return w.take();
+}
+
+std::optional<PeerProgress> ProgressTracker::decode(ByteSpan value) {
+  try {
+    auto doc = codec::parse(value);
+    auto a = doc.root().array("progress", 5, 5);
+    PeerProgress p;
+    p.epoch = a.next().uint("progress.epoch");
+    p.samples_accumulated = a.next().uint("progress.samples");
+    p.samples_per_second = a.next().f64("progress.samples_per_second");
+    p.report_time = a.next().f64("progress.time");
+    p.client_mode = a.next().boolean("progress.client_mode");
+    if (p.samples_per_second < 0 || p.samples_per_second > 1e12) return std::nullopt;
+    return p;
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+}
+
+std::optional<PeerId> ProgressTracker::owner_of(ByteSpan subkey) {
+  const std::string_view s = as_string_view(subkey);
+  constexpr std::string_view prefix = "[owner:";
+  if (s.size() != prefix.size() + 64 + 1 || !s.starts_with(prefix) || s.back() != ']')
+    return std::nullopt;
+  auto bytes = from_hex(s.substr(prefix.size(), 64));
+  if (!bytes || bytes->size() != PublicKey::size) return std::nullopt;
+  PublicKey key;
+  std::copy(bytes->begin(), bytes->end(), key.bytes.begin());
+  return key.peer_id();
+}
+
+asio::awaitable<bool> ProgressTracker::publish(PeerProgress local) {
+  const std::string marker = dht::OwnerSignatureValidator::owner_marker(own_key_);
+  auto result = co_await dht_->store(key(), Bytes(marker.begin(), marker.end()), encode(local),
+                                     local.report_time + report_ttl_);
+  if (!result.ok()) log::debug("progress report not stored: {}", result.reason());
+  co_return result.ok();
+}
+
+asio::awaitable<GlobalProgress> ProgressTracker::refresh(std::uint64_t local_epoch) {
+  auto found = co_await dht_->get(key(), /*latest=*/true);
+  const double now = dht::system_dht_time();
+  reports_.clear();
+  if (found && found->is_dictionary) {
+    for (const auto& [subkey, entry] : found->subkeys) {
+      if (entry.expiration <= now) continue;
+      auto peer = owner_of(subkey);
+      auto progress = decode(entry.value);
+      if (!peer || !progress) {
+        log::debug("skipping a malformed progress report");
+        continue;
+      }
+      progress->peer = peer->to_string();
+      reports_.push_back(std::move(*progress));
+    }
+  }
+  estimate_ = estimate_progress(reports_, local_epoch, target_, now, options_);
+  co_return *estimate_;
+}
+
+}  // namespace apiary::optimizer

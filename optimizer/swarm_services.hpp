@@ -1,0 +1,63 @@
+#pragma once
+// What the collaborative optimizer needs from the swarm, as a narrow interface.
+//
+// The optimizer's logic (when to average, what to do when averaging fails,
+// when to catch up) is written against this interface so it can be tested
+// with an in-memory fake (tests/optimizer) and run over the real network
+// through optimizer/swarm.hpp (DHT progress tracker, matchmaking, butterfly
+// all-reduce, state download). Every method may be called from the training
+// thread; implementations hand network work to their own thread.
+// Errors: none thrown for remote failures — they come back as outcomes.
+#include "optimizer/progress_estimate.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace apiary::optimizer {
+
+struct AveragingOutcome {
+  bool ok = false;
+  std::size_t group_size = 1;  // peers whose contribution is in the result (incl. this one)
+  std::vector<std::string> failed_peers;
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t bytes_received = 0;
+  double seconds = 0;  // matchmaking + all-reduce
+  std::string error;   // why it failed, when !ok
+};
+
+// Everything a late joiner needs to resume: parameters, optimizer statistics
+// and counters, in a fixed order agreed by the run configuration.
+struct StateSnapshot {
+  std::uint64_t epoch = 0;
+  std::uint64_t optimizer_steps = 0;
+  std::vector<std::vector<float>> tensors;  // [params, optimizer state buffers…]
+};
+
+class SwarmServices {
+ public:
+  virtual ~SwarmServices() = default;
+
+  // Publishes this peer's progress (asynchronously; returns at once).
+  virtual void report_progress(const PeerProgress& local) = 0;
+  // The newest estimate of the swarm's progress (refreshed in the background
+  // on the estimate's own schedule; never blocks on the network).
+  virtual GlobalProgress global_progress(std::uint64_t local_epoch) = 0;
+  // Averages `tensors` in place with whoever averages under `group_key`,
+  // weighted by `weight` (0: take the average without contributing). Blocks
+  // until done or `timeout`; on failure the tensors keep their local values.
+  virtual AveragingOutcome average(const std::string& group_key,
+                                   std::vector<std::span<float>> tensors, float weight,
+                                   std::chrono::duration<double> timeout) = 0;
+  // Downloads the newest state with epoch ≥ min_epoch from peers; nullopt if none.
+  virtual std::optional<StateSnapshot> download_state(std::uint64_t min_epoch,
+                                                      std::chrono::duration<double> timeout) = 0;
+  // Offers this peer's state to joiners; `snapshot` is called on demand (any thread).
+  virtual void serve_state(std::function<StateSnapshot()> snapshot) = 0;
+};
+
+}  // namespace apiary::optimizer
