@@ -1,0 +1,97 @@
+// `apiary node`: a bare peer on the encrypted transport that answers "ping".
+// Prints its address (apiary://<id>@<host>:<port>) as the first stdout line and
+// runs until SIGINT/SIGTERM. Used by `make demo` and the integration tests.
+#include "core/identity.hpp"
+#include "core/log.hpp"
+#include "core/rpc.hpp"
+#include "core/tcp_transport.hpp"
+#include "tools/command.hpp"
+
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+namespace apiary::tools {
+namespace {
+
+struct NodeOptions {
+  std::string listen = "127.0.0.1:0";
+  std::string identity_file;
+};
+
+// "HOST:PORT" or "[IPv6]:PORT".
+TcpEndpoint parse_listen(const std::string& text) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon + 1 == text.size()) {
+    throw Error(Errc::invalid_argument, "--listen " + text + ": expected HOST:PORT");
+  }
+  std::string host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host.empty()) throw Error(Errc::invalid_argument, "--listen " + text + ": empty host");
+  unsigned long port = 0;
+  try {
+    std::size_t used = 0;
+    port = std::stoul(text.substr(colon + 1), &used);
+    if (used != text.size() - colon - 1) throw std::invalid_argument("trailing");
+  } catch (const std::exception&) {
+    throw Error(Errc::invalid_argument, "--listen " + text + ": port is not a number");
+  }
+  if (port > 65535) throw Error(Errc::invalid_argument, "--listen " + text + ": port > 65535");
+  return TcpEndpoint{host, static_cast<std::uint16_t>(port)};
+}
+
+// Loads the key file, or creates it (mode 0600) on first use; ephemeral without a file.
+Identity load_identity(const std::string& file) {
+  if (file.empty()) return Identity::generate();
+  if (std::filesystem::exists(file)) return Identity::load(file);
+  auto identity = Identity::generate();
+  identity.save(file);
+  log::info("created identity {} in {}", identity.peer_id().to_string(), file);
+  return identity;
+}
+
+int run_node(const NodeOptions& options) {
+  const TcpEndpoint endpoint = parse_listen(options.listen);
+  const Identity identity = load_identity(options.identity_file);
+  asio::io_context ctx;
+  rpc::RpcNode node(make_tcp_transport(ctx.get_executor(), identity, endpoint));
+  node.add_method("ping", [](const rpc::RequestContext&, Bytes payload) -> asio::awaitable<Bytes> {
+    co_return payload;
+  });
+  node.start();
+  std::printf("%s\n", node.local_address().to_string().c_str());
+  std::fflush(stdout);
+  log::info("node {} listening", node.local_address().to_string());
+
+  asio::signal_set signals(ctx, SIGINT, SIGTERM);
+  signals.async_wait([&](std::error_code ec, int signal_number) {
+    if (ec) return;
+    log::info("signal {}: stopping", signal_number);
+    node.stop();
+    ctx.stop();
+  });
+  ctx.run();
+  return 0;
+}
+
+const Registration registration{
+    "node", 20, [](CLI::App& app) -> std::function<int()> {
+      auto options = std::make_shared<NodeOptions>();
+      auto* cmd = app.add_subcommand(
+          "node", "Run a bare peer that answers pings (prints its address first)");
+      cmd->add_option("--listen", options->listen, "HOST:PORT to listen on (port 0: any free)")
+          ->capture_default_str();
+      cmd->add_option("--identity", options->identity_file,
+                      "key file (created with mode 0600 if missing; default: ephemeral key)");
+      return [options] { return run_node(*options); };
+    }};
+
+}  // namespace
+}  // namespace apiary::tools
