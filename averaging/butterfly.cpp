@@ -98,7 +98,8 @@ std::string key_of(ByteSpan group_id) {
 
 // Time left until `deadline`, capped, at least 1 ms (a zero timeout would mean "now").
 std::chrono::milliseconds time_left(Clock::time_point deadline, std::chrono::milliseconds cap) {
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  // Rounded up, so a wait never ends just before the deadline it serves.
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
   return std::clamp(left, std::chrono::milliseconds{1},
                     std::max(cap, std::chrono::milliseconds{1}));
 }
@@ -188,38 +189,20 @@ class Round : public std::enable_shared_from_this<Round> {
       throw Error(Errc::invalid_argument, "sender is already connected");
     if (!reducer_->is_active(sender))
       throw Error(Errc::failed_precondition, "sender was excluded from this round");
-    ++handlers_;
     senders_[sender].connected = true;
     senders_[sender].stream = stream;
     changed_.notify_all();
-    TaskGroup writer(executor_);
-    writer.spawn(write_results(self, sender, stream));
+    // The RPC layer cancels this handler when the connection drops, at any
+    // co_await. The reader and the writer therefore run as tasks of the round
+    // (counted in handlers_ until they end), and this handler only waits.
+    TaskGroup tasks(executor_);
+    tasks.spawn(read_chunks(self, sender, stream));
+    tasks.spawn(write_results(self, sender, stream));
     try {
-      while (reducer_->is_active(sender) && !expired_) {
-        auto message = co_await stream->read(time_left(deadline_, options_.sender_timeout));
-        if (!message) {
-          if (reducer_->delivered(sender) < reducer_->num_chunks())
-            exclude_sender(sender, "closed its stream before sending every chunk");
-          break;
-        }
-        result_.bytes_received += message->size();
-        const ChunkHeader header = parse_chunk_header(*message);
-        if (header.index >= plan_.part(me_).chunks.size())
-          throw Error(Errc::bad_message, "chunk index out of range");
-        validate_payload(header.codec, ByteSpan(*message).subspan(kChunkHeaderBytes),
-                         plan_.part(me_).chunks[header.index].count);
-        Contribution contribution;
-        contribution.codec = header.codec;
-        contribution.owned = std::move(*message);
-        contribution.payload_offset = kChunkHeaderBytes;
-        on_completed(reducer_->add(sender, header.index, std::move(contribution)));
-      }
-    } catch (const Error& e) {
-      exclude_sender(sender, e.what());
+      co_await tasks.wait();
+    } catch (...) {
+      exclude_sender(sender, "its connection dropped");
     }
-    co_await writer.wait();
-    --handlers_;
-    changed_.notify_all();
   }
 
  private:
@@ -297,9 +280,53 @@ class Round : public std::enable_shared_from_this<Round> {
   }
 
   // Reducer side: sends averaged chunks to one sender in chunk order.
-  asio::awaitable<void> write_results([[maybe_unused]] std::shared_ptr<Round> self,
-                                      std::size_t sender, rpc::StreamPtr stream) {
+  // Counts a reducer-side task in handlers_ for as long as it lives.
+  struct HandlerGuard {
+    Round& round;
+    explicit HandlerGuard(Round& r) : round(r) { ++round.handlers_; }
+    ~HandlerGuard() {
+      --round.handlers_;
+      round.changed_.notify_all();
+    }
+  };
+
+  // Reducer side: reads one sender's chunks into the reducer.
+  asio::awaitable<void> read_chunks(std::shared_ptr<Round> self, std::size_t sender,
+                                    rpc::StreamPtr stream) {
+    HandlerGuard guard(*self);
     try {
+      while (reducer_->is_active(sender) && !expired_) {
+        auto message = co_await stream->read(time_left(deadline_, options_.sender_timeout));
+        if (!message) {
+          if (reducer_->delivered(sender) < reducer_->num_chunks())
+            exclude_sender(sender, "closed its stream before sending every chunk");
+          break;
+        }
+        result_.bytes_received += message->size();
+        const ChunkHeader header = parse_chunk_header(*message);
+        if (header.index >= plan_.part(me_).chunks.size())
+          throw Error(Errc::bad_message, "chunk index out of range");
+        validate_payload(header.codec, ByteSpan(*message).subspan(kChunkHeaderBytes),
+                         plan_.part(me_).chunks[header.index].count);
+        Contribution contribution;
+        contribution.codec = header.codec;
+        contribution.owned = std::move(*message);
+        contribution.payload_offset = kChunkHeaderBytes;
+        on_completed(reducer_->add(sender, header.index, std::move(contribution)));
+      }
+    } catch (const std::exception& e) {
+      exclude_sender(sender, e.what());
+    }
+  }
+
+  // Reducer side: accepts the stream, then sends averaged chunks in chunk order.
+  asio::awaitable<void> write_results(std::shared_ptr<Round> self, std::size_t sender,
+                                      rpc::StreamPtr stream) {
+    HandlerGuard guard(*self);
+    try {
+      Bytes accepted(1, kStreamAccepted);
+      co_await stream->write(std::move(accepted));
+      result_.bytes_sent += 1;
       std::size_t next = 0;
       while (next < results_.size()) {
         if (!reducer_->is_active(sender) || expired_) co_return;
@@ -316,7 +343,7 @@ class Round : public std::enable_shared_from_this<Round> {
         ++next;
       }
       co_await stream->close_write();
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {
       exclude_sender(sender, std::string("writing results failed: ") + e.what());
     }
   }
@@ -381,6 +408,11 @@ class Round : public std::enable_shared_from_this<Round> {
       std::vector<bool> got(part.chunks.size(), false);
       std::exception_ptr read_error;
       try {
+        // The reducer confirms it runs this round (or the stream fails) in time.
+        auto accepted = co_await stream->read(time_left(deadline_, options_.connect_timeout));
+        if (!accepted || accepted->size() != 1 || (*accepted)[0] != kStreamAccepted)
+          throw Error(Errc::bad_message, "reducer did not accept the stream");
+        result_.bytes_received += 1;
         while (received < part.chunks.size()) {
           auto message = co_await stream->read(time_left(deadline_, kNoCap));
           if (!message) break;
@@ -406,6 +438,7 @@ class Round : public std::enable_shared_from_this<Round> {
       if (progress->failed && received < part.chunks.size())
         throw Error(Errc::unavailable, "sending the part failed");
     } catch (const std::exception& e) {
+      if (Clock::now() >= deadline_) result_.deadline_hit = true;
       if (!expired_) {
         log::debug("all-reduce: reducer {} failed: {}", peer_of(r).to_string(), e.what());
         failed_.insert(peer_of(r));
@@ -496,7 +529,7 @@ struct AllReduceService::State {
 namespace {
 
 asio::awaitable<void> handle_stream(std::shared_ptr<AllReduceService::State> state,
-                                    const rpc::RequestContext& context, rpc::StreamPtr stream);
+                                    rpc::RequestContext context, rpc::StreamPtr stream);
 
 }  // namespace
 
@@ -514,7 +547,7 @@ AllReduceService::~AllReduceService() = default;
 namespace {
 
 asio::awaitable<void> handle_stream(std::shared_ptr<AllReduceService::State> state,
-                                    const rpc::RequestContext& context, rpc::StreamPtr stream) {
+                                    rpc::RequestContext context, rpc::StreamPtr stream) {
   const PeerId caller = context.peer;
   auto first = co_await stream->read(state->accept_wait);
   if (!first) throw Error(Errc::bad_message, "all-reduce stream without a header");
@@ -542,7 +575,7 @@ asio::awaitable<void> handle_stream(std::shared_ptr<AllReduceService::State> sta
 
 }  // namespace
 
-asio::awaitable<AllReduceResult> AllReduceService::run(const GroupInfo& group, TensorSet tensors,
+asio::awaitable<AllReduceResult> AllReduceService::run(GroupInfo group, TensorSet tensors,
                                                        std::optional<TensorSet> residuals,
                                                        AllReduceOptions options,
                                                        Clock::time_point deadline) {

@@ -42,6 +42,13 @@ namespace apiary::averaging {
 
 inline constexpr std::string_view kAllReduceMethod = "averaging.allreduce";
 inline constexpr std::size_t kMaxGroupIdBytes = 64;
+// Wire protocol of one stream (sender → reducer, little-endian):
+//   header  u8 version=1, u32-prefixed group id, u32 sender, u32 reducer,
+//           u64 schema hash, u64 total elements
+//   chunks  u32 chunk index, u8 codec, 3 zero bytes, payload (compression.hpp)
+// reducer → sender: one byte kStreamAccepted once the header is accepted, then
+// averaged chunks in the same chunk format, then close.
+inline constexpr std::uint8_t kStreamAccepted = 0xA1;
 
 struct GroupMember {
   PeerAddress address;
@@ -91,7 +98,7 @@ class AllReduceService {
 
   // Averages `tensors` in place with the group. `residuals` (same shapes) hold
   // the error-feedback state when options.compression.error_feedback is set.
-  asio::awaitable<AllReduceResult> run(const GroupInfo& group, TensorSet tensors,
+  asio::awaitable<AllReduceResult> run(GroupInfo group, TensorSet tensors,
                                        std::optional<TensorSet> residuals, AllReduceOptions options,
                                        std::chrono::steady_clock::time_point deadline);
 
