@@ -12,6 +12,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/use_future.hpp>
 
+#include <filesystem>
 #include <random>
 
 using namespace apiary;
@@ -290,4 +291,30 @@ TEST(TaskQueue, DrainsTheOldestQueueUpToTheRowLimit) {
   EXPECT_EQ(queue.stop().size(), 1u);
   EXPECT_FALSE(queue.next());
   EXPECT_THROW(make(a, TaskKind::forward, 1), Error);
+}
+
+TEST(ExpertServer, CheckpointsOnStopAndResumesOnStart) {
+  auto dir = std::filesystem::path(::testing::TempDir()) / "apiary-expert-server-ckpt";
+  std::filesystem::remove_all(dir);
+  ExpertServerOptions options;
+  options.checkpoint_dir = dir;
+  std::vector<float> trained;
+  {
+    InprocSwarm swarm;
+    auto& server = swarm.add_server(options);
+    server.add_expert(backend("ffn.0.0", 7));
+    server.start();
+    auto& client = swarm.add_node();
+    RemoteExpert remote(client, {"ffn.0.0", server.node().local_address()});
+    remote.backward(random_tensor({3, kDim}, 1), random_tensor({3, kDim}, 2), nullptr, 5s).get();
+    server.stop();
+    EXPECT_EQ(server.stats().checkpoints, 1u);
+    trained = server.expert("ffn.0.0")->state().parameters;
+  }
+  InprocSwarm swarm;
+  auto& server = swarm.add_server(options);
+  server.add_expert(backend("ffn.0.0", 99));  // fresh weights, replaced by the checkpoint
+  EXPECT_EQ(server.expert("ffn.0.0")->update_count(), 1u);
+  EXPECT_EQ(server.expert("ffn.0.0")->state().parameters, trained);
+  std::filesystem::remove_all(dir);
 }
