@@ -50,8 +50,7 @@ const Registration registration{
                                   "replace FILE if it exists (the old identity is lost for good)");
       auto* show =
           cmd->add_option("--show", options->show, "print the peer id of the existing key FILE")
-              ->type_name("FILE")
-              ->check(CLI::ExistingFile);
+              ->type_name("FILE");
       force->needs(out);
       out->excludes(show);
       cmd->require_option(1, 2);
