@@ -172,7 +172,8 @@ asio::awaitable<std::optional<Bytes>> DhtNode::call(const PeerAddress& to, std::
 asio::awaitable<std::optional<std::vector<wire::FindResult>>> DhtNode::call_find(
     const PeerAddress& to, std::vector<NodeId> key_ids) {
   const std::size_t count = key_ids.size();
-  auto response = co_await call(to, kFind, wire::encode_find_request(key_ids));
+  Bytes request = wire::encode_find_request(key_ids);
+  auto response = co_await call(to, kFind, std::move(request));
   if (!response) co_return std::nullopt;
   try {
     co_return wire::decode_find_response(*response, count);
@@ -184,7 +185,8 @@ asio::awaitable<std::optional<std::vector<wire::FindResult>>> DhtNode::call_find
 }
 
 asio::awaitable<bool> DhtNode::ping(PeerAddress peer) {
-  auto response = co_await call(peer, kPing, wire::encode_ping_request());
+  Bytes request = wire::encode_ping_request();
+  auto response = co_await call(peer, kPing, std::move(request));
   if (!response) co_return false;
   try {
     wire::decode_ping_response(*response);
@@ -281,31 +283,38 @@ StoredValue DhtNode::stripped(StoredValue value) const {
 
 asio::awaitable<TraversalResult> DhtNode::lookup(std::vector<NodeId> targets,
                                                  ResultFunction on_result) {
+  // GCC 12 destroys some temporaries of a co_await full-expression twice, so the
+  // callbacks (which own shared_ptrs) are named locals handed over with std::move.
   auto self = shared_from_this();
   const std::size_t beam = options_.traversal.beam_size;
-  co_return co_await traverse(
-      std::move(targets),
-      [self, beam](const NodeId& target) {
-        std::vector<PeerAddress> initial;
-        for (const auto& node : self->table_.nearest(target, beam)) initial.push_back(node.address);
-        return initial;
-      },
-      id_,
-      [self](const PeerAddress& peer, std::vector<NodeId> key_ids) {
-        return self->call_find(peer, std::move(key_ids));
-      },
-      std::move(on_result),
-      [self](const PeerId& peer) {
-        return self->blacklist_.is_banned(peer, std::chrono::steady_clock::now());
-      },
-      options_.traversal);
+  InitialFunction initial = [self, beam](const NodeId& target) {
+    std::vector<PeerAddress> peers;
+    for (const auto& node : self->table_.nearest(target, beam)) peers.push_back(node.address);
+    return peers;
+  };
+  FindFunction find = [self](const PeerAddress& peer, std::vector<NodeId> key_ids) {
+    return self->call_find(peer, std::move(key_ids));
+  };
+  SkipFunction skip = [self](const PeerId& peer) {
+    return self->blacklist_.is_banned(peer, std::chrono::steady_clock::now());
+  };
+  TraversalResult result =
+      co_await traverse(std::move(targets), std::move(initial), id_, std::move(find),
+                        std::move(on_result), std::move(skip), options_.traversal);
+  co_return result;
 }
+
+namespace {
+bool never_finish(std::size_t, const PeerAddress&, const wire::FindResult&) {
+  return false;
+}
+}  // namespace
 
 asio::awaitable<std::vector<PeerAddress>> DhtNode::find_nearest_nodes(NodeId target,
                                                                       std::size_t count) {
   std::vector<NodeId> targets(1, target);  // (a braced list here trips a GCC 12 coroutine bug)
-  auto result = co_await lookup(std::move(targets), [](std::size_t, const PeerAddress&,
-                                                       const wire::FindResult&) { return false; });
+  ResultFunction on_result = never_finish;
+  auto result = co_await lookup(std::move(targets), std::move(on_result));
   auto nearest = std::move(result.keys.front().nearest);
   if (nearest.size() > count) nearest.resize(count);
   co_return nearest;
@@ -334,19 +343,20 @@ asio::awaitable<std::vector<GetResult>> DhtNode::get_many(std::vector<Bytes> key
   if (!targets.empty()) {
     std::vector<std::vector<PeerAddress>> lacked(targets.size());
     auto self = shared_from_this();
-    auto outcome = co_await lookup(
-        targets, [self, &keys, &found, &target_index, &lacked, latest](
-                     std::size_t t, const PeerAddress& from, const wire::FindResult& result) {
-          const std::size_t i = target_index[t];
-          std::optional<StoredValue> value;
-          if (result.value) value = self->validated(keys[i], *result.value);
-          if (!value) {
-            lacked[t].push_back(from);
-            return false;
-          }
-          merge_into(found[i], *value);
-          return !latest;
-        });
+    ResultFunction on_result = [self, &keys, &found, &target_index, &lacked, latest](
+                                   std::size_t t, const PeerAddress& from,
+                                   const wire::FindResult& result) {
+      const std::size_t i = target_index[t];
+      std::optional<StoredValue> value;
+      if (result.value) value = self->validated(keys[i], *result.value);
+      if (!value) {
+        lacked[t].push_back(from);
+        return false;
+      }
+      merge_into(found[i], *value);
+      return !latest;
+    };
+    auto outcome = co_await lookup(targets, std::move(on_result));
     for (std::size_t t = 0; t < targets.size(); ++t) {
       const std::size_t i = target_index[t];
       results[i].hops = outcome.keys[t].hops;
@@ -431,8 +441,8 @@ asio::awaitable<std::vector<StoreResult>> DhtNode::store_signed(std::vector<Reco
   }
   if (targets.empty()) co_return results;
 
-  auto outcome = co_await lookup(
-      targets, [](std::size_t, const PeerAddress&, const wire::FindResult&) { return false; });
+  ResultFunction on_result = never_finish;
+  auto outcome = co_await lookup(targets, std::move(on_result));
 
   // Candidate replicas per record, nearest first (this node included unless client mode).
   std::vector<std::vector<std::optional<PeerAddress>>> candidates(targets.size());
@@ -451,17 +461,20 @@ asio::awaitable<std::vector<StoreResult>> DhtNode::store_signed(std::vector<Reco
 
   std::vector<std::size_t> next_candidate(targets.size(), 0);
   std::vector<StoreStatus> first_refusal(targets.size(), StoreStatus::unreachable);
+  // Replicas that answered (accepted or refused); only silent ones are replaced.
+  std::vector<std::size_t> answered(targets.size(), 0);
   // Round 1 asks the num_replicas nearest; round 2 replaces replicas that failed.
   for (int round = 0; round < 2; ++round) {
     std::map<PeerId, std::pair<PeerAddress, std::vector<std::size_t>>> batches;
     for (std::size_t t = 0; t < targets.size(); ++t) {
       StoreResult& result = results[target_index[t]];
       const std::size_t wanted =
-          options_.num_replicas - std::min(options_.num_replicas, result.replicas);
+          options_.num_replicas - std::min(options_.num_replicas, answered[t]);
       for (std::size_t n = 0; n < wanted && next_candidate[t] < candidates[t].size(); ++n) {
         const auto& candidate = candidates[t][next_candidate[t]++];
         if (!candidate) {
           const StoreStatus status = store_locally(records[target_index[t]], in_cache);
+          ++answered[t];
           if (status == StoreStatus::stored)
             ++result.replicas;
           else if (first_refusal[t] == StoreStatus::unreachable)
@@ -476,7 +489,7 @@ asio::awaitable<std::vector<StoreResult>> DhtNode::store_signed(std::vector<Reco
     if (batches.empty()) break;
     std::vector<Task> tasks;
     for (auto& [peer, batch] : batches) {
-      tasks.push_back([this, &batch, &records, &target_index, &results, &first_refusal,
+      tasks.push_back([this, &batch, &records, &target_index, &results, &first_refusal, &answered,
                        in_cache]() -> asio::awaitable<void> {
         for (std::size_t start = 0; start < batch.second.size();
              start += wire::kMaxItemsPerRequest) {
@@ -486,7 +499,8 @@ asio::awaitable<std::vector<StoreResult>> DhtNode::store_signed(std::vector<Reco
             const Record& r = records[target_index[batch.second[j]]];
             items.push_back({r.key, r.subkey, r.value, r.expiration, in_cache});
           }
-          auto response = co_await call(batch.first, kStore, wire::encode_store_request(items));
+          Bytes request = wire::encode_store_request(items);
+          auto response = co_await call(batch.first, kStore, std::move(request));
           if (!response) co_return;
           std::vector<StoreStatus> statuses;
           try {
@@ -498,6 +512,7 @@ asio::awaitable<std::vector<StoreResult>> DhtNode::store_signed(std::vector<Reco
           for (std::size_t j = start; j < end; ++j) {
             const std::size_t t = batch.second[j];
             const StoreStatus status = statuses[j - start];
+            ++answered[t];
             if (status == StoreStatus::stored)
               ++results[target_index[t]].replicas;
             else if (first_refusal[t] == StoreStatus::unreachable)
@@ -558,9 +573,10 @@ asio::awaitable<void> DhtNode::maintenance_step() {
       refresh_targets.push_back(random_id_with_prefix(bucket->prefix, bucket->depth));
     for (const auto& target : refresh_targets) table_.touch_bucket(target, now);
   }
-  if (!refresh_targets.empty())
-    co_await lookup(refresh_targets,
-                    [](std::size_t, const PeerAddress&, const wire::FindResult&) { return false; });
+  if (!refresh_targets.empty()) {
+    ResultFunction on_result = never_finish;
+    co_await lookup(refresh_targets, std::move(on_result));
+  }
 
   // Republish own records before they expire (the nearest nodes may have changed).
   const DhtTime dht_now = options_.clock();
