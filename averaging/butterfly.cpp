@@ -64,6 +64,7 @@ struct StreamHeader {
   std::uint32_t reducer = 0;
   std::uint64_t schema_hash = 0;
   std::uint64_t total_elements = 0;
+  float weight = 1.0f;
 };
 
 Bytes encode_stream_header(const StreamHeader& h) {
@@ -75,6 +76,7 @@ Bytes encode_stream_header(const StreamHeader& h) {
   w.u32(h.reducer);
   w.u64(h.schema_hash);
   w.u64(h.total_elements);
+  w.f32(h.weight);
   return message;
 }
 
@@ -88,7 +90,9 @@ StreamHeader decode_stream_header(ByteSpan message) {
   h.reducer = r.u32();
   h.schema_hash = r.u64();
   h.total_elements = r.u64();
+  h.weight = r.f32();
   r.expect_end();
+  if (!std::isfinite(h.weight) || h.weight < 0) throw Error(Errc::bad_message, "invalid weight");
   return h;
 }
 
@@ -183,7 +187,7 @@ class Round : public std::enable_shared_from_this<Round> {
   }
 
   // Reducer side: serves one sender's stream (header already read and checked).
-  asio::awaitable<void> serve_sender(std::shared_ptr<Round> self, std::size_t sender,
+  asio::awaitable<void> serve_sender(std::shared_ptr<Round> self, std::size_t sender, float weight,
                                      rpc::StreamPtr stream) {
     if (senders_[sender].connected)
       throw Error(Errc::invalid_argument, "sender is already connected");
@@ -191,6 +195,7 @@ class Round : public std::enable_shared_from_this<Round> {
       throw Error(Errc::failed_precondition, "sender was excluded from this round");
     senders_[sender].connected = true;
     senders_[sender].stream = stream;
+    reducer_->set_weight(sender, weight);
     changed_.notify_all();
     // The RPC layer cancels this handler when the connection drops, at any
     // co_await. The reader and the writer therefore run as tasks of the round
@@ -395,9 +400,9 @@ class Round : public std::enable_shared_from_this<Round> {
         throw Error(Errc::deadline_exceeded, "round deadline");
       }
       outgoing_[r] = stream;
-      StreamHeader header{group_.group_id, static_cast<std::uint32_t>(me_),
-                          static_cast<std::uint32_t>(r), group_.schema_hash,
-                          plan_.total_elements()};
+      StreamHeader header{
+          group_.group_id,    static_cast<std::uint32_t>(me_), static_cast<std::uint32_t>(r),
+          group_.schema_hash, plan_.total_elements(),          group_.members[me_].weight};
       Bytes header_message = encode_stream_header(header);
       result_.bytes_sent += header_message.size();
       co_await stream->write(std::move(header_message));
@@ -570,7 +575,7 @@ asio::awaitable<void> handle_stream(std::shared_ptr<AllReduceService::State> sta
       header.total_elements != round->plan().total_elements())
     throw Error(Errc::invalid_argument, "tensor schema does not match");
   if (!round->accepting()) throw Error(Errc::failed_precondition, "round is not accepting");
-  co_await round->serve_sender(round, header.sender, std::move(stream));
+  co_await round->serve_sender(round, header.sender, header.weight, std::move(stream));
 }
 
 }  // namespace

@@ -44,7 +44,7 @@ inline constexpr std::string_view kAllReduceMethod = "averaging.allreduce";
 inline constexpr std::size_t kMaxGroupIdBytes = 64;
 // Wire protocol of one stream (sender → reducer, little-endian):
 //   header  u8 version=1, u32-prefixed group id, u32 sender, u32 reducer,
-//           u64 schema hash, u64 total elements
+//           u64 schema hash, u64 total elements, f32 sender weight
 //   chunks  u32 chunk index, u8 codec, 3 zero bytes, payload (compression.hpp)
 // reducer → sender: one byte kStreamAccepted once the header is accepted, then
 // averaged chunks in the same chunk format, then close.
@@ -52,7 +52,10 @@ inline constexpr std::uint8_t kStreamAccepted = 0xA1;
 
 struct GroupMember {
   PeerAddress address;
-  float weight = 1.0f;     // e.g. samples accumulated; 0 tags along
+  // e.g. samples accumulated; 0 tags along. Only this peer's own entry is
+  // used: each sender's weight travels in its stream header, so whoever forms
+  // the group need not know the others' weights.
+  float weight = 1.0f;
   double bandwidth = 1.0;  // relative; 0 = client mode (owns no part)
   bool auxiliary = false;  // reduces a part but has no tensors to contribute
 };

@@ -47,6 +47,13 @@ PartReducer::PartReducer(const PartPlan& part, std::vector<float> weights,
   }
 }
 
+void PartReducer::set_weight(std::size_t sender, float weight) {
+  if (sender >= weights_.size()) throw Error(Errc::invalid_argument, "PartReducer: bad sender");
+  if (!std::isfinite(weight) || weight < 0)
+    throw Error(Errc::invalid_argument, "PartReducer: weights must be finite and >= 0");
+  weights_[sender] = weight;
+}
+
 std::vector<std::size_t> PartReducer::add(std::size_t sender, std::size_t chunk,
                                           Contribution contribution) {
   if (sender >= weights_.size()) throw Error(Errc::invalid_argument, "PartReducer: bad sender");

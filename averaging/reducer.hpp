@@ -62,6 +62,9 @@ class PartReducer {
   // that contribute nothing (auxiliary peers).
   PartReducer(const PartPlan& part, std::vector<float> weights, std::vector<bool> expected);
 
+  // A sender's weight (it travels in the sender's stream header); applies to
+  // chunks taken afterwards. Throws invalid_argument unless finite and >= 0.
+  void set_weight(std::size_t sender, float weight);
   std::size_t num_chunks() const noexcept { return chunks_.size(); }
   std::size_t num_senders() const noexcept { return weights_.size(); }
   bool is_active(std::size_t sender) const { return expected_.at(sender) && !excluded_.at(sender); }

@@ -62,12 +62,19 @@ TEST(Butterfly, FourPeersReachTheExactWeightedMean) {
   swarm.add_peers(4, sizes);
   const std::vector<float> weights{1, 2, 3, 4};
   // Peer 2 is in client mode (bandwidth 0): it reduces nothing but still averages.
-  auto group = swarm.group(weights, {1.0, 2.0, 0.0, 1.5});
   const auto before = snapshot(swarm);
   asio::thread_pool pool(2);
   auto options = small_chunks();
   options.compute = pool.get_executor();
-  auto futures = swarm.start(group, {0, 1, 2, 3}, options, 10s);
+  // Each peer knows only its own weight; the others' arrive in stream headers.
+  std::vector<std::future<AllReduceResult>> futures;
+  for (std::size_t i = 0; i < 4; ++i) {
+    std::vector<float> only_mine(4, 1.0f);
+    only_mine[i] = weights[i];
+    auto group = swarm.group(only_mine, {1.0, 2.0, 0.0, 1.5});
+    auto started = swarm.start(group, {i}, options, 10s);
+    futures.push_back(std::move(started[0]));
+  }
   for (auto& f : futures) {
     const auto result = test::wait(swarm.ctx, f);
     EXPECT_EQ(result.group_size, 4u);
@@ -217,6 +224,7 @@ asio::awaitable<void> rogue_sender(rpc::RpcNode& node, GroupInfo group, std::siz
       w.u32(static_cast<std::uint32_t>(r));
       w.u64(schema_hash);
       w.u64(total);
+      w.f32(1.0f);
       co_await stream->write(std::move(header));
       co_await stream->write(chunk);
       co_await stream->close_write();
