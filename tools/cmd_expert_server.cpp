@@ -1,0 +1,207 @@
+// `apiary expert-server`: hosts FFN experts named by a grid pattern, declares
+// them in the DHT (re-declared every --update-period), batches requests from
+// clients, and trains each expert on the backward passes it receives.
+// Prints its address (apiary://<id>@<host>:<port>) as the first stdout line,
+// then runs until SIGINT/SIGTERM, saving checkpoints (with --checkpoint-dir)
+// before it exits.
+#include "core/address.hpp"
+#include "core/error.hpp"
+#include "core/identity.hpp"
+#include "core/log.hpp"
+#include "core/rpc.hpp"
+#include "core/tcp_transport.hpp"
+#include "dht/node.hpp"
+#include "experts/dht_directory.hpp"
+#include "experts/expert_server.hpp"
+#include "experts/expert_uid.hpp"
+#include "experts/ffn_expert.hpp"
+#include "kernels/device.hpp"
+#include "tools/command.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace apiary::tools {
+namespace {
+
+struct ExpertServerCliOptions {
+  std::vector<std::string> peers;
+  std::string experts;
+  std::size_t hidden = 1024;
+  std::size_t inner = 0;  // 0: 4 × hidden
+  std::string device = "cpu";
+  std::string checkpoint_dir;
+  std::string listen = "127.0.0.1:0";
+  std::string identity_file;
+  std::string optimizer = "adam";
+  float learning_rate = 1e-3f;
+  std::size_t max_batch_size = 4096;
+  std::size_t workers = 1;
+  int update_period_s = 30;
+  int checkpoint_interval_s = 60;
+  std::uint64_t seed = 0;
+};
+
+TcpEndpoint parse_listen(const std::string& text) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
+    throw Error(Errc::invalid_argument, "--listen " + text + ": expected HOST:PORT");
+  }
+  std::string host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  unsigned long port = 0;
+  try {
+    std::size_t used = 0;
+    port = std::stoul(text.substr(colon + 1), &used);
+    if (used != text.size() - colon - 1 || port > 65535) throw std::invalid_argument("port");
+  } catch (const std::exception&) {
+    throw Error(Errc::invalid_argument, "--listen " + text + ": bad port");
+  }
+  return TcpEndpoint{host, static_cast<std::uint16_t>(port)};
+}
+
+Identity load_identity(const std::string& file) {
+  if (file.empty()) return Identity::generate();
+  if (std::filesystem::exists(file)) return Identity::load(file);
+  auto identity = Identity::generate();
+  identity.save(file);
+  return identity;
+}
+
+experts::ExpertOptimizerConfig optimizer_config(const ExpertServerCliOptions& o) {
+  experts::ExpertOptimizerConfig config;
+  if (o.optimizer == "adam") {
+    config.kind = experts::ExpertOptimizerConfig::Kind::adam;
+    config.adam.lr = o.learning_rate;
+  } else if (o.optimizer == "sgd") {
+    config.kind = experts::ExpertOptimizerConfig::Kind::sgd;
+    config.sgd.lr = o.learning_rate;
+  } else if (o.optimizer == "none") {
+    config.kind = experts::ExpertOptimizerConfig::Kind::none;
+  } else {
+    throw Error(Errc::invalid_argument, "--optimizer " + o.optimizer + ": expected adam|sgd|none");
+  }
+  return config;
+}
+
+int run_expert_server(const ExpertServerCliOptions& o) {
+  if (o.device == "cuda") {
+    // The FFN expert computes on host buffers; kernels/ CUDA dispatch is not wired in yet.
+    std::fprintf(stderr, "apiary expert-server: --device cuda is not supported yet (%s); use cpu\n",
+                 kernels::cuda_status().c_str());
+    return 2;
+  }
+  if (o.device != "cpu") throw Error(Errc::invalid_argument, "--device: expected cpu or cuda");
+  if (o.hidden == 0) throw Error(Errc::invalid_argument, "--hidden must be positive");
+  const auto uids = experts::expand_pattern(o.experts);
+  std::vector<PeerAddress> peers;
+  for (const auto& p : o.peers) peers.push_back(PeerAddress::parse(p));
+
+  const Identity identity = load_identity(o.identity_file);
+  asio::io_context ctx;
+  auto rpc = std::make_shared<rpc::RpcNode>(
+      make_tcp_transport(ctx.get_executor(), identity, parse_listen(o.listen)));
+  auto dht_node = dht::DhtNode::create(rpc);
+
+  experts::ExpertServerOptions server_options;
+  server_options.num_workers = o.workers;
+  server_options.max_batch_rows = o.max_batch_size;
+  if (!o.checkpoint_dir.empty()) server_options.checkpoint_dir = o.checkpoint_dir;
+  server_options.checkpoint_interval = std::chrono::seconds(o.checkpoint_interval_s);
+  experts::ExpertServer server(*rpc, server_options);
+  experts::BackendOptions backend_options;
+  backend_options.max_batch_size = o.max_batch_size;
+  backend_options.optimizer = optimizer_config(o);
+  std::uint64_t seed = o.seed;
+  for (const auto& uid : uids) {
+    experts::FfnConfig config{o.hidden, o.inner ? o.inner : 4 * o.hidden, o.hidden, seed++};
+    server.add_expert(std::make_shared<experts::ExpertBackend>(
+        uid, std::make_unique<experts::FfnExpert>(config), backend_options));
+  }
+  server.start();
+  rpc->start();
+  std::printf("%s\n", rpc->local_address().to_string().c_str());
+  std::fflush(stdout);
+  log::info("expert server {}: {} experts ({}), hidden {}", rpc->local_address().to_string(),
+            uids.size(), o.experts, o.hidden);
+
+  const auto period = std::chrono::seconds(std::max(o.update_period_s, 1));
+  experts::ExpertDeclarer declarer(dht_node, uids, rpc->local_address(), period,
+                                   2 * period + std::chrono::seconds(15));
+  int exit_code = 0;
+  auto shutdown = [&] {
+    declarer.stop();
+    dht_node->stop();
+    rpc->stop();
+    ctx.stop();
+  };
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        try {
+          co_await dht_node->bootstrap(peers);
+          declarer.start();
+        } catch (const std::exception& e) {
+          log::error("expert server: joining the DHT failed: {}", e.what());
+          exit_code = 1;
+          shutdown();
+        }
+      },
+      asio::detached);
+  asio::signal_set signals(ctx, SIGINT, SIGTERM);
+  signals.async_wait([&](std::error_code ec, int signal_number) {
+    if (ec) return;
+    log::info("signal {}: stopping", signal_number);
+    shutdown();
+  });
+  ctx.run();
+  server.stop();  // joins the workers and writes the final checkpoints
+  return exit_code;
+}
+
+const Registration registration{
+    "expert-server", 40, [](CLI::App& app) -> std::function<int()> {
+      auto o = std::make_shared<ExpertServerCliOptions>();
+      auto* cmd = app.add_subcommand(
+          "expert-server",
+          "Host mixture-of-experts FFN experts and declare them in the DHT (prints its address "
+          "first)");
+      cmd->add_option("--peers", o->peers,
+                      "DHT peers to join (apiary://ID@HOST:PORT); none: "
+                      "start a new DHT");
+      cmd->add_option("--experts", o->experts, "grid pattern, e.g. 'ffn.[0:4].[0:8]'")->required();
+      cmd->add_option("--hidden", o->hidden, "expert input/output width")->capture_default_str();
+      cmd->add_option("--inner", o->inner, "FFN inner width (default 4 × hidden)");
+      cmd->add_option("--device", o->device, "cpu|cuda")->capture_default_str();
+      cmd->add_option("--checkpoint-dir", o->checkpoint_dir,
+                      "resume experts from and save them to this folder");
+      cmd->add_option("--listen", o->listen, "HOST:PORT (port 0: any free)")->capture_default_str();
+      cmd->add_option("--identity", o->identity_file, "key file (default: ephemeral key)");
+      cmd->add_option("--optimizer", o->optimizer, "adam|sgd|none")->capture_default_str();
+      cmd->add_option("--lr", o->learning_rate, "expert learning rate")->capture_default_str();
+      cmd->add_option("--max-batch-size", o->max_batch_size, "rows per request and batch")
+          ->capture_default_str();
+      cmd->add_option("--workers", o->workers, "compute threads")->capture_default_str();
+      cmd->add_option("--update-period", o->update_period_s, "seconds between DHT declarations")
+          ->capture_default_str();
+      cmd->add_option("--checkpoint-interval", o->checkpoint_interval_s,
+                      "seconds between checkpoints")
+          ->capture_default_str();
+      cmd->add_option("--seed", o->seed, "weight initialisation seed")->capture_default_str();
+      return [o] { return run_expert_server(*o); };
+    }};
+
+}  // namespace
+}  // namespace apiary::tools
