@@ -5,6 +5,7 @@
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <random>
 #include <vector>
 
 using namespace apiary::kernels;
@@ -112,4 +113,35 @@ TEST(Convert, SpanVersionsMatchScalarAndCheckSizes) {
   }
   std::vector<std::uint16_t> wrong(3);
   EXPECT_THROW(to_fp16(src, wrong), std::invalid_argument);
+}
+
+TEST(Convert, VectorLoopsMatchScalarOnEdgeCases) {
+  // Every half value through the span decoder, and floats around every
+  // boundary through the span encoder, against the scalar functions.
+  std::vector<std::uint16_t> all_halves(65536);
+  for (std::size_t i = 0; i < all_halves.size(); ++i) all_halves[i] = static_cast<std::uint16_t>(i);
+  std::vector<float> decoded(all_halves.size());
+  from_fp16(all_halves, decoded);
+  for (std::size_t i = 0; i < all_halves.size(); ++i) {
+    ASSERT_EQ(std::bit_cast<std::uint32_t>(decoded[i]),
+              std::bit_cast<std::uint32_t>(half_to_float(all_halves[i])))
+        << i;
+  }
+  std::vector<float> floats;
+  for (std::uint32_t bits :
+       {0x00000000u, 0x00000001u, 0x33000000u, 0x33000001u, 0x387fffffu, 0x38800000u, 0x3f800000u,
+        0x3f801000u, 0x3f803000u, 0x477fe000u, 0x477fefffu, 0x477ff000u, 0x4f000000u, 0x7f7fffffu,
+        0x7f800000u, 0x7f800001u, 0x7fc00000u, 0x7fffffffu}) {
+    floats.push_back(std::bit_cast<float>(bits));
+    floats.push_back(std::bit_cast<float>(bits | 0x80000000u));
+  }
+  std::mt19937 rng(3);
+  for (int i = 0; i < 100000; ++i)
+    floats.push_back(std::bit_cast<float>(static_cast<std::uint32_t>(rng())));
+  std::vector<std::uint16_t> encoded(floats.size());
+  to_fp16(floats, encoded);
+  for (std::size_t i = 0; i < floats.size(); ++i) {
+    ASSERT_EQ(encoded[i], float_to_half(floats[i]))
+        << std::hex << std::bit_cast<std::uint32_t>(floats[i]);
+  }
 }
