@@ -154,6 +154,10 @@ Identity Identity::load(const std::filesystem::path& file) {
     got += static_cast<std::size_t>(n);
   }
   text.resize(got);
+  struct Wipe {  // the text holds the private seed
+    std::string& text;
+    ~Wipe() { sodium_memzero(text.data(), text.size()); }
+  } wipe{text};
 
   std::vector<std::string_view> lines;
   std::string_view rest = text;
@@ -186,9 +190,13 @@ void Identity::save(const std::filesystem::path& file, bool overwrite) const {
   if (!overwrite && std::filesystem::exists(file))
     throw Error(Errc::failed_precondition,
                 "key file " + file.string() + " already exists; refusing to overwrite it");
-  const std::string text = std::string(key_magic) + "\nseed " +
-                           to_hex(ByteSpan(secret_key_.data(), crypto_sign_SEEDBYTES)) +
-                           "\npeer-id " + peer_id_.to_string() + "\n";
+  std::string text = std::string(key_magic) + "\nseed " +
+                     to_hex(ByteSpan(secret_key_.data(), crypto_sign_SEEDBYTES)) + "\npeer-id " +
+                     peer_id_.to_string() + "\n";
+  struct Wipe {  // the text holds the private seed
+    std::string& text;
+    ~Wipe() { sodium_memzero(text.data(), text.size()); }
+  } wipe{text};
   std::filesystem::path tmp = file;
   tmp += ".tmp." + std::to_string(::getpid());
   {

@@ -13,6 +13,7 @@
 #include <asio/ip/tcp.hpp>
 
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace apiary {
@@ -22,9 +23,12 @@ namespace {
 using asio::experimental::as_tuple;
 using asio::ip::tcp;
 
-// Bounds the work strangers can make us do: inbound handshakes beyond this are
-// dropped at once (each one is cheap but holds a socket until its deadline).
+// Bounds the work strangers can make us do: inbound handshakes beyond these
+// are dropped at once (each one is cheap but holds a socket until its
+// deadline). The per-address cap keeps one host that opens silent connections
+// from locking everybody else out.
 constexpr std::size_t max_inbound_handshakes = 256;
+constexpr std::size_t max_inbound_handshakes_per_host = 64;
 
 std::string ms_text(std::chrono::milliseconds ms) {
   return std::to_string(ms.count()) + " ms";
@@ -65,6 +69,7 @@ struct TransportState : std::enable_shared_from_this<TransportState> {
   bool closed = false;
   bool listening = false;
   std::size_t inbound_handshakes = 0;
+  std::unordered_map<std::string, std::size_t> inbound_handshakes_by_host;
   std::function<void(ConnectionPtr)> on_accept;
   std::vector<std::weak_ptr<TcpConnection>> connections;
 
@@ -157,12 +162,20 @@ asio::awaitable<HandshakeResult> answer_handshake(tcp::socket& socket, Handshake
   co_return handshake.result();
 }
 
-asio::awaitable<void> accept_one(std::shared_ptr<TransportState> state, tcp::socket socket) {
+asio::awaitable<void> accept_one(std::shared_ptr<TransportState> state, tcp::socket socket,
+                                 std::string host) {
   ++state->inbound_handshakes;
+  ++state->inbound_handshakes_by_host[host];
   struct Release {
-    std::size_t& count;
-    ~Release() { --count; }
-  } release{state->inbound_handshakes};
+    TransportState& state;
+    const std::string& host;
+    ~Release() {
+      --state.inbound_handshakes;
+      auto it = state.inbound_handshakes_by_host.find(host);
+      if (it != state.inbound_handshakes_by_host.end() && --it->second == 0)
+        state.inbound_handshakes_by_host.erase(it);
+    }
+  } release{*state, host};
 
   asio::error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
@@ -218,12 +231,21 @@ asio::awaitable<void> accept_loop(std::shared_ptr<TransportState> state) {
       co_await backoff.async_wait(as_tuple(asio::use_awaitable));
       continue;
     }
+    std::string host = remote_host(socket);
     if (state->inbound_handshakes >= max_inbound_handshakes) {
-      log::warn("dropping inbound connection: {} handshakes already in progress",
+      log::warn("dropping inbound connection from {}: {} handshakes already in progress", host,
                 state->inbound_handshakes);
       continue;  // the socket closes as it goes out of scope
     }
-    asio::co_spawn(state->executor, accept_one(state, std::move(socket)), asio::detached);
+    auto by_host = state->inbound_handshakes_by_host.find(host);
+    if (by_host != state->inbound_handshakes_by_host.end() &&
+        by_host->second >= max_inbound_handshakes_per_host) {
+      log::warn("dropping inbound connection from {}: {} handshakes from there in progress", host,
+                by_host->second);
+      continue;
+    }
+    asio::co_spawn(state->executor, accept_one(state, std::move(socket), std::move(host)),
+                   asio::detached);
   }
 }
 
