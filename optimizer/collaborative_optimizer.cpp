@@ -74,8 +74,15 @@ void CollaborativeOptimizer::report(bool force) {
   const double t = now();
   if (!force && t - last_report_ < options_.report_period_seconds) return;
   last_report_ = t;
-  swarm_->report_progress(PeerProgress{"", epoch_, local_samples_, throughput_.samples_per_second(),
-                                       t, options_.client_mode});
+  PeerProgress progress;
+  progress.epoch = epoch_;
+  progress.samples_accumulated = local_samples_;
+  progress.samples_per_second = throughput_.samples_per_second();
+  progress.report_time = t;
+  progress.client_mode = options_.client_mode;
+  progress.loss = loss_;
+  progress.test_accuracy = test_accuracy_;
+  swarm_->report_progress(progress);
 }
 
 bool CollaborativeOptimizer::step(std::size_t batch_size) {

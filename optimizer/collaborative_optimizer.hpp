@@ -90,6 +90,12 @@ class CollaborativeOptimizer {
   double samples_per_second() const noexcept { return throughput_.samples_per_second(); }
   LocalOptimizer& local_optimizer() noexcept { return local_; }
 
+  // Loss and test accuracy to include in progress reports (-1: unknown).
+  void set_training_metrics(double loss, double test_accuracy) noexcept {
+    loss_ = loss;
+    test_accuracy_ = test_accuracy;
+  }
+
   // Asks peers for the current state now (also done automatically).
   bool load_state_from_peers();
   StateSnapshot snapshot() const;
@@ -115,6 +121,8 @@ class CollaborativeOptimizer {
   std::uint64_t inner_steps_ = 0;
   std::uint64_t failed_rounds_ = 0;
   double last_report_ = -1e300;
+  double loss_ = -1;
+  double test_accuracy_ = -1;
   double last_step_time_ = 0;
   ThroughputEma throughput_;
   AdaptiveDeadline deadline_;

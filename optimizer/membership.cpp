@@ -74,23 +74,36 @@ MembershipToken issue_token(const Identity& run_key, const std::string& run, con
   return t;
 }
 
-void save_token(const std::filesystem::path& file, const MembershipToken& token) {
+void save_token(const std::filesystem::path& file, const TokenFile& contents) {
   std::ofstream out(file, std::ios::trunc);
-  out << to_hex(token.encode()) << '\n';
+  out << to_hex(contents.token.encode()) << '\n' << to_hex(contents.run_key.bytes) << '\n';
   out.flush();
   if (!out) throw Error(Errc::io_error, "cannot write token file " + file.string());
 }
 
-MembershipToken load_token(const std::filesystem::path& file) {
+TokenFile load_token(const std::filesystem::path& file) {
   std::ifstream in(file);
   if (!in) throw Error(Errc::io_error, "cannot read token file " + file.string());
-  std::string line;
-  std::getline(in, line);
-  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-  auto bytes = from_hex(line);
-  if (!bytes)
-    throw Error(Errc::bad_message, "token file " + file.string() + " does not hold a hex token");
-  return MembershipToken::decode(*bytes);
+  auto read_hex_line = [&](const char* what) {
+    std::string line;
+    std::getline(in, line);
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    auto bytes = from_hex(line);
+    if (!bytes || bytes->empty())
+      throw Error(Errc::bad_message,
+                  "token file " + file.string() + ": line with the " + what + " is not hex");
+    return *bytes;
+  };
+  TokenFile contents;
+  contents.token = MembershipToken::decode(read_hex_line("token"));
+  const Bytes key = read_hex_line("run key");
+  if (key.size() != PublicKey::size)
+    throw Error(Errc::bad_message, "token file " + file.string() + ": bad run key");
+  std::copy(key.begin(), key.end(), contents.run_key.bytes.begin());
+  if (!contents.token.signed_by(contents.run_key))
+    throw Error(Errc::bad_message,
+                "token file " + file.string() + ": the token is not signed by the run key");
+  return contents;
 }
 
 std::function<bool(const PublicKey& remote, ByteSpan token)> make_admit_check(

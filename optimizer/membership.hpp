@@ -37,9 +37,14 @@ struct MembershipToken {
 MembershipToken issue_token(const Identity& run_key, const std::string& run, const PeerId& peer,
                             std::uint64_t expiration);
 
-// Token files hold the hex encoding on one line.
-void save_token(const std::filesystem::path& file, const MembershipToken& token);
-MembershipToken load_token(const std::filesystem::path& file);
+// A token file: the token and the run's public key, each as hex on its own
+// line (the joiner needs the run key to check every other peer's token).
+struct TokenFile {
+  MembershipToken token;
+  PublicKey run_key;
+};
+void save_token(const std::filesystem::path& file, const TokenFile& contents);
+TokenFile load_token(const std::filesystem::path& file);
 
 // The TransportOptions::admit check for a token run. `now` returns unix seconds.
 std::function<bool(const PublicKey& remote, ByteSpan token)> make_admit_check(

@@ -19,6 +19,8 @@ struct PeerProgress {
   double samples_per_second = 0;          // smoothed throughput
   double report_time = 0;                 // DHT time of the report (seconds)
   bool client_mode = false;
+  double loss = -1;           // smoothed training loss (-1: unknown)
+  double test_accuracy = -1;  // last evaluation (-1: none)
 };
 
 struct GlobalProgress {

@@ -35,13 +35,15 @@ Bytes ProgressTracker::encode(const PeerProgress& p) {
 std::optional<PeerProgress> ProgressTracker::decode(ByteSpan value) {
   try {
     auto doc = codec::parse(value);
-    auto a = doc.root().array("progress", 5, 5);
+    auto a = doc.root().array("progress", 5, 7);
     PeerProgress p;
     p.epoch = a.next().uint("progress.epoch");
     p.samples_accumulated = a.next().uint("progress.samples");
     p.samples_per_second = a.next().f64("progress.samples_per_second");
     p.report_time = a.next().f64("progress.time");
     p.client_mode = a.next().boolean("progress.client_mode");
+    if (!a.done()) p.loss = a.next().f64("progress.loss");
+    if (!a.done()) p.test_accuracy = a.next().f64("progress.test_accuracy");
     if (p.samples_per_second < 0 || p.samples_per_second > 1e12) return std::nullopt;
     return p;
   } catch (const Error&) {

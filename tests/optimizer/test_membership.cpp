@@ -46,10 +46,14 @@ TEST(Membership, FileRoundTripAndMalformedFile) {
   auto token = issue_token(run_key, "demo", peer.peer_id(), 12345);
   auto file =
       std::filesystem::temp_directory_path() / ("apiary-token-" + std::to_string(::getpid()));
-  save_token(file, token);
+  save_token(file, {token, run_key.public_key()});
   auto loaded = load_token(file);
-  EXPECT_EQ(loaded.encode(), token.encode());
-  EXPECT_TRUE(loaded.signed_by(run_key.public_key()));
+  EXPECT_EQ(loaded.token.encode(), token.encode());
+  EXPECT_EQ(loaded.run_key, run_key.public_key());
+  EXPECT_TRUE(loaded.token.signed_by(loaded.run_key));
+  // A token paired with another run key is refused on load.
+  save_token(file, {token, peer.public_key()});
+  EXPECT_THROW(load_token(file), Error);
   { std::ofstream(file) << "not hex\n"; }
   EXPECT_THROW(load_token(file), Error);
   std::filesystem::remove(file);

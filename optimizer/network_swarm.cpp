@@ -1,0 +1,249 @@
+#include "optimizer/network_swarm.hpp"
+
+#include "averaging/averager.hpp"
+#include "averaging/butterfly.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "dht/validator.hpp"
+#include "optimizer/state_sharing.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_future.hpp>
+
+#include <algorithm>
+
+namespace apiary::optimizer {
+
+using namespace std::chrono_literals;
+
+struct NetworkSwarm::Impl {
+  NetworkSwarmOptions options;
+  dht::DhtNode* node = nullptr;  // owned by the runner; used on its thread only
+  std::unique_ptr<ProgressTracker> tracker;
+  std::unique_ptr<averaging::AllReduceService> allreduce;
+  std::unique_ptr<StateServer> state_server;
+
+  std::mutex mutex;  // guards what the training thread reads
+  std::vector<PeerProgress> reports;
+  PeerProgress local;
+  bool have_local = false;
+  std::function<StateSnapshot()> snapshot;
+  std::atomic<bool> stopping{false};
+
+  std::vector<PeerProgress> reports_with_local() {
+    std::lock_guard lock(mutex);
+    std::vector<PeerProgress> out = reports;
+    if (have_local) {
+      // This peer's freshest numbers replace what the DHT last returned for it.
+      const std::string self = options.identity.peer_id().to_string();
+      out.erase(std::remove_if(out.begin(), out.end(),
+                               [&](const PeerProgress& p) { return p.peer == self; }),
+                out.end());
+      out.push_back(local);
+      out.back().peer = self;
+    }
+    return out;
+  }
+
+  asio::awaitable<void> refresh_loop() {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    while (!stopping) {
+      std::uint64_t epoch = 0;
+      {
+        std::lock_guard lock(mutex);
+        epoch = local.epoch;
+      }
+      double wait = 1.0;
+      try {
+        const GlobalProgress g = co_await tracker->refresh(epoch);
+        {
+          std::lock_guard lock(mutex);
+          reports = tracker->last_reports();
+        }
+        wait = std::clamp(g.next_refresh - dht::system_dht_time(), 0.2, 10.0);
+      } catch (const std::exception& e) {
+        log::debug("progress refresh failed: {}", e.what());
+      }
+      timer.expires_after(std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::duration<double>(wait)));
+      co_await timer.async_wait(asio::use_awaitable);
+    }
+  }
+
+  asio::awaitable<void> donor_loop() {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    while (!stopping) {
+      if (state_server->serving()) {
+        std::uint64_t epoch = 0;
+        {
+          std::lock_guard lock(mutex);
+          epoch = local.epoch;
+        }
+        try {
+          co_await state_server->announce(*node, options.identity.public_key(), options.run, epoch,
+                                          60.0);
+        } catch (const std::exception& e) {
+          log::debug("donor announcement failed: {}", e.what());
+        }
+      }
+      timer.expires_after(15s);
+      co_await timer.async_wait(asio::use_awaitable);
+    }
+  }
+};
+
+NetworkSwarm::NetworkSwarm(NetworkSwarmOptions options) : impl_(std::make_shared<Impl>()) {
+  impl_->options = std::move(options);
+  auto& o = impl_->options;
+  if (!o.groups) throw Error(Errc::invalid_argument, "network swarm: no group source configured");
+  dht::DhtOptions dht_options;
+  dht_options.client_mode = o.client_mode;
+  dht_options.validator = std::make_shared<dht::OwnerSignatureValidator>(o.identity);
+  auto factory = [identity = o.identity, endpoint = o.listen, client = o.client_mode,
+                  token = o.token, admit = o.admit](asio::any_io_executor executor) {
+    TransportOptions transport;
+    transport.client_mode = client;
+    transport.own_token = token;
+    transport.admit = admit;
+    return make_tcp_transport(std::move(executor), identity, endpoint, transport);
+  };
+  runner_ = std::make_unique<dht::DhtRunner>(factory, o.initial_peers, dht_options);
+  runner_
+      ->run([impl = impl_](dht::DhtNode& node) -> asio::awaitable<void> {
+        impl->node = &node;
+        impl->tracker = std::make_unique<ProgressTracker>(
+            node.shared_from_this(), impl->options.identity.public_key(), impl->options.run,
+            impl->options.target_batch_size);
+        impl->allreduce = std::make_unique<averaging::AllReduceService>(node.rpc());
+        impl->state_server = std::make_unique<StateServer>(node.rpc());
+        auto executor = co_await asio::this_coro::executor;
+        asio::co_spawn(executor, impl->refresh_loop(), asio::detached);
+        if (!impl->options.client_mode)
+          asio::co_spawn(executor, impl->donor_loop(), asio::detached);
+        co_return;
+      })
+      .get();
+}
+
+NetworkSwarm::~NetworkSwarm() {
+  impl_->stopping = true;
+  // Tear down on the network thread, then stop it.
+  runner_
+      ->run([impl = impl_](dht::DhtNode&) -> asio::awaitable<void> {
+        impl->state_server.reset();
+        impl->allreduce.reset();
+        impl->tracker.reset();
+        co_return;
+      })
+      .get();
+  runner_->shutdown();
+}
+
+PeerAddress NetworkSwarm::address() const {
+  return runner_->address();
+}
+
+std::vector<PeerProgress> NetworkSwarm::reports() {
+  return impl_->reports_with_local();
+}
+
+void NetworkSwarm::report_progress(const PeerProgress& local) {
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->local = local;
+    impl_->have_local = true;
+  }
+  (void)runner_->run([impl = impl_, local](dht::DhtNode&) -> asio::awaitable<void> {
+    if (impl->tracker) co_await impl->tracker->publish(local);
+  });
+}
+
+GlobalProgress NetworkSwarm::global_progress(std::uint64_t local_epoch) {
+  const auto reports = impl_->reports_with_local();
+  return estimate_progress(reports, local_epoch, impl_->options.target_batch_size,
+                           dht::system_dht_time());
+}
+
+AveragingOutcome NetworkSwarm::average(const std::string& group_key,
+                                       std::vector<std::span<float>> tensors, float weight,
+                                       std::chrono::duration<double> timeout) {
+  const auto started = std::chrono::steady_clock::now();
+  const auto deadline =
+      started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
+  auto future = runner_->run([impl = impl_, group_key, tensors, weight, deadline](
+                                 dht::DhtNode& node) mutable -> asio::awaitable<AveragingOutcome> {
+    AveragingOutcome out;
+    const auto& o = impl->options;
+    averaging::AllReduceOptions allreduce;
+    allreduce.compression.codec =
+        averaging::parse_codec(o.compression.gradients).value_or(averaging::Codec::none);
+    allreduce.compression.min_compressed_elements = o.compression.min_compress_elements;
+    std::vector<std::size_t> sizes;
+    for (auto t : tensors) sizes.push_back(t.size());
+    const std::uint64_t schema = averaging::schema_hash(sizes, allreduce.compression);
+    auto groups = o.groups(node, group_key);
+    auto group = co_await groups->find_group(weight, schema, deadline);
+    if (!group || group->members.size() < 2) {
+      out.error = "could not find a group";
+      co_return out;
+    }
+    auto result = co_await impl->allreduce->run(*group, averaging::TensorSet(std::move(tensors)),
+                                                std::nullopt, allreduce, deadline);
+    out.group_size = result.group_size - result.failed_peers.size();
+    for (const auto& p : result.failed_peers) out.failed_peers.push_back(p.to_string());
+    out.bytes_sent = result.bytes_sent;
+    out.bytes_received = result.bytes_received;
+    out.ok = result.chunks_averaged > 0;
+    if (!out.ok)
+      out.error = result.deadline_hit ? "all-reduce hit its deadline" : "no part was averaged";
+    co_return out;
+  });
+  AveragingOutcome outcome;
+  try {
+    outcome = future.get();
+  } catch (const std::exception& e) {
+    outcome.ok = false;
+    outcome.error = e.what();
+  }
+  outcome.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return outcome;
+}
+
+std::optional<StateSnapshot> NetworkSwarm::download_state(std::uint64_t min_epoch,
+                                                          std::chrono::duration<double> timeout) {
+  std::vector<std::size_t> sizes;
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (impl_->snapshot) {
+      for (const auto& t : impl_->snapshot().tensors) sizes.push_back(t.size());
+    }
+  }
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
+  try {
+    return runner_
+        ->run([impl = impl_, min_epoch, sizes, ms](dht::DhtNode& node) {
+          return optimizer::download_state(node, node.rpc(), impl->options.run, min_epoch, sizes,
+                                           ms);
+        })
+        .get();
+  } catch (const std::exception& e) {
+    log::warn("state download failed: {}", e.what());
+    return std::nullopt;
+  }
+}
+
+void NetworkSwarm::serve_state(std::function<StateSnapshot()> snapshot) {
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->snapshot = snapshot;
+  }
+  (void)runner_->run([impl = impl_, snapshot](dht::DhtNode&) -> asio::awaitable<void> {
+    if (impl->state_server) impl->state_server->set_snapshot(snapshot);
+    co_return;
+  });
+}
+
+}  // namespace apiary::optimizer

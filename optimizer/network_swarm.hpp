@@ -1,0 +1,67 @@
+#pragma once
+// NetworkSwarm: SwarmServices over the real network — a DHT node on its own
+// thread (dht::DhtRunner over the encrypted TCP transport), the progress
+// tracker refreshed in the background, averaging groups found through the
+// DHT and averaged with the butterfly all-reduce, and state sharing for
+// late joiners.
+// Errors: the constructor throws apiary::Error when the DHT cannot bootstrap;
+// network failures later come back as outcomes (see swarm_services.hpp).
+#include "averaging/group_source.hpp"
+#include "core/identity.hpp"
+#include "core/tcp_transport.hpp"
+#include "dht/runner.hpp"
+#include "optimizer/progress_tracker.hpp"
+#include "optimizer/run_config.hpp"
+#include "optimizer/swarm_services.hpp"
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+namespace apiary::optimizer {
+
+struct NetworkSwarmOptions {
+  Identity identity = Identity::generate();
+  TcpEndpoint listen{"127.0.0.1", 0};
+  bool client_mode = false;
+  std::vector<PeerAddress> initial_peers;
+  std::string run;
+  std::uint64_t target_batch_size = 0;
+  AveragingConfig averaging;
+  CompressionConfig compression;
+  // Permissioned runs: this peer's token and the check applied to others.
+  Bytes token;
+  std::function<bool(const PublicKey&, ByteSpan)> admit;
+  // How a round finds its group: given the DHT node and the round's group key.
+  std::function<std::unique_ptr<averaging::GroupSource>(dht::DhtNode&,
+                                                        const std::string& group_key)>
+      groups;
+};
+
+class NetworkSwarm : public SwarmServices {
+ public:
+  explicit NetworkSwarm(NetworkSwarmOptions options);
+  ~NetworkSwarm() override;
+
+  PeerAddress address() const;
+  dht::DhtRunner& dht() noexcept { return *runner_; }
+
+  void report_progress(const PeerProgress& local) override;
+  GlobalProgress global_progress(std::uint64_t local_epoch) override;
+  AveragingOutcome average(const std::string& group_key, std::vector<std::span<float>> tensors,
+                           float weight, std::chrono::duration<double> timeout) override;
+  std::optional<StateSnapshot> download_state(std::uint64_t min_epoch,
+                                              std::chrono::duration<double> timeout) override;
+  void serve_state(std::function<StateSnapshot()> snapshot) override;
+
+  // The newest reports seen (for `apiary status` and the coordinator's table).
+  std::vector<PeerProgress> reports();
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+  std::unique_ptr<dht::DhtRunner> runner_;
+};
+
+}  // namespace apiary::optimizer

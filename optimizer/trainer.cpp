@@ -1,0 +1,159 @@
+#include "optimizer/trainer.hpp"
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "nn/fashion_mnist.hpp"
+#include "nn/mlp.hpp"
+#include "nn/solo_training.hpp"
+
+#include <chrono>
+#include <thread>
+
+namespace apiary::optimizer {
+
+namespace {
+
+nn::Tensor host_labels(std::vector<std::int32_t>& labels) {
+  return nn::Tensor::view(labels.data(), {labels.size()}, nn::DType::i32, nn::Device::cpu);
+}
+
+nn::Dataset first_samples(const nn::Dataset& data, std::size_t count) {
+  if (count == 0 || count >= data.size()) return data;
+  nn::Dataset out;
+  out.rows = data.rows;
+  out.cols = data.cols;
+  out.classes = data.classes;
+  out.images.assign(data.images.begin(),
+                    data.images.begin() + static_cast<std::ptrdiff_t>(count * data.features()));
+  out.labels.assign(data.labels.begin(), data.labels.begin() + static_cast<std::ptrdiff_t>(count));
+  return out;
+}
+
+}  // namespace
+
+void SoloSwarm::report_progress(const PeerProgress& local) {
+  last_ = local;
+}
+
+GlobalProgress SoloSwarm::global_progress(std::uint64_t local_epoch) {
+  std::vector<PeerProgress> reports{last_};
+  return estimate_progress(reports, local_epoch, target_batch_size, last_.report_time);
+}
+
+AveragingOutcome SoloSwarm::average(const std::string&, std::vector<std::span<float>>, float,
+                                    std::chrono::duration<double>) {
+  AveragingOutcome out;
+  out.ok = true;  // a group of one: the local values are the average
+  out.group_size = 1;
+  return out;
+}
+
+TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerOptions& options) {
+  const RunConfig& config = options.config;
+  const std::string data_dir = options.data_dir.empty() ? config.dataset.path : options.data_dir;
+  const nn::Dataset train = nn::load_fashion_mnist(nn::Split::train, data_dir);
+  const nn::Dataset test =
+      first_samples(nn::load_fashion_mnist(nn::Split::test, data_dir), options.eval_samples);
+
+  nn::MlpConfig model_config;
+  model_config.layer_sizes = {train.features()};
+  for (auto h : config.model.hidden) model_config.layer_sizes.push_back(h);
+  model_config.layer_sizes.push_back(train.classes);
+  model_config.activation =
+      config.model.activation == "gelu" ? nn::Activation::gelu : nn::Activation::relu;
+  model_config.seed = config.model.seed;  // identical initial weights on every peer
+  nn::Mlp model(model_config);
+
+  CollaborativeOptions collab;
+  collab.run = config.run;
+  collab.target_batch_size = config.target_batch_size;
+  collab.optimizer = config.optimizer;
+  collab.averaging = config.averaging;
+  collab.client_mode = options.client_mode;
+  auto& registry = model.parameters();
+  CollaborativeOptimizer optimizer(swarm, collab, registry.flat_parameters(),
+                                   registry.flat_gradients(), registry.slices());
+
+  const std::uint32_t batch_size = options.batch_size ? options.batch_size : config.batch_size;
+  const std::uint32_t max_epochs = options.max_epochs ? options.max_epochs : config.max_epochs;
+  nn::BatchIterator batches(train, batch_size, options.data_seed);
+  std::uint64_t data_epoch = 0;
+
+  TrainerSummary summary;
+  TrainerStatus status;
+  status.epoch = optimizer.epoch();
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  double next_status = options.status_period_seconds;
+  double smoothed_loss = -1;
+  nn::Batch batch;
+  std::uint64_t last_eval_epoch = optimizer.epoch();
+
+  auto emit = [&](bool epoch_ended) {
+    status.epoch = optimizer.epoch();
+    status.seconds = elapsed();
+    status.loss = smoothed_loss;
+    status.local_samples_per_second = optimizer.samples_per_second();
+    const GlobalProgress g = swarm->global_progress(optimizer.epoch());
+    status.swarm_samples_per_second = g.total_samples_per_second;
+    status.swarm_peers = g.num_peers;
+    status.swarm_samples_this_epoch = static_cast<std::uint64_t>(g.estimated_samples);
+    status.epoch_ended = epoch_ended;
+    if (options.on_status) options.on_status(status);
+  };
+
+  for (;;) {
+    if (options.stop && options.stop->load()) break;
+    if (max_epochs && optimizer.epoch() >= max_epochs) break;
+    if (options.time_limit_seconds > 0 && elapsed() >= options.time_limit_seconds) {
+      summary.hit_time_limit = true;
+      break;
+    }
+    if (!batches.next(batch)) {
+      batches.start_epoch(++data_epoch);
+      continue;
+    }
+    const float loss = model.forward_backward(batch.images, host_labels(batch.labels));
+    smoothed_loss = smoothed_loss < 0 ? loss : 0.98 * smoothed_loss + 0.02 * loss;
+    optimizer.set_training_metrics(smoothed_loss, status.test_accuracy);
+    status.local_samples += batch.labels.size();
+    if (options.step_delay_seconds > 0)
+      std::this_thread::sleep_for(std::chrono::duration<double>(options.step_delay_seconds));
+    const bool epoch_ended = optimizer.step(batch.labels.size());
+    if (epoch_ended) {
+      const auto& round = optimizer.last_round();
+      (round.averaged ? status.averaged_rounds : status.local_rounds)++;
+      status.last_group_size = round.gradients.group_size;
+      if (optimizer.epoch() >= last_eval_epoch + options.eval_every_epochs) {
+        last_eval_epoch = optimizer.epoch();
+        status.test_accuracy = nn::evaluate(model, test).accuracy;
+        summary.best_test_accuracy = std::max(summary.best_test_accuracy, status.test_accuracy);
+        if (config.target_accuracy > 0 && status.test_accuracy >= config.target_accuracy) {
+          summary.reached_target_accuracy = true;
+          emit(true);
+          break;
+        }
+      }
+      emit(true);
+      next_status = elapsed() + options.status_period_seconds;
+    } else if (elapsed() >= next_status) {
+      emit(false);
+      next_status = elapsed() + options.status_period_seconds;
+    }
+  }
+  if (status.test_accuracy < 0 || last_eval_epoch != optimizer.epoch()) {
+    status.test_accuracy = nn::evaluate(model, test).accuracy;
+    summary.best_test_accuracy = std::max(summary.best_test_accuracy, status.test_accuracy);
+  }
+  status.epoch = optimizer.epoch();
+  status.seconds = elapsed();
+  status.loss = smoothed_loss;
+  summary.last = status;
+  summary.final_parameters.emplace_back(registry.flat_parameters().begin(),
+                                        registry.flat_parameters().end());
+  return summary;
+}
+
+}  // namespace apiary::optimizer
