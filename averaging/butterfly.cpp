@@ -112,6 +112,15 @@ constexpr std::chrono::milliseconds kNoCap{std::chrono::hours(24)};
 
 }  // namespace
 
+std::size_t effective_chunk_elements(const AllReduceOptions& options, std::size_t total_elements,
+                                     std::size_t members) {
+  const std::size_t per_part =
+      total_elements /
+      std::max<std::size_t>(1, members * std::max<std::size_t>(1, options.min_chunks_per_part));
+  return std::max<std::size_t>(
+      1, std::min(options.chunk_elements, std::max(options.min_chunk_elements, per_part)));
+}
+
 std::vector<std::size_t> group_part_sizes(const GroupInfo& group, std::size_t total_elements,
                                           std::size_t min_part_elements) {
   std::vector<double> bandwidths;
@@ -139,7 +148,7 @@ class Round : public std::enable_shared_from_this<Round> {
         started_(Clock::now()),
         plan_(tensors_.sizes(),
               group_part_sizes(group_, total_of(tensors_), options_.min_part_elements),
-              options_.chunk_elements),
+              effective_chunk_elements(options_, total_of(tensors_), group_.members.size())),
         changed_(executor),
         outgoing_(group_.members.size()) {
     for (std::size_t t = 0; t < tensors_.num_tensors(); ++t)

@@ -67,7 +67,13 @@ struct GroupInfo {
 };
 
 struct AllReduceOptions {
+  // Largest chunk. Smaller chunks are used when parts are small, so that each
+  // part has about `min_chunks_per_part` chunks and reduction, sending and the
+  // return of results overlap (with 4 chunks per part the pipeline fill alone
+  // costs ~25 % of the round). Must be equal on every peer of a group.
   std::size_t chunk_elements = PartitionPlan::default_chunk_elements;
+  std::size_t min_chunk_elements = 4096;
+  std::size_t min_chunks_per_part = 16;
   std::size_t min_part_elements = 0;
   CompressionPolicy compression;
   // A sender that has neither connected nor sent anything for this long is excluded.
@@ -86,6 +92,10 @@ struct AllReduceResult {
   std::size_t chunks_local = 0;     // chunks left with their local values
   bool deadline_hit = false;
 };
+
+// The chunk size a round of `members` peers over `total_elements` uses.
+std::size_t effective_chunk_elements(const AllReduceOptions& options, std::size_t total_elements,
+                                     std::size_t members);
 
 // The per-round part sizes every member computes from the group info.
 std::vector<std::size_t> group_part_sizes(const GroupInfo& group, std::size_t total_elements,
