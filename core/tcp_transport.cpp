@@ -164,8 +164,7 @@ asio::awaitable<HandshakeResult> answer_handshake(tcp::socket& socket, Handshake
 
 asio::awaitable<void> accept_one(std::shared_ptr<TransportState> state, tcp::socket socket,
                                  std::string host) {
-  ++state->inbound_handshakes;
-  ++state->inbound_handshakes_by_host[host];
+  // The counts were raised by accept_loop (before this coroutine started).
   struct Release {
     TransportState& state;
     const std::string& host;
@@ -244,6 +243,8 @@ asio::awaitable<void> accept_loop(std::shared_ptr<TransportState> state) {
                 by_host->second);
       continue;
     }
+    ++state->inbound_handshakes;
+    ++state->inbound_handshakes_by_host[host];
     asio::co_spawn(state->executor, accept_one(state, std::move(socket), std::move(host)),
                    asio::detached);
   }
@@ -306,6 +307,10 @@ class TcpTransport final : public Transport {
 
 TransportPtr make_tcp_transport(asio::any_io_executor executor, const Identity& identity,
                                 TcpEndpoint listen_on, TransportOptions options) {
+  if (options.own_token.size() > Handshake::max_token_size)
+    throw Error(Errc::invalid_argument,
+                "membership token of " + std::to_string(options.own_token.size()) +
+                    " bytes exceeds the limit of " + std::to_string(Handshake::max_token_size));
   auto state = std::make_shared<TransportState>(std::move(executor), identity, std::move(listen_on),
                                                 std::move(options));
   if (!state->options.client_mode) state->bind();

@@ -595,3 +595,34 @@ TEST_F(TcpTransportTest, WorksOverIPv6Loopback) {
     EXPECT_EQ(text_of(co_await in->receive()), "v6");
   });
 }
+
+TEST_F(TcpTransportTest, BadConfigurationFailsAtCreation) {
+  TransportOptions huge_token;
+  huge_token.own_token = Bytes(Handshake::max_token_size + 1);
+  Errc code = Errc::ok;
+  try {
+    make(huge_token);
+  } catch (const Error& e) {
+    code = e.code();
+  }
+  EXPECT_EQ(code, Errc::invalid_argument);
+  code = Errc::ok;
+  try {
+    make({}, "not-an-ip");
+  } catch (const Error& e) {
+    code = e.code();
+  }
+  EXPECT_EQ(code, Errc::invalid_argument);
+  // A port already taken.
+  auto a = make();
+  code = Errc::ok;
+  try {
+    run([&]() -> awaitable<TransportPtr> {
+      co_return make_tcp_transport(io_.get_executor(), Identity::generate(),
+                                   TcpEndpoint{"127.0.0.1", a->local_address().port}, {});
+    });
+  } catch (const Error& e) {
+    code = e.code();
+  }
+  EXPECT_EQ(code, Errc::io_error);
+}
