@@ -2,6 +2,9 @@
 
 #include "core/rpc_frame.hpp"
 
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+
 #include <string>
 
 namespace apiary::rpc::detail {
@@ -11,7 +14,8 @@ StreamImpl::StreamImpl(std::shared_ptr<RpcConnection> connection, std::uint64_t 
       id_(id),
       window_(std::max<std::uint64_t>(connection_->options().stream_window_bytes, 1)),
       readable_(connection_->executor()),
-      writable_(connection_->executor()) {}
+      writable_(connection_->executor()),
+      drained_(connection_->executor()) {}
 
 StreamImpl::~StreamImpl() {
   // Dropped before both sides finished: tell the peer to stop.
@@ -57,7 +61,33 @@ asio::awaitable<void> StreamImpl::write(Bytes message) {
   }
   if (reset_) throw *reset_;
   credit_ -= message.size();
-  co_await connection_->send(encode_stream_data(id_, message));
+  send_ordered(encode_stream_data(id_, message));
+}
+
+void StreamImpl::send_ordered(Bytes frame) {
+  ++in_flight_;
+  asio::co_spawn(
+      connection_->executor(),
+      [self = shared_from_this(), frame = std::move(frame)]() mutable -> asio::awaitable<void> {
+        std::optional<Error> failure;
+        try {
+          co_await self->connection_->send(std::move(frame));
+        } catch (const Error& e) {
+          failure = e;
+        } catch (const std::exception& e) {
+          failure = Error(Errc::connection_closed, e.what());
+        }
+        if (failure && !self->reset_) {
+          const std::string why = std::string("stream send failed: ") + failure->what();
+          if (self->connection_->is_open()) {
+            self->connection_->send_detached(encode_stream_reset(self->id_, failure->code(), why));
+          }
+          self->fail(failure->code(), why);
+          self->connection_->forget_stream(self->id_);
+        }
+        if (--self->in_flight_ == 0) self->drained_.notify();
+      },
+      asio::detached);
 }
 
 asio::awaitable<std::optional<Bytes>> StreamImpl::read(std::chrono::milliseconds timeout) {
@@ -91,7 +121,15 @@ asio::awaitable<void> StreamImpl::close_write() {
   if (write_closed_) co_return;
   if (reset_) throw *reset_;
   write_closed_ = true;
-  co_await connection_->send(encode_stream_close(id_));
+  send_ordered(encode_stream_close(id_));
+  // Completes once every frame of this stream has been handed to the transport.
+  const auto deadline = deadline_after(connection_->options().idle_timeout);
+  while (in_flight_ > 0) {
+    if (!co_await drained_.wait_until(deadline)) {
+      throw Error(Errc::deadline_exceeded, "stream close: frames not sent in time");
+    }
+  }
+  if (reset_ && !peer_closed_) throw *reset_;
   forget_if_finished();
 }
 

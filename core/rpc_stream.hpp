@@ -4,7 +4,9 @@
 // reads, so at most `window` unread bytes are ever buffered per direction.
 // The initial grant equals the receiver's RpcOptions::stream_window_bytes; a
 // sender that exceeds its credit has its stream reset (resource_exhausted).
-// write() is for one coroutine at a time. Errors: throws apiary::Error.
+// write() is for one coroutine at a time; it returns once the frame is queued
+// on the connection (credit bounds what is queued), so sealing the next frame
+// overlaps with writing the previous one. Errors: throws apiary::Error.
 #include "core/rpc.hpp"
 #include "core/rpc_connection.hpp"
 #include "core/rpc_event.hpp"
@@ -16,7 +18,7 @@
 
 namespace apiary::rpc::detail {
 
-class StreamImpl final : public Stream {
+class StreamImpl final : public Stream, public std::enable_shared_from_this<StreamImpl> {
  public:
   StreamImpl(std::shared_ptr<RpcConnection> connection, std::uint64_t id);
   ~StreamImpl() override;
@@ -40,6 +42,8 @@ class StreamImpl final : public Stream {
 
  private:
   void grant(std::uint64_t bytes);
+  // Queues a frame of this stream; frames go out in call order.
+  void send_ordered(Bytes frame);
   void forget_if_finished() noexcept;
   bool finished() const noexcept { return reset_.has_value() || (write_closed_ && peer_closed_); }
 
@@ -60,7 +64,9 @@ class StreamImpl final : public Stream {
   std::optional<std::uint64_t> peer_window_;
   bool write_closed_ = false;
   bool writing_ = false;
+  std::size_t in_flight_ = 0;  // queued frames not yet handed to the transport
   Event writable_;
+  Event drained_;
 
   std::optional<Error> reset_;
 };
