@@ -70,8 +70,9 @@ asio::awaitable<StepResult> Averager::step_async(float weight,
     for (auto& r : residuals_) spans.emplace_back(r);
     residuals.emplace(std::move(spans));
   }
+  TensorSet tensors(tensors_);  // named: no temporaries in co_await expressions (GCC 12)
   const AllReduceResult result = co_await service_.run(
-      std::move(*group), TensorSet(tensors_), std::move(residuals), options_.allreduce, deadline);
+      std::move(*group), std::move(tensors), std::move(residuals), options_.allreduce, deadline);
   step.group_size = result.group_size;
   step.failed_peers = result.failed_peers;
   step.bytes_sent = result.bytes_sent;

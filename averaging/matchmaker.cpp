@@ -1,0 +1,340 @@
+#include "averaging/matchmaker.hpp"
+
+#include "averaging/async_util.hpp"
+#include "averaging/wire.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+#include <asio/steady_timer.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+namespace apiary::averaging {
+namespace {
+
+using detail::Clock;
+using detail::Signal;
+
+constexpr std::uint8_t kJoinVersion = 1;
+constexpr std::size_t kMaxKeyBytes = 256;
+constexpr std::size_t kMaxAddressBytes = 512;
+constexpr std::size_t kMaxMembers = 4096;
+
+double system_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+struct JoinRequest {
+  std::string group_key;
+  std::uint64_t schema_hash = 0;
+  double bandwidth = 0;
+  bool client_mode = false;
+  bool auxiliary = false;
+};
+
+Bytes encode_join(const JoinRequest& request) {
+  Bytes out;
+  wire::Writer w(out);
+  w.u8(kJoinVersion);
+  w.str(request.group_key);
+  w.u64(request.schema_hash);
+  w.f64(request.bandwidth);
+  w.u8(static_cast<std::uint8_t>((request.client_mode ? 1 : 0) | (request.auxiliary ? 2 : 0)));
+  return out;
+}
+
+JoinRequest decode_join(ByteSpan in) {
+  wire::Reader r(in);
+  if (r.u8() != kJoinVersion) throw Error(Errc::bad_message, "unknown join request version");
+  JoinRequest request;
+  request.group_key = r.str(kMaxKeyBytes);
+  request.schema_hash = r.u64();
+  request.bandwidth = r.f64();
+  const std::uint8_t flags = r.u8();
+  r.expect_end();
+  if (flags > 3) throw Error(Errc::bad_message, "unknown join flags");
+  if (!std::isfinite(request.bandwidth) || request.bandwidth < 0)
+    throw Error(Errc::bad_message, "invalid bandwidth");
+  request.client_mode = flags & 1;
+  request.auxiliary = flags & 2;
+  return request;
+}
+
+Bytes encode_response(JoinStatus status, const GroupInfo* group,
+                      const std::optional<PeerAddress>& hint) {
+  Bytes out;
+  wire::Writer w(out);
+  w.u8(static_cast<std::uint8_t>(status));
+  if (status == JoinStatus::accepted && group) {
+    w.bytes(group->group_id);
+    w.u64(group->schema_hash);
+    w.u32(static_cast<std::uint32_t>(group->members.size()));
+    for (const auto& m : group->members) {
+      w.str(m.address.peer.to_string());
+      w.str(m.address.host);
+      w.u32(m.address.port);
+      w.f64(m.bandwidth);
+      w.u8(m.auxiliary ? 1 : 0);
+    }
+  } else if (status == JoinStatus::not_a_leader) {
+    w.u8(hint ? 1 : 0);
+    if (hint) w.str(hint->to_string());
+  }
+  return out;
+}
+
+struct JoinResponse {
+  JoinStatus status = JoinStatus::disbanded;
+  GroupInfo group;
+  std::optional<PeerAddress> hint;
+};
+
+JoinResponse decode_response(ByteSpan in) {
+  wire::Reader r(in);
+  JoinResponse response;
+  const std::uint8_t status = r.u8();
+  if (status > static_cast<std::uint8_t>(JoinStatus::disbanded))
+    throw Error(Errc::bad_message, "unknown join status");
+  response.status = static_cast<JoinStatus>(status);
+  if (response.status == JoinStatus::accepted) {
+    const ByteSpan id = r.bytes(kMaxGroupIdBytes);
+    response.group.group_id.assign(id.begin(), id.end());
+    response.group.schema_hash = r.u64();
+    const std::uint32_t count = r.u32();
+    if (count == 0 || count > kMaxMembers) throw Error(Errc::bad_message, "bad group size");
+    for (std::uint32_t i = 0; i < count; ++i) {
+      GroupMember m;
+      const auto peer = PeerId::parse(r.str(64));
+      if (!peer) throw Error(Errc::bad_message, "bad peer id in group");
+      m.address.peer = *peer;
+      m.address.host = r.str(kMaxAddressBytes);
+      const std::uint32_t port = r.u32();
+      if (port > 65535) throw Error(Errc::bad_message, "bad port in group");
+      m.address.port = static_cast<std::uint16_t>(port);
+      m.bandwidth = r.f64();
+      if (!std::isfinite(m.bandwidth) || m.bandwidth < 0)
+        throw Error(Errc::bad_message, "bad bandwidth in group");
+      m.auxiliary = r.u8() != 0;
+      response.group.members.push_back(std::move(m));
+    }
+  } else if (response.status == JoinStatus::not_a_leader) {
+    if (r.u8() != 0) response.hint = PeerAddress::parse(r.str(kMaxAddressBytes));
+  }
+  r.expect_end();
+  return response;
+}
+
+Clock::time_point steady_from_system(double system_time) {
+  const double left = system_time - system_now();
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double>(std::max(0.0, left)));
+}
+
+}  // namespace
+
+std::string_view join_status_name(JoinStatus status) noexcept {
+  switch (status) {
+    case JoinStatus::accepted:
+      return "accepted";
+    case JoinStatus::not_a_leader:
+      return "not a leader";
+    case JoinStatus::group_full:
+      return "group full";
+    case JoinStatus::bad_schema:
+      return "tensor schema does not match";
+    case JoinStatus::expired:
+      return "matchmaking for this group is over";
+    case JoinStatus::duplicate:
+      return "already a member";
+    case JoinStatus::disbanded:
+      return "group disbanded (too few peers)";
+  }
+  return "unknown";
+}
+
+struct Matchmaker::State {
+  explicit State(const asio::any_io_executor& executor) : changed(executor) {}
+  enum class Phase { open, started, disbanded };
+  struct Leading {
+    std::string group_key;
+    std::uint64_t schema_hash = 0;
+    std::size_t target = 0;
+    double expires = 0;  // system time
+    Phase phase = Phase::open;
+    GroupInfo group;  // leader first, then followers in join order
+  };
+  std::optional<Leading> leading;
+  std::string following_key;
+  std::optional<PeerAddress> following;
+  Signal changed;
+};
+
+namespace {
+
+asio::awaitable<Bytes> handle_join(std::shared_ptr<Matchmaker::State> state,
+                                   rpc::RequestContext context, Bytes request_bytes) {
+  const JoinRequest request = decode_join(request_bytes);
+  auto& leading = state->leading;
+  if (!leading || leading->group_key != request.group_key) {
+    std::optional<PeerAddress> hint;
+    if (state->following_key == request.group_key) hint = state->following;
+    co_return encode_response(JoinStatus::not_a_leader, nullptr, hint);
+  }
+  if (leading->phase == Matchmaker::State::Phase::disbanded)
+    co_return encode_response(JoinStatus::disbanded, nullptr, std::nullopt);
+  if (leading->phase != Matchmaker::State::Phase::open || system_now() > leading->expires)
+    co_return encode_response(JoinStatus::expired, nullptr, std::nullopt);
+  if (request.schema_hash != leading->schema_hash)
+    co_return encode_response(JoinStatus::bad_schema, nullptr, std::nullopt);
+  for (const auto& m : leading->group.members)
+    if (m.address.peer == context.peer)
+      co_return encode_response(JoinStatus::duplicate, nullptr, std::nullopt);
+  if (leading->group.members.size() >= leading->target)
+    co_return encode_response(JoinStatus::group_full, nullptr, std::nullopt);
+
+  GroupMember member;
+  // A client-mode peer has no reply address: it owns no part, so nobody dials it.
+  const bool client = request.client_mode || !context.reply_address;
+  member.address = context.reply_address.value_or(PeerAddress{context.peer, "", 0});
+  member.bandwidth = client ? 0.0 : request.bandwidth;
+  member.auxiliary = request.auxiliary;
+  leading->group.members.push_back(member);
+  const std::string key = leading->group_key;
+  state->changed.notify_all();
+  // Long poll: answer when the leader starts or disbands the group.
+  const auto give_up = steady_from_system(leading->expires) + std::chrono::seconds(5);
+  while (state->leading && state->leading->group_key == key &&
+         state->leading->phase == Matchmaker::State::Phase::open && Clock::now() < give_up)
+    co_await state->changed.wait_until(give_up);
+  if (!state->leading || state->leading->group_key != key ||
+      state->leading->phase != Matchmaker::State::Phase::started)
+    co_return encode_response(JoinStatus::disbanded, nullptr, std::nullopt);
+  co_return encode_response(JoinStatus::accepted, &state->leading->group, std::nullopt);
+}
+
+}  // namespace
+
+Matchmaker::Matchmaker(rpc::RpcNode& node, std::shared_ptr<GroupKeyStore> store,
+                       MatchmakingOptions options)
+    : node_(node),
+      store_(std::move(store)),
+      options_(std::move(options)),
+      state_(std::make_shared<State>(node.get_executor())) {
+  if (options_.min_group_size < 1 || options_.target_group_size < options_.min_group_size)
+    throw Error(Errc::invalid_argument, "matchmaking: need 1 <= min_group_size <= target");
+  node_.add_method(std::string(kJoinMethod),
+                   [state = state_](const rpc::RequestContext& context,
+                                    Bytes request) -> asio::awaitable<Bytes> {
+                     return handle_join(state, context, std::move(request));
+                   });
+}
+
+Matchmaker::~Matchmaker() = default;
+
+asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
+                                                                 std::uint64_t schema_hash,
+                                                                 Clock::time_point deadline) {
+  const std::string key = options_.prefix + "/" + std::to_string(round_++);
+  const PeerAddress self = node_.local_address();
+  const double expires =
+      system_now() + std::chrono::duration<double>(options_.matchmaking_time).count();
+  stats_ = {};
+  state_->leading.reset();
+  state_->following.reset();
+  state_->following_key.clear();
+
+  if (!options_.client_mode) {
+    // (named locals, not temporaries, in co_await expressions: GCC 12 miscompiles those)
+    Declaration mine{self, expires};
+    co_await store_->declare(key, std::move(mine));
+  }
+  {
+    asio::steady_timer settle(node_.get_executor(),
+                              std::min(deadline, Clock::now() + options_.settle_time));
+    co_await settle.async_wait(asio::use_awaitable);
+  }
+  auto declarations = co_await store_->list(key, system_now());
+  if (!options_.client_mode) {
+    bool listed = false;
+    for (const auto& d : declarations) listed = listed || d.address.peer == self.peer;
+    if (!listed) declarations.push_back({self, expires});
+  }
+  auto earliest = std::min_element(
+      declarations.begin(), declarations.end(), [](const Declaration& a, const Declaration& b) {
+        return std::tie(a.expiration, a.address.peer) < std::tie(b.expiration, b.address.peer);
+      });
+  if (earliest == declarations.end()) co_return std::nullopt;  // a client alone
+
+  if (earliest->address.peer == self.peer) {
+    // Lead: gather followers until the group is full or time is up.
+    stats_.led_last_round = true;
+    State::Leading leading;
+    leading.group_key = key;
+    leading.schema_hash = schema_hash;
+    leading.target = options_.target_group_size;
+    leading.expires = expires;
+    const std::string id = key + "/" + self.peer.to_string().substr(0, 16);
+    leading.group.group_id.assign(id.begin(), id.end());
+    leading.group.schema_hash = schema_hash;
+    leading.group.members.push_back({self, weight, options_.bandwidth, options_.auxiliary});
+    state_->leading = std::move(leading);
+    const auto stop = std::min(deadline, steady_from_system(expires));
+    while (state_->leading->group.members.size() < options_.target_group_size &&
+           Clock::now() < stop)
+      co_await state_->changed.wait_until(stop);
+    auto& group = state_->leading->group;
+    if (group.members.size() < std::max<std::size_t>(2, options_.min_group_size)) {
+      state_->leading->phase = State::Phase::disbanded;
+      state_->changed.notify_all();
+      stats_.last_rejection = JoinStatus::disbanded;
+      co_return std::nullopt;
+    }
+    state_->leading->phase = State::Phase::started;
+    state_->changed.notify_all();
+    co_return group;
+  }
+
+  // Follow: join the earliest declaration, following not_a_leader hints.
+  PeerAddress leader = earliest->address;
+  state_->following_key = key;
+  for (int attempt = 0; attempt < 4 && Clock::now() < deadline; ++attempt) {
+    state_->following = leader;
+    JoinRequest request{key, schema_hash, options_.bandwidth, options_.client_mode,
+                        options_.auxiliary};
+    rpc::CallOptions call_options;
+    call_options.timeout =
+        std::max(std::chrono::milliseconds(1),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+    JoinResponse response;
+    try {
+      Bytes payload = encode_join(request);
+      Bytes answer = co_await node_.call(leader, kJoinMethod, std::move(payload), call_options);
+      response = decode_response(answer);
+    } catch (const std::exception& e) {
+      log::debug("matchmaking: join {} at {} failed: {}", key, leader.to_string(), e.what());
+      co_return std::nullopt;
+    }
+    if (response.status == JoinStatus::accepted) {
+      bool member = false;
+      for (auto& m : response.group.members) {
+        if (m.address.peer == self.peer) {
+          m.weight = weight;
+          member = true;
+        }
+      }
+      if (!member || response.group.schema_hash != schema_hash) co_return std::nullopt;
+      co_return response.group;
+    }
+    stats_.last_rejection = response.status;
+    log::debug("matchmaking: {} refused {}: {}", leader.to_string(), key,
+               join_status_name(response.status));
+    if (response.status != JoinStatus::not_a_leader || !response.hint ||
+        response.hint->peer == self.peer || response.hint->peer == leader.peer)
+      co_return std::nullopt;
+    leader = *response.hint;
+  }
+  co_return std::nullopt;
+}
+
+}  // namespace apiary::averaging

@@ -1,0 +1,84 @@
+#pragma once
+// Matchmaking: forms an all-reduce group for each round through a
+// GroupKeyStore (the DHT in production).
+//
+// Round r uses the group key "<prefix>/<r>". Every peer that can accept
+// connections declares itself under the key with expiration now +
+// matchmaking_time. After a short settle delay each peer lists the key; the
+// declaration with the earliest expiration (ties: smaller peer id) leads. The
+// leader accepts "averaging.join" requests and starts the round when the group
+// reaches target_group_size, or when matchmaking_time is up with at least
+// min_group_size members; otherwise it disbands. Followers send one join
+// request (a long poll) and get the agreed GroupInfo back, or a rejection with
+// a clear reason: not_a_leader (with the leader it follows, which the joiner
+// then tries), group_full, bad_schema, expired, duplicate, disbanded.
+// Client-mode peers never declare and join only as followers; auxiliary peers
+// join with the auxiliary flag (they reduce but contribute nothing).
+//
+// Threading: runs on the RpcNode's executor. Errors: find_group() returns
+// nullopt when no group formed by the deadline; protocol faults of other
+// peers never throw.
+#include "averaging/group_key_store.hpp"
+#include "averaging/group_source.hpp"
+#include "core/rpc.hpp"
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace apiary::averaging {
+
+inline constexpr std::string_view kJoinMethod = "averaging.join";
+
+enum class JoinStatus : std::uint8_t {
+  accepted = 0,
+  not_a_leader = 1,
+  group_full = 2,
+  bad_schema = 3,
+  expired = 4,
+  duplicate = 5,
+  disbanded = 6,
+};
+std::string_view join_status_name(JoinStatus status) noexcept;
+
+struct MatchmakingOptions {
+  std::string prefix = "run";
+  std::size_t target_group_size = 4;
+  std::size_t min_group_size = 2;
+  std::chrono::milliseconds matchmaking_time{2000};
+  std::chrono::milliseconds settle_time{200};  // wait for others' declarations to appear
+  double bandwidth = 1.0;                      // announced to the leader
+  bool client_mode = false;
+  bool auxiliary = false;
+};
+
+struct MatchmakingStats {
+  JoinStatus last_rejection = JoinStatus::accepted;
+  bool led_last_round = false;
+};
+
+class Matchmaker final : public GroupSource {
+ public:
+  Matchmaker(rpc::RpcNode& node, std::shared_ptr<GroupKeyStore> store, MatchmakingOptions options);
+  ~Matchmaker() override;
+
+  asio::awaitable<std::optional<GroupInfo>> find_group(
+      float weight, std::uint64_t schema_hash,
+      std::chrono::steady_clock::time_point deadline) override;
+
+  const MatchmakingStats& stats() const noexcept { return stats_; }
+  // Round counter (the next find_group uses this round's key).
+  void set_round(std::uint64_t round) noexcept { round_ = round; }
+
+  struct State;
+
+ private:
+  rpc::RpcNode& node_;
+  std::shared_ptr<GroupKeyStore> store_;
+  MatchmakingOptions options_;
+  std::shared_ptr<State> state_;
+  std::uint64_t round_ = 0;
+  MatchmakingStats stats_;
+};
+
+}  // namespace apiary::averaging
