@@ -112,6 +112,29 @@ void FrameSealer::seal(ByteSpan plaintext, MutableByteSpan out) {
   ++counter_;
 }
 
+void FrameSealer::seal_in_place(MutableByteSpan message,
+                                std::span<std::uint8_t, frame_header_size> header,
+                                std::span<std::uint8_t, frame_tag_size> tag) {
+  if (message.size() > std::numeric_limits<std::uint32_t>::max() - frame_tag_size)
+    throw Error(Errc::resource_exhausted, "message too large for one frame");
+  if (counter_ == std::numeric_limits<std::uint64_t>::max())
+    throw Error(Errc::resource_exhausted, "frame counter exhausted; reconnect");
+  put_be32(header.data(), static_cast<std::uint32_t>(message.size() + frame_tag_size));
+  unsigned long long tag_len = 0;
+  if (state_->suite == CipherSuite::aes256_gcm) {
+    auto nonce = counter_nonce<crypto_aead_aes256gcm_NPUBBYTES>(counter_);
+    crypto_aead_aes256gcm_encrypt_detached_afternm(
+        message.data(), tag.data(), &tag_len, message.data(), message.size(), header.data(),
+        header.size(), nullptr, nonce.data(), &state_->aes);
+  } else {
+    auto nonce = counter_nonce<crypto_aead_xchacha20poly1305_ietf_NPUBBYTES>(counter_);
+    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
+        message.data(), tag.data(), &tag_len, message.data(), message.size(), header.data(),
+        header.size(), nullptr, nonce.data(), state_->key.data());
+  }
+  ++counter_;
+}
+
 Bytes FrameSealer::seal(ByteSpan plaintext) {
   Bytes out(plaintext.size() + frame_overhead);
   seal(plaintext, out);

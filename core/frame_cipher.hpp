@@ -62,6 +62,11 @@ class FrameSealer {
   void seal(ByteSpan plaintext, MutableByteSpan out);
   // Convenience: allocates the frame.
   Bytes seal(ByteSpan plaintext);
+  // Zero-copy form: encrypts `message` in place and writes the frame's header
+  // and tag beside it; the wire frame is header ‖ message ‖ tag (a gathered
+  // write), so a large message is never copied or reallocated.
+  void seal_in_place(MutableByteSpan message, std::span<std::uint8_t, frame_header_size> header,
+                     std::span<std::uint8_t, frame_tag_size> tag);
   std::uint64_t frames_sealed() const noexcept { return counter_; }
 
  private:

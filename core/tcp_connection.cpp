@@ -85,14 +85,15 @@ asio::awaitable<void> TcpConnection::send(Bytes message) {
     throw Error(Errc::resource_exhausted,
                 "message of " + std::to_string(message.size()) + " bytes exceeds the limit of " +
                     std::to_string(opener_.max_message_size()) + " bytes");
-  Bytes frame(message.size() + frame_overhead);
-  sealer_.seal(message, frame);
-  message = Bytes();  // the plaintext is no longer needed while the frame waits
-
   if (!writing_) {
     // Fast path: nobody is writing, so this coroutine writes its own frame.
+    std::array<std::uint8_t, frame_header_size> header;
+    std::array<std::uint8_t, frame_tag_size> tag;
+    sealer_.seal_in_place(message, header, tag);
     writing_ = true;
-    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(frame), uncancellable());
+    const std::array<asio::const_buffer, 3> frame{asio::buffer(header), asio::buffer(message),
+                                                  asio::buffer(tag)};
+    auto [ec, n] = co_await asio::async_write(socket_, frame, uncancellable());
     if (ec) {
       writing_ = false;
       fail("write failed: " + ec.message(), false);
@@ -106,8 +107,10 @@ asio::awaitable<void> TcpConnection::send(Bytes message) {
     co_return;
   }
 
+  // Sealed now, so frames go out in call order whatever the wake-up order.
   auto pending = std::make_shared<PendingWrite>(socket_.get_executor());
-  pending->frame = std::move(frame);
+  pending->message = std::move(message);
+  sealer_.seal_in_place(pending->message, pending->header, pending->tag);
   pending->wake.expires_at(asio::steady_timer::time_point::max());
   queue_.push_back(pending);
   if (!pending->done) co_await pending->wake.async_wait(as_tuple(asio::use_awaitable));
@@ -125,8 +128,11 @@ asio::awaitable<void> TcpConnection::drain_queue(std::shared_ptr<TcpConnection> 
     buffers.clear();
     std::size_t bytes = 0;
     while (!queue_.empty() && batch.size() < max_batch_frames && bytes < max_batch_bytes) {
-      bytes += queue_.front()->frame.size();
-      buffers.push_back(asio::buffer(queue_.front()->frame));
+      const auto& front = *queue_.front();
+      bytes += front.message.size() + frame_overhead;
+      buffers.push_back(asio::buffer(front.header));
+      buffers.push_back(asio::buffer(front.message));
+      buffers.push_back(asio::buffer(front.tag));
       batch.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
@@ -134,7 +140,7 @@ asio::awaitable<void> TcpConnection::drain_queue(std::shared_ptr<TcpConnection> 
     for (auto& pending : batch) {
       pending->done = true;
       pending->failed = static_cast<bool>(ec);
-      pending->frame = Bytes();
+      pending->message = Bytes();
       pending->wake.cancel();
     }
     if (ec) {

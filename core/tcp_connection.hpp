@@ -19,6 +19,7 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
 
+#include <array>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -46,7 +47,10 @@ class TcpConnection final : public Connection, public std::enable_shared_from_th
  private:
   struct PendingWrite {
     explicit PendingWrite(const asio::any_io_executor& executor) : wake(executor) {}
-    Bytes frame;
+    // The frame on the wire is header ‖ message (encrypted in place) ‖ tag.
+    std::array<std::uint8_t, frame_header_size> header{};
+    Bytes message;
+    std::array<std::uint8_t, frame_tag_size> tag{};
     asio::steady_timer wake;  // cancelled when the frame is written or failed
     bool done = false;
     bool failed = false;

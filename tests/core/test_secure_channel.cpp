@@ -265,6 +265,33 @@ TEST_P(FrameCipherTest, RoundTripInPlace) {
   EXPECT_EQ(opener.frames_opened(), 8u);
 }
 
+TEST_P(FrameCipherTest, SealInPlaceMatchesTheWireFormat) {
+  FrameSealer sealer(GetParam(), key);
+  FrameOpener opener(GetParam(), key, 1 << 20);
+  for (std::size_t size : {0, 5, 4096, 300000}) {
+    Bytes message(size);
+    for (std::size_t i = 0; i < size; ++i) message[i] = static_cast<std::uint8_t>(i * 13 + 1);
+    const Bytes original = message;
+    std::array<std::uint8_t, frame_header_size> header;
+    std::array<std::uint8_t, frame_tag_size> tag;
+    sealer.seal_in_place(message, header, tag);
+    if (size > 0) {
+      EXPECT_NE(message, original) << "encrypted in place";
+    }
+    Bytes body = message;  // ciphertext ‖ tag, as the receiver reads it
+    body.insert(body.end(), tag.begin(), tag.end());
+    ASSERT_EQ(opener.body_size(header), body.size());
+    ASSERT_EQ(opener.open(header, body), size);
+    body.resize(size);
+    EXPECT_EQ(body, original);
+  }
+  // Interleaves with seal(): one counter.
+  Bytes frame = sealer.seal(as_bytes("next"));
+  std::array<std::uint8_t, frame_header_size> header;
+  std::copy_n(frame.begin(), frame_header_size, header.begin());
+  EXPECT_EQ(opener.open(header, MutableByteSpan(frame).subspan(frame_header_size)), 4u);
+}
+
 namespace {
 // Opens one frame produced by seal(); returns the error code.
 Errc open_frame(FrameOpener& opener, Bytes frame) {
