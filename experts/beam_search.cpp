@@ -74,7 +74,7 @@ std::vector<ScoredExpert> BeamSearcher::find_best_experts(const GridScores& scor
 }
 
 std::vector<std::vector<ScoredExpert>> BeamSearcher::find_best_experts(
-    std::span<const GridScores> samples, std::size_t k) {
+    std::span<const GridScores> samples, std::size_t k, const Exclude& exclude) {
   const std::size_t dims = grid_.size();
   const std::size_t beam =
       options_.beam_size == 0 ? std::max<std::size_t>(k, 1) : options_.beam_size;
@@ -165,6 +165,7 @@ std::vector<std::vector<ScoredExpert>> BeamSearcher::find_best_experts(
           child.coords.push_back(coord);
           if (level + 1 == dims) {
             if (info.uid != node.prefix + std::to_string(coord)) continue;
+            if (exclude && exclude(info.uid)) continue;
             child.leaf = true;
             child.bound = child.partial;
             child.expert = info;

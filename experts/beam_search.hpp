@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -48,9 +49,12 @@ class BeamSearcher {
   BeamSearcher(ExpertDirectory& directory, std::string uid_prefix, std::vector<std::size_t> grid,
                BeamSearchOptions options = {});
 
-  // Up to k experts per sample, best first.
+  // Up to k experts per sample, best first. Experts for which `exclude` returns
+  // true (e.g. recently failed ones) are passed over.
+  using Exclude = std::function<bool(const std::string& uid)>;
   std::vector<std::vector<ScoredExpert>> find_best_experts(std::span<const GridScores> samples,
-                                                           std::size_t k);
+                                                           std::size_t k,
+                                                           const Exclude& exclude = {});
   std::vector<ScoredExpert> find_best_experts(const GridScores& scores, std::size_t k);
 
   const std::vector<std::size_t>& grid() const noexcept { return grid_; }

@@ -15,7 +15,9 @@ namespace k = apiary::kernels;
 
 // One expert called during a forward pass, with the rows routed to it.
 struct MoeGroup {
+  std::string uid;
   ExpertHandlePtr handle;
+  bool failed = false;            // the call failed (not merely unfinished)
   std::vector<std::size_t> rows;  // input rows, in order
   HostTensor input;
   std::optional<HostTensor> output;  // set when the expert answered
@@ -112,94 +114,60 @@ MoeForward MixtureOfExperts::forward(const HostTensor& input) {
       }
     }
   }
-  auto chosen = searcher_.find_best_experts(scores, config_.k_best);
-
-  // Group rows by expert, one call per expert.
-  std::map<std::string, std::size_t> group_of;
-  ctx->slots.resize(rows);
-  for (std::size_t r = 0; r < rows; ++r) {
-    for (auto& scored : chosen[r]) {
-      auto [it, inserted] = group_of.try_emplace(scored.expert.uid, ctx->groups.size());
-      if (inserted) {
-        MoeGroup group;
-        try {
-          group.handle = handle_for(scored.expert);
-        } catch (const Error& e) {
-          log::debug("moe: cannot reach {}: {}", scored.expert.uid, e.what());
-        }
-        ctx->groups.push_back(std::move(group));
-      }
-      auto& group = ctx->groups[it->second];
-      MoeSlot slot;
-      slot.group = it->second;
-      slot.index_in_group = group.rows.size();
-      slot.coords = scored.coords;
-      group.rows.push_back(r);
-      ctx->slots[r].push_back(std::move(slot));
-    }
-  }
-  auto signal = std::make_shared<CompletionSignal>();
-  std::vector<PendingTensor> pending(ctx->groups.size());
   const auto start = Clock::now();
-  for (std::size_t g = 0; g < ctx->groups.size(); ++g) {
-    auto& group = ctx->groups[g];
-    group.input.shape = {group.rows.size(), config_.in_features};
-    group.input.values.reserve(group.rows.size() * config_.in_features);
-    for (auto r : group.rows) {
-      auto row = input.row(r);
-      group.input.values.insert(group.input.values.end(), row.begin(), row.end());
-    }
-    if (group.handle) {
-      pending[g] = group.handle->forward(group.input, signal, config_.forward_timeout);
-    }
-  }
-
-  // Wait: all calls, or k_min answers per row plus a grace period, or the deadline.
   const auto hard_deadline = start + config_.forward_timeout;
-  std::vector<bool> finished(ctx->groups.size(), false);
+  std::erase_if(failed_until_, [&](const auto& entry) { return entry.second <= start; });
+  auto excluded = [this](const std::string& uid) { return failed_until_.count(uid) > 0; };
+  ctx->slots.resize(rows);
   std::vector<std::size_t> answered(rows, 0);
-  std::optional<Clock::time_point> k_min_reached;
-  while (true) {
-    auto seen = signal->count();
-    bool all_finished = true;
-    for (std::size_t g = 0; g < pending.size(); ++g) {
-      if (finished[g]) continue;
-      if (!pending[g].valid() || pending[g].is_ready()) {
-        finished[g] = true;
-        if (!pending[g].valid()) continue;
-        auto& group = ctx->groups[g];
-        try {
-          auto out = pending[g].get();
-          TensorSchema{{config_.out_features}}.check(out, group.handle->uid() + " output");
-          if (out.rows() != group.rows.size()) {
-            throw Error(Errc::bad_message, group.handle->uid() + " returned " +
-                                               std::to_string(out.rows()) + " rows for " +
-                                               std::to_string(group.rows.size()));
+  std::vector<std::size_t> search_rows(rows);
+  std::iota(search_rows.begin(), search_rows.end(), std::size_t{0});
+  // Round 0 asks the best experts; round 1 retries rows short of k_min with the
+  // next best ones, passing over the experts that just failed.
+  for (int round = 0; round < 2 && !search_rows.empty(); ++round) {
+    std::vector<GridScores> round_scores;
+    for (auto r : search_rows) round_scores.push_back(scores[r]);
+    auto chosen = searcher_.find_best_experts(round_scores, config_.k_best, excluded);
+    const std::size_t first_group = ctx->groups.size();
+    std::map<std::string, std::size_t> group_of;
+    for (std::size_t i = 0; i < search_rows.size(); ++i) {
+      const auto r = search_rows[i];
+      for (auto& scored : chosen[i]) {
+        bool known = false;  // a retry skips experts this row already has
+        for (auto& slot : ctx->slots[r]) known |= ctx->groups[slot.group].uid == scored.expert.uid;
+        if (known) continue;
+        auto [it, inserted] = group_of.try_emplace(scored.expert.uid, ctx->groups.size());
+        if (inserted) {
+          MoeGroup group;
+          group.uid = scored.expert.uid;
+          try {
+            group.handle = handle_for(scored.expert);
+          } catch (const Error& e) {
+            group.failed = true;
+            log::debug("moe: cannot reach {}: {}", scored.expert.uid, e.what());
           }
-          if (!std::all_of(out.values.begin(), out.values.end(),
-                           [](float v) { return std::isfinite(v); })) {
-            throw Error(Errc::bad_message, group.handle->uid() + " returned non-finite values");
-          }
-          group.output = std::move(out);
-          for (auto r : group.rows) ++answered[r];
-        } catch (const std::exception& e) {
-          log::debug("moe: expert {} failed: {}", group.handle->uid(), e.what());
+          ctx->groups.push_back(std::move(group));
         }
-      } else {
-        all_finished = false;
+        auto& group = ctx->groups[it->second];
+        MoeSlot slot;
+        slot.group = it->second;
+        slot.index_in_group = group.rows.size();
+        slot.coords = scored.coords;
+        group.rows.push_back(r);
+        ctx->slots[r].push_back(std::move(slot));
       }
     }
+    dispatch_and_wait(*ctx, first_group, hard_deadline, answered);
     const auto now = Clock::now();
-    if (all_finished || now >= hard_deadline) break;
-    bool enough = std::all_of(answered.begin(), answered.end(),
-                              [&](std::size_t n) { return n >= config_.k_min; });
-    if (enough && !k_min_reached) k_min_reached = now;
-    auto deadline = hard_deadline;
-    if (k_min_reached) {
-      deadline = std::min(deadline, *k_min_reached + config_.timeout_after_k_min);
-      if (now >= deadline) break;
+    for (std::size_t g = first_group; g < ctx->groups.size(); ++g) {
+      if (ctx->groups[g].failed)
+        failed_until_[ctx->groups[g].uid] = now + config_.failed_expert_ttl;
     }
-    signal->wait_beyond(seen, deadline);
+    if (now >= hard_deadline) break;
+    search_rows.clear();
+    for (std::size_t r = 0; r < rows; ++r) {
+      if (answered[r] < config_.k_min) search_rows.push_back(r);
+    }
   }
 
   for (std::size_t r = 0; r < rows; ++r) {
@@ -277,6 +245,71 @@ MoeForward MixtureOfExperts::forward(const HostTensor& input) {
   result.answered = std::move(answered);
   result.context = std::move(ctx);
   return result;
+}
+
+void MixtureOfExperts::dispatch_and_wait(MoeContext& ctx, std::size_t first_group,
+                                         Clock::time_point hard_deadline,
+                                         std::vector<std::size_t>& answered) {
+  auto signal = std::make_shared<CompletionSignal>();
+  const std::size_t count = ctx.groups.size() - first_group;
+  std::vector<PendingTensor> pending(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    auto& group = ctx.groups[first_group + i];
+    group.input.shape = {group.rows.size(), config_.in_features};
+    group.input.values.reserve(group.rows.size() * config_.in_features);
+    for (auto r : group.rows) {
+      auto row = ctx.input.row(r);
+      group.input.values.insert(group.input.values.end(), row.begin(), row.end());
+    }
+    if (group.handle) {
+      pending[i] = group.handle->forward(group.input, signal, hard_deadline - Clock::now());
+    }
+  }
+  // Wait: all calls, or k_min answers per row plus a grace period, or the deadline.
+  std::vector<bool> finished(count, false);
+  std::optional<Clock::time_point> k_min_reached;
+  while (true) {
+    auto seen = signal->count();
+    bool all_finished = true;
+    for (std::size_t i = 0; i < count; ++i) {
+      if (finished[i]) continue;
+      if (pending[i].valid() && !pending[i].is_ready()) {
+        all_finished = false;
+        continue;
+      }
+      finished[i] = true;
+      if (!pending[i].valid()) continue;
+      auto& group = ctx.groups[first_group + i];
+      try {
+        auto out = pending[i].get();
+        TensorSchema{{config_.out_features}}.check(out, group.uid + " output");
+        if (out.rows() != group.rows.size()) {
+          throw Error(Errc::bad_message, group.uid + " returned " + std::to_string(out.rows()) +
+                                             " rows for " + std::to_string(group.rows.size()));
+        }
+        if (!std::all_of(out.values.begin(), out.values.end(),
+                         [](float v) { return std::isfinite(v); })) {
+          throw Error(Errc::bad_message, group.uid + " returned non-finite values");
+        }
+        group.output = std::move(out);
+        for (auto r : group.rows) ++answered[r];
+      } catch (const std::exception& e) {
+        group.failed = true;
+        log::debug("moe: expert {} failed: {}", group.uid, e.what());
+      }
+    }
+    const auto now = Clock::now();
+    if (all_finished || now >= hard_deadline) break;
+    bool enough = std::all_of(answered.begin(), answered.end(),
+                              [&](std::size_t n) { return n >= config_.k_min; });
+    if (enough && !k_min_reached) k_min_reached = now;
+    auto deadline = hard_deadline;
+    if (k_min_reached) {
+      deadline = std::min(deadline, *k_min_reached + config_.timeout_after_k_min);
+      if (now >= deadline) break;
+    }
+    signal->wait_beyond(seen, deadline);
+  }
 }
 
 HostTensor MixtureOfExperts::backward(const MoeForward& forward, const HostTensor& grad_output,

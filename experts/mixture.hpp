@@ -50,6 +50,9 @@ struct MoeConfig {
   std::chrono::milliseconds forward_timeout{10000};
   std::chrono::milliseconds timeout_after_k_min{1000};
   std::chrono::milliseconds backward_timeout{10000};
+  // An expert whose call failed is skipped by later searches for this long,
+  // and rows left short of k_min are retried once with the next best experts.
+  std::chrono::milliseconds failed_expert_ttl{30000};
   BeamSearchOptions beam{};
   std::uint64_t seed = 0;  // gate initialisation
 };
@@ -85,6 +88,10 @@ class MixtureOfExperts {
 
  private:
   ExpertHandlePtr handle_for(const ExpertInfo& info);
+  // Calls the experts of groups [first_group, end) and waits for them (see the
+  // header comment); counts answers per row into `answered`.
+  void dispatch_and_wait(MoeContext& ctx, std::size_t first_group, Clock::time_point hard_deadline,
+                         std::vector<std::size_t>& answered);
 
   MoeConfig config_;
   std::size_t gate_width_ = 0;  // Σ grid
@@ -92,6 +99,7 @@ class MixtureOfExperts {
   BeamSearcher searcher_;
   ExpertResolver resolver_;
   std::map<std::string, std::pair<ExpertInfo, ExpertHandlePtr>> handles_;
+  std::map<std::string, Clock::time_point> failed_until_;
   std::vector<float> gate_params_;
   std::vector<float> gate_grads_;
 };

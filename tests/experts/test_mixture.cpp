@@ -210,3 +210,38 @@ TEST(MixtureOfExperts, RejectsInputsOfTheWrongShape) {
   EXPECT_THROW(moe.backward(f, HostTensor::zeros({3, kOut})), Error);
   EXPECT_EQ(moe.forward(HostTensor::zeros({0, kIn})).output.rows(), 0u);
 }
+
+TEST(MixtureOfExperts, RowsWhoseExpertsAllFailRetryTheNextBest) {
+  Swarm swarm;
+  swarm.dead = {"ffn.0.0", "ffn.0.1", "ffn.0.2"};
+  std::vector<std::shared_ptr<DeadExpert>> dead_handles;
+  auto resolve = [&](const ExpertInfo& info) -> ExpertHandlePtr {
+    if (swarm.dead.count(info.uid)) {
+      dead_handles.push_back(std::make_shared<DeadExpert>(info.uid));
+      return dead_handles.back();
+    }
+    return swarm.handles.at(info.uid);
+  };
+  auto dead_calls = [&] {
+    int n = 0;
+    for (auto& h : dead_handles) n += h->calls;
+    return n;
+  };
+  auto cfg = config(GatingMode::softmax_top_k, 2);
+  MixtureOfExperts moe(cfg, swarm.directory, resolve);
+  // Make row 0 of the grid (all dead) the clear favourite of every input.
+  auto gate = moe.gate_parameters();
+  gate[kIn * 5 + 0] = 50.0f;
+  auto x = random_tensor({4, kIn}, 12);
+  auto f = moe.forward(x);
+  EXPECT_EQ(f.answered, (std::vector<std::size_t>(4, 2)));  // both from the retry
+  const int first_calls = dead_calls();
+  EXPECT_GE(first_calls, 2);  // the dead experts the first round chose
+  EXPECT_LE(first_calls, 3);
+  // Failed experts are skipped by later searches (for failed_expert_ttl).
+  auto again = moe.forward(x);
+  EXPECT_EQ(again.answered, (std::vector<std::size_t>(4, 2)));
+  EXPECT_EQ(dead_calls(), first_calls);
+  auto dx = moe.backward(again, random_tensor({4, kOut}, 13));
+  EXPECT_EQ(dx.shape, x.shape);
+}

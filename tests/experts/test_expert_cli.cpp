@@ -1,0 +1,139 @@
+// Integration: two `apiary expert-server` processes join one DHT over TCP; a
+// mixture of experts in this process finds their experts by beam search
+// through the DHT, calls them, keeps working when one server is SIGKILLed, and
+// the other one checkpoints on SIGTERM and exits 0.
+#include "core/identity.hpp"
+#include "core/rpc.hpp"
+#include "core/tcp_transport.hpp"
+#include "dht/node.hpp"
+#include "experts/dht_directory.hpp"
+#include "experts/mixture.hpp"
+#include "experts/remote_expert.hpp"
+#include "tests/integration/process.hpp"
+
+#include <gtest/gtest.h>
+#include <asio/co_spawn.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/use_future.hpp>
+
+#include <filesystem>
+#include <future>
+#include <set>
+#include <thread>
+
+using namespace apiary;
+using namespace apiary::experts;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::unique_ptr<test::ChildProcess> start_server(const std::string& pattern,
+                                                 const std::string& peers,
+                                                 const std::string& checkpoint_dir) {
+  std::vector<std::string> argv{
+      APIARY_BIN, "expert-server",   "--experts", pattern,    "--hidden",
+      "16",       "--update-period", "1",         "--listen", "127.0.0.1:0"};
+  if (!peers.empty()) argv.insert(argv.end(), {"--peers", peers});
+  if (!checkpoint_dir.empty()) argv.insert(argv.end(), {"--checkpoint-dir", checkpoint_dir});
+  return std::make_unique<test::ChildProcess>(argv);
+}
+
+// A DHT peer and RPC endpoint in this process, on its own network thread.
+class ClientPeer {
+ public:
+  explicit ClientPeer(const PeerAddress& bootstrap) {
+    rpc_ = std::make_shared<rpc::RpcNode>(
+        make_tcp_transport(ctx_.get_executor(), Identity::generate(), {"127.0.0.1", 0}));
+    dht_ = dht::DhtNode::create(rpc_);
+    rpc_->start();
+    thread_ = std::thread([this] { ctx_.run(); });
+    asio::co_spawn(ctx_, dht_->bootstrap({bootstrap}), asio::use_future).get();
+  }
+  ~ClientPeer() {
+    std::promise<void> done;
+    asio::post(ctx_, [&] {
+      dht_->stop();
+      rpc_->stop();
+      done.set_value();
+    });
+    done.get_future().wait();
+    guard_.reset();
+    ctx_.stop();
+    thread_.join();
+  }
+  std::shared_ptr<dht::DhtNode> dht() { return dht_; }
+  rpc::RpcNode& rpc() { return *rpc_; }
+
+ private:
+  asio::io_context ctx_;
+  asio::executor_work_guard<asio::io_context::executor_type> guard_{ctx_.get_executor()};
+  std::shared_ptr<rpc::RpcNode> rpc_;
+  std::shared_ptr<dht::DhtNode> dht_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+TEST(ExpertServerCli, MixtureOverTwoServerProcessesSurvivesAKill) {
+  auto checkpoints = std::filesystem::path(::testing::TempDir()) / "apiary-expert-cli-ckpt";
+  std::filesystem::remove_all(checkpoints);
+  auto first = start_server("ffn.[0:2].[0:4]", "", checkpoints.string());
+  auto first_address = first->read_line(20s);
+  ASSERT_TRUE(first_address) << "first server printed no address";
+  auto second = start_server("ffn.[2:4].[0:4]", *first_address, "");
+  auto second_address = second->read_line(20s);
+  ASSERT_TRUE(second_address) << "second server printed no address";
+
+  ClientPeer client(PeerAddress::parse(*first_address));
+  DhtExpertDirectory directory(client.dht(), 5s);
+  MoeConfig config;
+  config.in_features = 16;
+  config.out_features = 16;
+  config.grid = {4, 4};
+  config.k_best = 4;
+  config.k_min = 1;
+  config.forward_timeout = 10s;
+  config.timeout_after_k_min = 2s;
+  config.beam.negative_cache_ttl = 0ms;  // servers are still declaring
+  auto x = HostTensor::zeros({6, 16});
+  for (std::size_t i = 0; i < x.values.size(); ++i) x.values[i] = std::cos(float(i) * 0.37f);
+
+  // Wait until both servers' experts are visible (declarations are asynchronous).
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  std::set<std::string> servers_seen;
+  BeamSearcher searcher(directory, "ffn.", {4, 4}, config.beam);
+  while (servers_seen.size() < 2 && std::chrono::steady_clock::now() < deadline) {
+    servers_seen.clear();
+    GridScores uniform{std::vector<float>(4, 0.0f), std::vector<float>(4, 0.0f)};
+    for (auto& e : searcher.find_best_experts(uniform, 16)) {
+      servers_seen.insert(e.expert.server.to_string());
+    }
+    if (servers_seen.size() < 2) std::this_thread::sleep_for(200ms);  // polling a DHT
+  }
+  ASSERT_EQ(servers_seen.size(), 2u);
+
+  MixtureOfExperts moe(config, directory, remote_resolver(client.rpc()));
+  auto result = moe.forward(x);
+  for (auto n : result.answered) EXPECT_GE(n, 1u);
+  auto dx = moe.backward(result, result.output);
+  EXPECT_EQ(dx.shape, x.shape);
+
+  second->signal(SIGKILL);
+  ASSERT_TRUE(second->wait(10s));
+  // Experts of the dead server fail fast (connection refused) and are masked.
+  for (int step = 0; step < 3; ++step) {
+    auto again = moe.forward(x);
+    for (auto n : again.answered) EXPECT_GE(n, 1u);
+    moe.backward(again, again.output);
+  }
+
+  first->signal(SIGTERM);
+  auto code = first->wait(20s);
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, 0);
+  EXPECT_TRUE(std::filesystem::exists(checkpoints / "ffn.0.0.expert"));
+  EXPECT_TRUE(std::filesystem::exists(checkpoints / "ffn.1.3.expert"));
+  std::filesystem::remove_all(checkpoints);
+}
