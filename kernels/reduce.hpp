@@ -10,8 +10,9 @@
 // the same on every peer and for every thread count: the input is cut into
 // blocks of kSumBlock elements; each block is summed with 16 interleaved lanes
 // combined by a fixed pairwise tree; block sums are combined by a fixed pairwise
-// tree. So the same inputs give bit-identical results everywhere (on the CPU;
-// the CUDA path follows the same order for blocks but is only tested to a tolerance).
+// tree. So the same inputs give bit-identical results everywhere. The CUDA
+// path uses the same blocks, lanes and trees with round-to-nearest intrinsics
+// (no FMA contraction), so it matches the CPU bit for bit too.
 // Errors: std::invalid_argument on size mismatch, std::runtime_error for CUDA failures.
 #include "kernels/device.hpp"
 

@@ -54,6 +54,9 @@ int run_train(const TrainOptions& options) {
     }
     config.device = kernels::Device::cuda;
   }
+  // Load first, so a missing package is reported before anything else is printed.
+  nn::Dataset train = nn::load_fashion_mnist(nn::Split::train, config.data_dir);
+  nn::Dataset test = nn::load_fashion_mnist(nn::Split::test, config.data_dir);
   if (!options.json) {
     std::printf(
         "solo training: MLP 784-256-128-10 (%s), %s lr=%g, batch %zu, %zu epochs, seed %llu, %s\n",
@@ -64,7 +67,7 @@ int run_train(const TrainOptions& options) {
                 "test_acc", "samples/s");
     std::fflush(stdout);
   }
-  auto reports = nn::train_solo(config, [&](const nn::EpochReport& r) {
+  auto reports = nn::train_solo(config, train, test, [&](const nn::EpochReport& r) {
     if (options.json) return;
     std::printf("%6zu %8zu %11.4f %10.4f %8.2f%% %10.0f\n", r.epoch, r.steps, r.train_loss,
                 r.test_loss, 100.0 * r.test_accuracy, r.samples_per_second);
