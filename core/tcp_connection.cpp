@@ -1,6 +1,7 @@
 #include "core/tcp_connection.hpp"
 
 #include "core/log.hpp"
+#include "core/tcp_metrics.hpp"
 #include "core/tcp_wire.hpp"
 
 #include <asio/bind_cancellation_slot.hpp>
@@ -94,6 +95,7 @@ asio::awaitable<void> TcpConnection::send(Bytes message) {
     const std::array<asio::const_buffer, 3> frame{asio::buffer(header), asio::buffer(message),
                                                   asio::buffer(tag)};
     auto [ec, n] = co_await asio::async_write(socket_, frame, uncancellable());
+    tcp_metrics::counters().bytes_sent.inc(n);
     if (ec) {
       writing_ = false;
       fail("write failed: " + ec.message(), false);
@@ -137,6 +139,7 @@ asio::awaitable<void> TcpConnection::drain_queue(std::shared_ptr<TcpConnection> 
       queue_.pop_front();
     }
     auto [ec, n] = co_await asio::async_write(socket_, buffers, uncancellable());
+    tcp_metrics::counters().bytes_sent.inc(n);
     for (auto& pending : batch) {
       pending->done = true;
       pending->failed = static_cast<bool>(ec);
@@ -180,6 +183,7 @@ asio::awaitable<Bytes> TcpConnection::receive() {
   try {
     body_size = opener_.body_size(header);  // checked before allocating
   } catch (const Error& e) {
+    tcp_metrics::counters().frames_rejected.inc();
     fail(e.what(), true);
     throw closed_error();
   }
@@ -196,7 +200,9 @@ asio::awaitable<Bytes> TcpConnection::receive() {
   }
   try {
     body.resize(opener_.open(header, body));
+    tcp_metrics::counters().bytes_received.inc(frame_header_size + body_size);
   } catch (const Error& e) {
+    tcp_metrics::counters().frames_rejected.inc();
     fail(e.what(), true);
     throw closed_error();
   }

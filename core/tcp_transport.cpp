@@ -5,6 +5,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/tcp_connection.hpp"
+#include "core/tcp_metrics.hpp"
 #include "core/tcp_wire.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -187,11 +188,13 @@ asio::awaitable<void> accept_one(std::shared_ptr<TransportState> state, tcp::soc
     result = co_await tcp_wire::race_deadline(answer_handshake(socket, handshake, peer),
                                               state->options.handshake_timeout);
     if (!result) {
+      tcp_metrics::counters().handshakes_failed.inc();
       log::warn("inbound handshake from {} timed out after {}", peer,
                 ms_text(state->options.handshake_timeout));
       co_return;
     }
   } catch (const Error& e) {
+    tcp_metrics::counters().handshakes_failed.inc();
     if (e.code() == Errc::unavailable) {
       log::debug("inbound handshake from {} ended: {}", peer, e.what());
     } else {
@@ -199,9 +202,11 @@ asio::awaitable<void> accept_one(std::shared_ptr<TransportState> state, tcp::soc
     }
     co_return;
   } catch (const std::exception& e) {
+    tcp_metrics::counters().handshakes_failed.inc();
     log::warn("refused inbound connection from {}: {}", peer, e.what());
     co_return;
   }
+  tcp_metrics::counters().handshakes_ok.inc();
   if (state->closed || !state->on_accept) co_return;
   auto remote_listen = listen_address_of(socket, *result);
   auto connection = std::make_shared<TcpConnection>(
@@ -265,6 +270,12 @@ class TcpTransport final : public Transport {
     Handshake handshake(Handshake::Role::initiator, state->identity,
                         state->handshake_config(target.peer));
     bool connected = false;
+    struct CountFailure {  // a guard, not try/catch: GCC 12 mis-warns on rethrow here
+      bool succeeded = false;
+      ~CountFailure() {
+        if (!succeeded) tcp_metrics::counters().handshakes_failed.inc();
+      }
+    } count_failure;
     auto result = co_await tcp_wire::race_deadline(
         dial_and_handshake(socket, target, handshake, connected), state->options.handshake_timeout);
     if (!result) {
@@ -276,6 +287,8 @@ class TcpTransport final : public Transport {
                                                " timed out after " +
                                                ms_text(state->options.handshake_timeout));
     }
+    count_failure.succeeded = true;
+    tcp_metrics::counters().handshakes_ok.inc();
     if (state->closed) throw Error(Errc::unavailable, "transport closed while connecting");
     auto remote_listen = listen_address_of(socket, *result);
     auto connection = std::make_shared<TcpConnection>(

@@ -3,6 +3,7 @@
 #include "core/error.hpp"
 #include "core/frame_cipher.hpp"
 #include "core/handshake.hpp"
+#include "core/metrics.hpp"
 #include "core/tcp_transport.hpp"
 #include "core/tcp_wire.hpp"
 
@@ -370,6 +371,8 @@ struct RawSession {
 }  // namespace
 
 TEST_F(TcpTransportTest, TamperedReplayedReorderedAndOversizedFramesCloseOnlyThatConnection) {
+  auto& rejected = metrics::Registry::global().counter("apiary_tcp_frames_rejected_total");
+  const auto rejected_before = rejected.value();
   TransportOptions options;
   options.max_message_size = 64 << 10;
   auto a = make(options);
@@ -437,6 +440,7 @@ TEST_F(TcpTransportTest, TamperedReplayedReorderedAndOversizedFramesCloseOnlyTha
       co_await s.raw->write(runt);
       co_await expect_closed(s.accepted, "short");
     }
+    EXPECT_EQ(rejected.value() - rejected_before, 5u) << "each bad frame is counted";
     co_await good_out->send(bytes_of("unaffected"));
     EXPECT_EQ(text_of(co_await good_in->receive()), "unaffected");
     co_await good_in->send(bytes_of("indeed"));
