@@ -137,7 +137,8 @@ int main(int argc, char** argv) {
   app.add_option("--transport", cfg.transport, "inproc | tcp (loopback)")
       ->check(CLI::IsMember({"inproc", "tcp"}))
       ->capture_default_str();
-  app.add_option("--latency-ms", cfg.latency_ms, "one-way emulated link latency (link emulator)");
+  app.add_option("--latency-ms", cfg.latency_ms,
+                 "one-way latency between two peers (link emulator; each peer's link gets half)");
   app.add_option("--kill-fraction", cfg.kill_fraction, "fraction of nodes killed after storing")
       ->check(CLI::Range(0.0, 0.9));
   app.add_option("--store-concurrency", cfg.store_concurrency, "stores in flight")
@@ -158,7 +159,8 @@ int main(int argc, char** argv) {
       std::uint64_t seed = cfg.seed;
       factory = [base, latency = cfg.latency_ms, seed](const Identity& id, bool client) mutable {
         LinkProfile profile;
-        profile.latency = std::chrono::microseconds(static_cast<std::int64_t>(latency * 1000));
+        // Both ends are shaped and their latencies add up: half on each side.
+        profile.latency = std::chrono::microseconds(static_cast<std::int64_t>(latency * 500));
         profile.seed = seed++;
         return make_link_emulator(base(id, client), profile);
       };

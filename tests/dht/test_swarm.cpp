@@ -303,3 +303,27 @@ TEST_F(SwarmTest, BootstrapFailsClearlyWhenNoPeerAnswers) {
     rpc->stop();
   });
 }
+
+TEST_F(SwarmTest, FoundValueIsCachedOnTheNearestNodeThatLackedIt) {
+  auto o = options();
+  o.cache_locally = false;  // only the push to the nearest node can create cache entries
+  make_swarm(o);
+  run_body(io, [&]() -> asio::awaitable<void> {
+    co_await swarm->grow(40);
+    EXPECT_TRUE(
+        (co_await swarm->node(0)->store(b("popular"), std::nullopt, b("v"), *now + 60)).ok());
+    std::size_t cached_before = 0;
+    for (std::size_t i = 0; i < swarm->size(); ++i)
+      cached_before += swarm->node(i)->stats().cached_records;
+    EXPECT_EQ(cached_before, 0u);
+    for (std::size_t i = 1; i < swarm->size(); ++i) {
+      auto value = co_await swarm->node(i)->get(b("popular"));
+      EXPECT_TRUE(value.has_value()) << i;
+    }
+    co_await sleep_for(50ms);  // the cache push is fire-and-forget
+    std::size_t cached_after = 0;
+    for (std::size_t i = 0; i < swarm->size(); ++i)
+      cached_after += swarm->node(i)->stats().cached_records;
+    EXPECT_GT(cached_after, 0u);
+  });
+}
