@@ -73,7 +73,7 @@ struct AllReduceOptions {
   // costs ~25 % of the round). Must be equal on every peer of a group.
   std::size_t chunk_elements = PartitionPlan::default_chunk_elements;
   std::size_t min_chunk_elements = 4096;
-  std::size_t min_chunks_per_part = 16;
+  std::size_t min_chunks_per_part = 32;
   std::size_t min_part_elements = 0;
   CompressionPolicy compression;
   // A sender that has neither connected nor sent anything for this long is excluded.
