@@ -4,6 +4,7 @@
 #include "averaging/averager.hpp"
 #include "averaging/matchmaker.hpp"
 #include "averaging/wire.hpp"
+#include "dht/swarm.hpp"
 #include "tests/averaging/butterfly_fixture.hpp"
 
 #include <gtest/gtest.h>
@@ -194,6 +195,44 @@ TEST(Matchmaker, AveragerRoundThroughMatchmaking) {
   }
   for (auto& p : swarm.peers)
     for (std::size_t k = 0; k < mean.size(); ++k) ASSERT_NEAR(p.tensors[0][k], mean[k], 1e-5);
+}
+
+}  // namespace
+}  // namespace apiary::averaging
+
+
+namespace apiary::averaging {
+namespace {
+
+TEST(Matchmaker, FourPeersAgreeThroughARealDht) {
+  test::Swarm swarm;
+  swarm.add_peers(4, {100});
+  dht::LocalSwarm dht_swarm(swarm.ctx.get_executor(), dht::LocalSwarm::inproc(swarm.network));
+  auto grown = asio::co_spawn(swarm.ctx, dht_swarm.grow(8), asio::use_future);
+  test::wait(swarm.ctx, grown);
+  std::vector<std::unique_ptr<Matchmaker>> mm;
+  for (std::size_t i = 0; i < 4; ++i) {
+    auto options = fast(4);
+    options.matchmaking_time = 1500ms;
+    options.settle_time = 300ms;
+    mm.push_back(std::make_unique<Matchmaker>(
+        *swarm.peers[i].node, std::make_shared<DhtGroupKeyStore>(dht_swarm.node(i * 2)), options));
+  }
+  std::vector<std::future<std::optional<GroupInfo>>> futures;
+  for (auto& m : mm)
+    futures.push_back(
+        asio::co_spawn(swarm.ctx, m->find_group(1.0f, 9, Clock::now() + 5s), asio::use_future));
+  std::vector<GroupInfo> groups;
+  for (auto& f : futures) {
+    auto g = test::wait(swarm.ctx, f);
+    ASSERT_TRUE(g.has_value());
+    groups.push_back(*g);
+  }
+  for (const auto& g : groups) {
+    EXPECT_EQ(g.members.size(), 4u);
+    EXPECT_EQ(g.group_id, groups[0].group_id);
+  }
+  dht_swarm.stop();
 }
 
 }  // namespace
