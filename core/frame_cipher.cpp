@@ -120,17 +120,20 @@ void FrameSealer::seal_in_place(MutableByteSpan message,
   if (counter_ == std::numeric_limits<std::uint64_t>::max())
     throw Error(Errc::resource_exhausted, "frame counter exhausted; reconnect");
   put_be32(header.data(), static_cast<std::uint32_t>(message.size() + frame_tag_size));
+  // libsodium declares the text pointers non-null even for empty messages.
+  std::uint8_t empty = 0;
+  std::uint8_t* text = message.empty() ? &empty : message.data();
   unsigned long long tag_len = 0;
   if (state_->suite == CipherSuite::aes256_gcm) {
     auto nonce = counter_nonce<crypto_aead_aes256gcm_NPUBBYTES>(counter_);
-    crypto_aead_aes256gcm_encrypt_detached_afternm(
-        message.data(), tag.data(), &tag_len, message.data(), message.size(), header.data(),
-        header.size(), nullptr, nonce.data(), &state_->aes);
+    crypto_aead_aes256gcm_encrypt_detached_afternm(text, tag.data(), &tag_len, text, message.size(),
+                                                   header.data(), header.size(), nullptr,
+                                                   nonce.data(), &state_->aes);
   } else {
     auto nonce = counter_nonce<crypto_aead_xchacha20poly1305_ietf_NPUBBYTES>(counter_);
     crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
-        message.data(), tag.data(), &tag_len, message.data(), message.size(), header.data(),
-        header.size(), nullptr, nonce.data(), state_->key.data());
+        text, tag.data(), &tag_len, text, message.size(), header.data(), header.size(), nullptr,
+        nonce.data(), state_->key.data());
   }
   ++counter_;
 }

@@ -96,8 +96,9 @@ PeerId PublicKey::peer_id() const {
 bool PublicKey::verify(ByteSpan message, ByteSpan signature) const noexcept {
   if (signature.size() != crypto_sign_BYTES) return false;
   if (sodium_init() < 0) return false;
-  return crypto_sign_verify_detached(signature.data(), message.data(), message.size(),
-                                     bytes.data()) == 0;
+  static const std::uint8_t empty = 0;  // libsodium wants non-null pointers
+  return crypto_sign_verify_detached(signature.data(), message.empty() ? &empty : message.data(),
+                                     message.size(), bytes.data()) == 0;
 }
 
 Identity Identity::generate() {
@@ -122,7 +123,9 @@ Identity Identity::from_seed(ByteSpan seed) {
 
 Signature Identity::sign(ByteSpan message) const {
   Signature sig;
-  crypto_sign_detached(sig.data(), nullptr, message.data(), message.size(), secret_key_.data());
+  static const std::uint8_t empty = 0;  // libsodium wants non-null pointers
+  crypto_sign_detached(sig.data(), nullptr, message.empty() ? &empty : message.data(),
+                       message.size(), secret_key_.data());
   return sig;
 }
 

@@ -81,6 +81,9 @@ TEST(Identity, PeerIdIsHashOfPublicKeyAndSignaturesVerify) {
   EXPECT_FALSE(id.public_key().verify(as_bytes("message"), sig));
   EXPECT_FALSE(id.public_key().verify(as_bytes("message"), ByteSpan(sig.data(), 10)));
   EXPECT_NE(Identity::generate().peer_id(), id.peer_id());
+  auto empty_sig = id.sign(ByteSpan{});
+  EXPECT_TRUE(id.public_key().verify(ByteSpan{}, empty_sig));
+  EXPECT_FALSE(id.public_key().verify(as_bytes("x"), empty_sig));
 }
 
 TEST(Identity, FromSeedIsDeterministic) {
