@@ -220,9 +220,98 @@ void for_blocks(std::size_t begin, std::size_t end, std::size_t block_size, Byte
   }
 }
 
+#ifdef __SSE2__
+// Encodes block x[0, n) with `absmax` and, in the same loop, scans the next
+// block next[0, n) for its absmax: the next block's memory loads overlap this
+// block's arithmetic. Codes and absmax are exactly those of encode_block() and
+// absmax_sse2() (max is exact; cvtps2dq rounds half to even).
+float encode_and_scan(const float* __restrict x, std::size_t n, float absmax,
+                      std::int8_t* __restrict codes, const float* __restrict next,
+                      bool* next_finite) {
+  const float multiplier = absmax > 0.0f ? 127.0f / absmax : 0.0f;
+  const __m128 m = _mm_set1_ps(multiplier);
+  const __m128 abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+  __m128 max0 = _mm_setzero_ps(), max1 = _mm_setzero_ps();
+  __m128 probe0 = _mm_setzero_ps(), probe1 = _mm_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm_prefetch(reinterpret_cast<const char*>(next + i + kPrefetchFloats), _MM_HINT_T0);
+    __m128 na = _mm_loadu_ps(next + i), nb = _mm_loadu_ps(next + i + 4);
+    __m128 nc = _mm_loadu_ps(next + i + 8), nd = _mm_loadu_ps(next + i + 12);
+    max0 = _mm_max_ps(max0, _mm_and_ps(na, abs_mask));
+    max1 = _mm_max_ps(max1, _mm_and_ps(nb, abs_mask));
+    max0 = _mm_max_ps(max0, _mm_and_ps(nc, abs_mask));
+    max1 = _mm_max_ps(max1, _mm_and_ps(nd, abs_mask));
+    probe0 = _mm_add_ps(probe0, _mm_sub_ps(na, na));
+    probe1 = _mm_add_ps(probe1, _mm_sub_ps(nb, nb));
+    probe0 = _mm_add_ps(probe0, _mm_sub_ps(nc, nc));
+    probe1 = _mm_add_ps(probe1, _mm_sub_ps(nd, nd));
+    __m128i a = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x + i), m));
+    __m128i b = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x + i + 4), m));
+    __m128i c = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x + i + 8), m));
+    __m128i d = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x + i + 12), m));
+    __m128i packed = _mm_packs_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + i), packed);
+  }
+  alignas(16) float maxes[4], probes[4];
+  _mm_store_ps(maxes, _mm_max_ps(max0, max1));
+  _mm_store_ps(probes, _mm_add_ps(probe0, probe1));
+  float next_max = std::max(std::max(maxes[0], maxes[1]), std::max(maxes[2], maxes[3]));
+  float probe = (probes[0] + probes[1]) + (probes[2] + probes[3]);
+  for (; i < n; ++i) {
+    codes[i] = clamp_code(round_even(x[i] * multiplier));
+    next_max = std::max(next_max, std::fabs(next[i]));
+    probe += next[i] - next[i];
+  }
+  *next_finite = probe == 0.0f && next_max <= FLT_MAX;
+  return next_max;
+}
+
+// Quantizes `count` values starting at a block boundary into `out` (the
+// encoding of that first block), pipelining each block's encode with the next
+// block's absmax scan.
+void quantize_chunk_pipelined(const float* x, std::size_t count, std::size_t block_size,
+                              std::byte* out) {
+  const std::size_t blocks = (count + block_size - 1) / block_size;
+  bool finite = true;
+  float absmax = absmax_sse2(x, std::min(block_size, count), &finite);
+  for (std::size_t b = 0; b < blocks; ++b) {
+    if (!finite) throw_non_finite();
+    const float* src = x + b * block_size;
+    const std::size_t n = std::min(block_size, count - b * block_size);
+    std::byte* enc = out + b * (block_size + kScaleBytes);
+    std::memcpy(enc, &absmax, kScaleBytes);
+    auto* codes = reinterpret_cast<std::int8_t*>(enc + kScaleBytes);
+    const std::size_t next_n =
+        b + 1 < blocks ? std::min(block_size, count - (b + 1) * block_size) : 0;
+    float next_absmax = 0.0f;
+    bool next_finite = true;
+    const bool tiny = absmax > 0.0f && absmax < FLT_MIN;
+    if (next_n == n && !tiny) {
+      next_absmax = encode_and_scan(src, n, absmax, codes, src + n, &next_finite);
+    } else {
+      encode_block(src, n, absmax, codes);
+      if (next_n > 0) next_absmax = absmax_sse2(src + n, next_n, &next_finite);
+    }
+    absmax = next_absmax;
+    finite = next_finite;
+  }
+}
+#endif
+
 // Encodes x (+ residual, updated, when given) into out.
 void quantize_cpu(std::span<const float> x, float* residual, std::span<std::byte> out,
                   std::size_t block_size) {
+#ifdef __SSE2__
+  if (residual == nullptr) {
+    detail::parallel_for(
+        x.size(), kParallelMin, block_size, [&](std::size_t begin, std::size_t end) {
+          quantize_chunk_pipelined(x.data() + begin, end - begin, block_size,
+                                   out.data() + (begin / block_size) * (block_size + kScaleBytes));
+        });
+    return;
+  }
+#endif
   detail::parallel_for(x.size(), kParallelMin, block_size, [&](std::size_t begin, std::size_t end) {
     // Block-sized scratch for x + residual, so encoding reads one array.
     std::vector<float> sum(residual ? std::min(block_size, end - begin) : 0);

@@ -190,3 +190,24 @@ TEST(Quantize, MatchesScalarReference) {
     }
   }
 }
+
+TEST(Quantize, PipelinedBlocksDetectNonFiniteAndTinyScales) {
+  // Full blocks take the pipelined path (encode block b while scanning b + 1).
+  const std::size_t block = 64;
+  for (std::size_t bad : {std::size_t{5}, std::size_t{64 + 17}, std::size_t{128 + 63}}) {
+    std::vector<float> x(3 * block, 0.5f);
+    x[bad] = std::numeric_limits<float>::infinity();
+    std::vector<std::byte> enc(quantized_size(x.size(), block));
+    EXPECT_THROW(quantize_blockwise(x, enc, block), std::invalid_argument) << bad;
+  }
+  // A subnormal-scale block between normal ones, and a constant block after it.
+  std::vector<float> x(4 * block + 10);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.1f * i);
+  for (std::size_t i = block; i < 2 * block; ++i) x[i] = (i % 2 ? 1e-40f : -3e-41f);
+  for (std::size_t i = 2 * block; i < 3 * block; ++i) x[i] = -2.5f;
+  auto decoded = round_trip(x, block);
+  for (std::size_t i = 2 * block; i < 3 * block; ++i) ASSERT_EQ(decoded[i], -2.5f);
+  EXPECT_EQ(decoded[block + 1], 1e-40f);
+  for (std::size_t i = 0; i < x.size(); ++i)
+    ASSERT_LE(std::fabs(x[i] - decoded[i]), 1.0f / 250) << i;
+}
