@@ -170,13 +170,32 @@ asio::awaitable<void> RpcConnection::read_loop() {
   close(reason, why);
 }
 
-void RpcConnection::handle_frame(ByteSpan message) {
+namespace {
+
+// The payload of `frame` as its own buffer. A payload that ends the message (the
+// last element of request, response and stream_data frames) is cut out of the
+// message in place — a memmove instead of a new allocation and a copy.
+Bytes take_payload(Bytes& message, ByteSpan payload) {
+  const auto offset = static_cast<std::size_t>(payload.data() - message.data());
+  if (payload.empty()) return {};
+  if (offset + payload.size() != message.size()) return Bytes(payload.begin(), payload.end());
+  Bytes owned = std::move(message);
+  owned.erase(owned.begin(), owned.begin() + static_cast<std::ptrdiff_t>(offset));
+  return owned;
+}
+
+}  // namespace
+
+void RpcConnection::handle_frame(Bytes& message) {
   const Frame frame = decode_frame(message);
   const bool local = is_local_id(frame.id);
   switch (frame.type) {
     case FrameType::request:
       if (local || frame.id == 0) throw Error(Errc::bad_message, "rpc: request with a local id");
-      start_handler(frame.id, frame.method, frame.payload);
+      {
+        const std::string method(frame.method);  // the payload takes over the message
+        start_handler(frame.id, method, take_payload(message, frame.payload));
+      }
       return;
     case FrameType::response:
     case FrameType::error: {
@@ -188,7 +207,7 @@ void RpcConnection::handle_frame(ByteSpan message) {
       PendingCall& call = *it->second;
       pending_.erase(it);
       if (frame.type == FrameType::response) {
-        call.result.emplace(frame.payload.begin(), frame.payload.end());
+        call.result.emplace(take_payload(message, frame.payload));
       } else {
         call.error = Error(frame.code, std::string(frame.message));
       }
@@ -210,7 +229,7 @@ void RpcConnection::handle_frame(ByteSpan message) {
       return;
     case FrameType::stream_data:
       if (auto stream = find_stream(frame.id)) {
-        stream->on_data(frame.payload);
+        stream->on_data(take_payload(message, frame.payload));
       } else {
         send_detached(encode_stream_reset(frame.id, Errc::not_found, "no such stream"));
       }
@@ -227,7 +246,7 @@ void RpcConnection::handle_frame(ByteSpan message) {
   }
 }
 
-void RpcConnection::start_handler(std::uint64_t id, std::string_view method, ByteSpan payload) {
+void RpcConnection::start_handler(std::uint64_t id, std::string_view method, Bytes payload) {
   auto handler = handlers_->unary.find(method);
   if (handler == handlers_->unary.end()) {
     send_detached(encode_error(id, Errc::not_found, "unknown method " + std::string(method)));
@@ -242,7 +261,7 @@ void RpcConnection::start_handler(std::uint64_t id, std::string_view method, Byt
   metrics_.handled.inc();
   // The entry (and its cancellation signal) is erased only once the handler
   // coroutine has fully completed, as asio still uses the slot until then.
-  asio::co_spawn(executor_, run_unary(id, handler->second, Bytes(payload.begin(), payload.end())),
+  asio::co_spawn(executor_, run_unary(id, handler->second, std::move(payload)),
                  asio::bind_cancellation_slot(entry->second.signal.slot(),
                                               [self = shared_from_this(), id](std::exception_ptr) {
                                                 self->inbound_.erase(id);

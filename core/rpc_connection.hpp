@@ -97,8 +97,9 @@ class RpcConnection : public std::enable_shared_from_this<RpcConnection> {
   };
 
   asio::awaitable<void> read_loop();
-  void handle_frame(ByteSpan message);
-  void start_handler(std::uint64_t id, std::string_view method, ByteSpan payload);
+  // Takes the message: payloads that end it are handed on without a copy.
+  void handle_frame(Bytes& message);
+  void start_handler(std::uint64_t id, std::string_view method, Bytes payload);
   void start_stream_handler(std::uint64_t id, std::string_view method);
   asio::awaitable<void> run_unary(std::uint64_t id, UnaryHandler handler, Bytes request);
   asio::awaitable<void> run_stream(std::uint64_t id, StreamHandler handler,

@@ -146,7 +146,7 @@ void StreamImpl::cancel() noexcept {
   connection_->forget_stream(id_);
 }
 
-void StreamImpl::on_data(ByteSpan data) {
+void StreamImpl::on_data(Bytes data) {
   if (reset_) return;
   received_total_ += data.size();
   if (received_total_ > granted_total_ || peer_closed_) {
@@ -160,7 +160,7 @@ void StreamImpl::on_data(ByteSpan data) {
     connection_->forget_stream(id_);
     return;
   }
-  inbox_.emplace_back(data.begin(), data.end());
+  inbox_.push_back(std::move(data));
   readable_.notify();
 }
 

@@ -30,7 +30,7 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
   void cancel() noexcept override;
 
   // Frame input from the connection.
-  void on_data(ByteSpan data);
+  void on_data(Bytes data);
   void on_credit(std::uint64_t bytes);
   void on_close();
   void on_reset(Errc code, std::string_view message);
