@@ -1,0 +1,301 @@
+#include "averaging/state_sharing.hpp"
+
+#include "averaging/async_util.hpp"
+#include "averaging/wire.hpp"
+#include "core/error.hpp"
+#include "core/hash.hpp"
+#include "core/log.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+
+namespace apiary::averaging {
+namespace {
+
+using detail::Clock;
+using detail::Signal;
+using detail::TaskGroup;
+
+constexpr std::string_view kMetaMethod = "averaging.state.meta";
+constexpr std::string_view kChunkMethod = "averaging.state.chunk";
+constexpr std::uint8_t kStateVersion = 1;
+constexpr std::size_t kMaxMetadataBytes = 1u << 20;
+constexpr std::size_t kMaxTensors = 1u << 16;
+constexpr std::uint64_t kMaxStateElements = 1ull << 30;  // 4 GiB of fp32
+constexpr std::uint64_t kMaxChunkElements = 1u << 22;    // 16 MiB chunks at most
+
+struct ChunkRef {
+  std::size_t tensor;
+  std::size_t offset;
+  std::size_t count;
+};
+
+// Chunks never span tensors; both sides derive the same table.
+std::vector<ChunkRef> chunk_table(const std::vector<std::size_t>& sizes, std::size_t chunk) {
+  std::vector<ChunkRef> table;
+  for (std::size_t t = 0; t < sizes.size(); ++t)
+    for (std::size_t offset = 0; offset < sizes[t]; offset += chunk)
+      table.push_back({t, offset, std::min(chunk, sizes[t] - offset)});
+  return table;
+}
+
+ByteSpan bytes_of(std::span<const float> values) {
+  return {reinterpret_cast<const std::uint8_t*>(values.data()), values.size_bytes()};
+}
+
+double system_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+struct Meta {
+  std::uint64_t epoch = 0;
+  Bytes metadata;
+  std::vector<std::size_t> sizes;
+  std::size_t chunk_elements = 0;
+  std::vector<Hash256> hashes;
+  bool same_content(const Meta& other) const {
+    return epoch == other.epoch && sizes == other.sizes && chunk_elements == other.chunk_elements &&
+           hashes == other.hashes && metadata == other.metadata;
+  }
+};
+
+Meta decode_meta(ByteSpan in) {
+  wire::Reader r(in);
+  if (r.u8() != kStateVersion) throw Error(Errc::bad_message, "unknown state version");
+  Meta meta;
+  meta.epoch = r.u64();
+  const ByteSpan metadata = r.bytes(kMaxMetadataBytes);
+  meta.metadata.assign(metadata.begin(), metadata.end());
+  const std::uint32_t tensors = r.u32();
+  if (tensors > kMaxTensors) throw Error(Errc::bad_message, "too many tensors in state");
+  std::uint64_t total = 0;
+  for (std::uint32_t t = 0; t < tensors; ++t) {
+    const std::uint64_t size = r.u64();
+    total += size;
+    if (size > kMaxStateElements || total > kMaxStateElements)
+      throw Error(Errc::bad_message, "state too large");
+    meta.sizes.push_back(static_cast<std::size_t>(size));
+  }
+  const std::uint64_t chunk = r.u64();
+  if (chunk == 0 || chunk > kMaxChunkElements) throw Error(Errc::bad_message, "bad chunk size");
+  meta.chunk_elements = static_cast<std::size_t>(chunk);
+  const std::uint32_t count = r.u32();
+  if (count != chunk_table(meta.sizes, meta.chunk_elements).size())
+    throw Error(Errc::bad_message, "chunk count does not match the tensor sizes");
+  for (std::uint32_t i = 0; i < count; ++i) {
+    Hash256 h;
+    std::memcpy(h.data(), r.take(h.size()).data(), h.size());
+    meta.hashes.push_back(h);
+  }
+  r.expect_end();
+  return meta;
+}
+
+}  // namespace
+
+struct StateDonor::State {
+  StateSnapshot snapshot;
+  std::vector<ChunkRef> table;
+  Bytes meta;  // encoded once per publish
+  std::size_t chunk_elements = 0;
+  std::size_t served = 0;
+};
+
+StateDonor::StateDonor(rpc::RpcNode& node, std::size_t chunk_elements)
+    : node_(node), state_(std::make_shared<State>()) {
+  if (chunk_elements == 0 || chunk_elements > kMaxChunkElements)
+    throw Error(Errc::invalid_argument, "state donor: bad chunk size");
+  state_->chunk_elements = chunk_elements;
+  publish({});
+  node_.add_method(std::string(kMetaMethod),
+                   [state = state_](const rpc::RequestContext&, Bytes) -> asio::awaitable<Bytes> {
+                     co_return state->meta;
+                   });
+  node_.add_method(
+      std::string(kChunkMethod),
+      [state = state_](const rpc::RequestContext&, Bytes request) -> asio::awaitable<Bytes> {
+        wire::Reader r(request);
+        const std::uint32_t index = r.u32();
+        r.expect_end();
+        if (index >= state->table.size()) throw Error(Errc::not_found, "no such state chunk");
+        const ChunkRef& c = state->table[index];
+        const auto values =
+            std::span<const float>(state->snapshot.tensors[c.tensor]).subspan(c.offset, c.count);
+        ++state->served;
+        const ByteSpan raw = bytes_of(values);
+        co_return Bytes(raw.begin(), raw.end());
+      });
+}
+
+void StateDonor::publish(StateSnapshot snapshot) {
+  std::vector<std::size_t> sizes;
+  for (const auto& t : snapshot.tensors) sizes.push_back(t.size());
+  auto table = chunk_table(sizes, state_->chunk_elements);
+  Bytes meta;
+  wire::Writer w(meta);
+  w.u8(kStateVersion);
+  w.u64(snapshot.epoch);
+  w.bytes(snapshot.metadata);
+  w.u32(static_cast<std::uint32_t>(sizes.size()));
+  for (std::size_t s : sizes) w.u64(s);
+  w.u64(state_->chunk_elements);
+  w.u32(static_cast<std::uint32_t>(table.size()));
+  for (const auto& c : table) {
+    const auto values =
+        std::span<const float>(snapshot.tensors[c.tensor]).subspan(c.offset, c.count);
+    const Hash256 h = hash256(bytes_of(values));
+    w.raw(h.data(), h.size());
+  }
+  state_->snapshot = std::move(snapshot);
+  state_->table = std::move(table);
+  state_->meta = std::move(meta);
+}
+
+asio::awaitable<bool> StateDonor::announce(GroupKeyStore& store, const std::string& prefix,
+                                           double expiration) {
+  Declaration mine{node_.local_address(), expiration};
+  co_return co_await store.declare(prefix + "/state", std::move(mine));
+}
+
+std::size_t StateDonor::chunks_served() const noexcept {
+  return state_->served;
+}
+
+namespace {
+
+struct Download {
+  explicit Download(const asio::any_io_executor& executor) : changed(executor) {}
+  Meta meta;
+  std::vector<ChunkRef> table;
+  std::deque<std::size_t> queue;
+  std::size_t in_flight = 0;
+  std::size_t done = 0;
+  std::size_t retries = 0;
+  StateSnapshot result;
+  Signal changed;
+};
+
+asio::awaitable<void> fetch_meta(rpc::RpcNode& node, PeerAddress donor,
+                                 std::chrono::milliseconds timeout, std::optional<Meta>& out) {
+  try {
+    rpc::CallOptions options;
+    options.timeout = timeout;
+    Bytes empty;
+    Bytes answer = co_await node.call(donor, kMetaMethod, std::move(empty), options);
+    out = decode_meta(answer);
+  } catch (const std::exception& e) {
+    log::debug("state download: donor {} gave no metadata: {}", donor.to_string(), e.what());
+  }
+}
+
+// Pulls chunks from one donor until none are left or the donor fails.
+asio::awaitable<void> pull_from(rpc::RpcNode& node, PeerAddress donor, std::shared_ptr<Download> d,
+                                Clock::time_point deadline) {
+  while (d->done < d->table.size() && Clock::now() < deadline) {
+    if (d->queue.empty()) {
+      if (d->in_flight == 0) co_return;
+      co_await d->changed.wait_until(deadline);  // a failed chunk may come back
+      continue;
+    }
+    const std::size_t index = d->queue.front();
+    d->queue.pop_front();
+    ++d->in_flight;
+    bool ok = false;
+    try {
+      Bytes request;
+      wire::Writer(request).u32(static_cast<std::uint32_t>(index));
+      rpc::CallOptions options;
+      options.timeout =
+          std::max(std::chrono::milliseconds(1),
+                   std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+      Bytes raw = co_await node.call(donor, kChunkMethod, std::move(request), options);
+      const ChunkRef& c = d->table[index];
+      if (raw.size() == c.count * sizeof(float) && hash256(raw) == d->meta.hashes[index]) {
+        std::memcpy(d->result.tensors[c.tensor].data() + c.offset, raw.data(), raw.size());
+        ok = true;
+      } else {
+        log::debug("state download: donor {} sent a bad chunk {}", donor.to_string(), index);
+      }
+    } catch (const std::exception& e) {
+      log::debug("state download: chunk {} from {} failed: {}", index, donor.to_string(), e.what());
+    }
+    --d->in_flight;
+    if (ok) {
+      ++d->done;
+    } else {
+      d->queue.push_back(index);  // another donor retries it
+      ++d->retries;
+    }
+    d->changed.notify_all();
+    if (!ok) co_return;  // this donor is done for
+  }
+}
+
+}  // namespace
+
+asio::awaitable<StateSnapshot> download_state(rpc::RpcNode& node, GroupKeyStore& store,
+                                              std::string prefix, Clock::time_point deadline,
+                                              DownloadStats* stats) {
+  auto donors = co_await store.list(prefix + "/state", system_now());
+  std::erase_if(donors, [&](const Declaration& d) { return d.address.peer == node.peer_id(); });
+  // Metadata from every donor at once.
+  std::vector<std::optional<Meta>> metas(donors.size());
+  {
+    TaskGroup tasks(node.get_executor());
+    const auto timeout =
+        std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()),
+                   std::chrono::milliseconds(1), std::chrono::milliseconds(5000));
+    for (std::size_t i = 0; i < donors.size(); ++i)
+      tasks.spawn(fetch_meta(node, donors[i].address, timeout, metas[i]));
+    co_await tasks.wait();
+  }
+  // Newest epoch wins; among its donors, the content most of them agree on.
+  std::optional<std::uint64_t> newest;
+  for (const auto& m : metas)
+    if (m && (!newest || m->epoch > *newest)) newest = m->epoch;
+  if (!newest) throw Error(Errc::unavailable, "state download: no donor answered");
+  std::size_t reference = metas.size();
+  std::size_t best_votes = 0;
+  for (std::size_t i = 0; i < metas.size(); ++i) {
+    if (!metas[i] || metas[i]->epoch != *newest) continue;
+    std::size_t votes = 0;
+    for (const auto& other : metas) votes += other && other->same_content(*metas[i]);
+    if (votes > best_votes) {
+      best_votes = votes;
+      reference = i;
+    }
+  }
+  std::vector<PeerAddress> chosen;
+  DownloadStats local_stats;
+  for (std::size_t i = 0; i < metas.size(); ++i) {
+    if (metas[i] && metas[i]->same_content(*metas[reference])) {
+      chosen.push_back(donors[i].address);
+    } else if (metas[i]) {
+      ++local_stats.donors_refused;  // older epoch, or content the majority disagrees with
+    }
+  }
+
+  auto d = std::make_shared<Download>(node.get_executor());
+  d->meta = *metas[reference];
+  d->table = chunk_table(d->meta.sizes, d->meta.chunk_elements);
+  d->result.epoch = d->meta.epoch;
+  d->result.metadata = d->meta.metadata;
+  for (std::size_t size : d->meta.sizes) d->result.tensors.emplace_back(size);
+  for (std::size_t i = 0; i < d->table.size(); ++i) d->queue.push_back(i);
+  {
+    TaskGroup pullers(node.get_executor());
+    for (const auto& donor : chosen) pullers.spawn(pull_from(node, donor, d, deadline));
+    co_await pullers.wait();
+  }
+  local_stats.donors_used = chosen.size();
+  local_stats.chunks = d->table.size();
+  local_stats.retries = d->retries;
+  if (stats) *stats = local_stats;
+  if (d->done < d->table.size())
+    throw Error(Errc::unavailable, "state download: " + std::to_string(d->table.size() - d->done) +
+                                       " chunks could not be fetched from any donor");
+  co_return std::move(d->result);
+}
+
+}  // namespace apiary::averaging

@@ -1,0 +1,90 @@
+// State download from several donors: newest epoch only, hashes verified,
+// a corrupt donor's chunks fetched again from others.
+#include "averaging/state_sharing.hpp"
+#include "tests/averaging/butterfly_fixture.hpp"
+
+#include <gtest/gtest.h>
+
+namespace apiary::averaging {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+StateSnapshot make_snapshot(std::uint64_t epoch) {
+  StateSnapshot s;
+  s.epoch = epoch;
+  s.metadata = Bytes{1, 2, 3, static_cast<std::uint8_t>(epoch)};
+  s.tensors = {std::vector<float>(10000), std::vector<float>(333)};
+  for (std::size_t t = 0; t < s.tensors.size(); ++t)
+    for (std::size_t k = 0; k < s.tensors[t].size(); ++k)
+      s.tensors[t][k] = static_cast<float>(epoch * 1000 + t * 100 + k % 97);
+  return s;
+}
+
+TEST(StateSharing, DownloadsTheNewestStateFromSeveralDonors) {
+  test::Swarm swarm;
+  swarm.add_peers(6, {1});  // 0..2 good donors, 3 stale, 4 corrupt, 5 joiner
+  InMemoryGroupKeyStore store;
+  std::vector<std::unique_ptr<StateDonor>> donors;
+  for (std::size_t i = 0; i < 4; ++i) {
+    donors.push_back(std::make_unique<StateDonor>(*swarm.peers[i].node, 512));
+    donors.back()->publish(make_snapshot(i == 3 ? 4 : 5));
+  }
+  // The corrupt donor repeats a good donor's metadata but serves garbage.
+  const PeerAddress good = swarm.peers[0].node->local_address();
+  auto& corrupt = *swarm.peers[4].node;
+  corrupt.add_method("averaging.state.meta",
+                     [&corrupt, good](const rpc::RequestContext&, Bytes) -> asio::awaitable<Bytes> {
+                       Bytes empty;
+                       co_return co_await corrupt.call(good, "averaging.state.meta",
+                                                       std::move(empty));
+                     });
+  corrupt.add_method("averaging.state.chunk",
+                     [](const rpc::RequestContext&, Bytes) -> asio::awaitable<Bytes> {
+                       co_return Bytes(512 * 4, 0xee);
+                     });
+  const double expiration =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count() +
+      60;
+  auto announce_all = [&]() -> asio::awaitable<void> {
+    for (auto& d : donors) co_await d->announce(store, "run", expiration);
+    Declaration bad{corrupt.local_address(), expiration};
+    co_await store.declare("run/state", std::move(bad));
+  };
+  auto announced = asio::co_spawn(swarm.ctx, announce_all(), asio::use_future);
+  test::wait(swarm.ctx, announced);
+
+  DownloadStats stats;
+  auto future = asio::co_spawn(
+      swarm.ctx, download_state(*swarm.peers[5].node, store, "run", Clock::now() + 10s, &stats),
+      asio::use_future);
+  const StateSnapshot got = test::wait(swarm.ctx, future);
+  const StateSnapshot want = make_snapshot(5);
+  EXPECT_EQ(got.epoch, 5u);
+  EXPECT_EQ(got.metadata, want.metadata);
+  EXPECT_EQ(got.tensors, want.tensors);
+  EXPECT_EQ(stats.donors_refused, 1u);  // the stale donor
+  EXPECT_EQ(stats.donors_used, 4u);     // three good ones and the corrupt one
+  EXPECT_GE(stats.retries, 1u);         // the corrupt donor's chunk came from another donor
+  EXPECT_EQ(donors[3]->chunks_served(), 0u);
+  std::size_t served = 0;
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_GT(donors[i]->chunks_served(), 0u);  // all good donors shared the work
+    served += donors[i]->chunks_served();
+  }
+  EXPECT_EQ(served, stats.chunks);
+}
+
+TEST(StateSharing, NoDonorIsAnError) {
+  test::Swarm swarm;
+  swarm.add_peers(1, {1});
+  InMemoryGroupKeyStore store;
+  auto future = asio::co_spawn(
+      swarm.ctx, download_state(*swarm.peers[0].node, store, "run", Clock::now() + 1s),
+      asio::use_future);
+  EXPECT_THROW(test::wait(swarm.ctx, future), Error);
+}
+
+}  // namespace
+}  // namespace apiary::averaging
