@@ -3,6 +3,7 @@
 #include "averaging/async_util.hpp"
 #include "averaging/wire.hpp"
 #include "core/error.hpp"
+#include "core/hash.hpp"
 #include "core/log.hpp"
 
 #include <asio/steady_timer.hpp>
@@ -153,6 +154,12 @@ std::string_view join_status_name(JoinStatus status) noexcept {
   return "unknown";
 }
 
+std::function<std::string(std::uint64_t)> moshpit_suffix(std::size_t row, std::size_t col) {
+  return [row, col](std::uint64_t round) {
+    return round % 2 == 0 ? "/r" + std::to_string(row) : "/c" + std::to_string(col);
+  };
+}
+
 struct Matchmaker::State {
   explicit State(const asio::any_io_executor& executor) : changed(executor) {}
   enum class Phase { open, started, disbanded };
@@ -235,7 +242,9 @@ Matchmaker::~Matchmaker() = default;
 asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
                                                                  std::uint64_t schema_hash,
                                                                  Clock::time_point deadline) {
-  const std::string key = options_.prefix + "/" + std::to_string(round_++);
+  const std::uint64_t round = round_++;
+  const std::string key = options_.prefix + "/" + std::to_string(round) +
+                          (options_.key_suffix ? options_.key_suffix(round) : std::string());
   const PeerAddress self = node_.local_address();
   const double expires =
       system_now() + std::chrono::duration<double>(options_.matchmaking_time).count();
@@ -274,7 +283,8 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
     leading.schema_hash = schema_hash;
     leading.target = options_.target_group_size;
     leading.expires = expires;
-    const std::string id = key + "/" + self.peer.to_string().substr(0, 16);
+    // Group id: hash of (key, leader), so it is unique per round and bounded in size.
+    const Hash256 id = hash256(as_bytes(key + "/" + self.peer.to_string()));
     leading.group.group_id.assign(id.begin(), id.end());
     leading.group.schema_hash = schema_hash;
     leading.group.members.push_back({self, weight, options_.bandwidth, options_.auxiliary});

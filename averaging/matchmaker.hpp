@@ -23,6 +23,7 @@
 #include "core/rpc.hpp"
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -50,7 +51,15 @@ struct MatchmakingOptions {
   double bandwidth = 1.0;                      // announced to the leader
   bool client_mode = false;
   bool auxiliary = false;
+  // Appended to the group key of round r, e.g. moshpit_suffix(): peers with
+  // different suffixes form different groups (group rotation).
+  std::function<std::string(std::uint64_t round)> key_suffix;
 };
+
+// Moshpit-style grid rotation: a peer at (row, col) of a side × side grid uses
+// "/r<row>" in even rounds and "/c<col>" in odd ones, so after two rounds with
+// equal weights every peer holds the mean of all side² peers.
+std::function<std::string(std::uint64_t)> moshpit_suffix(std::size_t row, std::size_t col);
 
 struct MatchmakingStats {
   JoinStatus last_rejection = JoinStatus::accepted;

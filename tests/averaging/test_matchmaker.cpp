@@ -200,7 +200,6 @@ TEST(Matchmaker, AveragerRoundThroughMatchmaking) {
 }  // namespace
 }  // namespace apiary::averaging
 
-
 namespace apiary::averaging {
 namespace {
 
@@ -233,6 +232,39 @@ TEST(Matchmaker, FourPeersAgreeThroughARealDht) {
     EXPECT_EQ(g.group_id, groups[0].group_id);
   }
   dht_swarm.stop();
+}
+
+}  // namespace
+}  // namespace apiary::averaging
+
+namespace apiary::averaging {
+namespace {
+
+TEST(Matchmaker, MoshpitGridKeysReachTheGlobalMeanInTwoRounds) {
+  test::Swarm swarm;
+  swarm.add_peers(16, {3000});
+  for (auto& p : swarm.peers) p.service.reset();
+  auto store = std::make_shared<InMemoryGroupKeyStore>();
+  std::vector<double> mean(3000, 0.0);
+  for (auto& p : swarm.peers)
+    for (std::size_t k = 0; k < mean.size(); ++k) mean[k] += p.tensors[0][k] / 16.0;
+  std::vector<std::unique_ptr<Averager>> averagers;
+  for (std::size_t i = 0; i < 16; ++i) {
+    auto options = fast(4);
+    options.key_suffix = moshpit_suffix(i / 4, i % 4);
+    averagers.push_back(std::make_unique<Averager>(
+        *swarm.peers[i].node, std::vector<std::span<float>>{swarm.peers[i].tensors[0]},
+        std::make_unique<Matchmaker>(*swarm.peers[i].node, store, options)));
+  }
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::future<StepResult>> futures;
+    for (auto& a : averagers)
+      futures.push_back(
+          asio::co_spawn(swarm.ctx, a->step_async(1.0f, Clock::now() + 5s), asio::use_future));
+    for (auto& f : futures) EXPECT_EQ(test::wait(swarm.ctx, f).group_size, 4u);
+  }
+  for (auto& p : swarm.peers)
+    for (std::size_t k = 0; k < mean.size(); ++k) ASSERT_NEAR(p.tensors[0][k], mean[k], 1e-4);
 }
 
 }  // namespace
