@@ -39,25 +39,37 @@ void parallel_for(std::size_t n, std::size_t min_parallel, std::size_t align,
     fn(0, n);
     return;
   }
-  // Chunk size rounded up to `align` so chunk boundaries fall on block boundaries.
-  std::size_t chunk = (n + threads - 1) / threads;
+  // Several chunks per thread, taken from a shared counter: on a busy machine a
+  // descheduled thread does not hold up the others. Chunk boundaries are
+  // multiples of `align`, so per-block results do not depend on who runs what.
+  constexpr std::size_t kChunksPerThread = 8;
+  constexpr std::size_t kMinChunk = std::size_t{1} << 18;  // amortizes the hand-off
+  std::size_t chunk =
+      std::max(kMinChunk, (n + threads * kChunksPerThread - 1) / (threads * kChunksPerThread));
   chunk = (chunk + align - 1) / align * align;
-  std::vector<std::thread> workers;
+  const std::size_t chunks = (n + chunk - 1) / chunk;
+  threads = static_cast<unsigned>(std::min<std::size_t>(threads, chunks));
+  std::atomic<std::size_t> next_chunk{0};
+  std::atomic<bool> failed{false};
   std::exception_ptr error;
   std::mutex error_mutex;
-  auto run = [&](std::size_t begin, std::size_t end) {
+  auto run = [&] {
     try {
-      fn(begin, end);
+      for (std::size_t c = next_chunk.fetch_add(1); c < chunks && !failed.load();
+           c = next_chunk.fetch_add(1)) {
+        const std::size_t begin = c * chunk;
+        fn(begin, std::min(n, begin + chunk));
+      }
     } catch (...) {
+      failed.store(true);
       std::lock_guard lock(error_mutex);
       if (!error) error = std::current_exception();
     }
   };
-  std::size_t first_end = std::min(n, chunk);
-  for (std::size_t begin = first_end; begin < n; begin += chunk) {
-    workers.emplace_back(run, begin, std::min(n, begin + chunk));
-  }
-  run(0, first_end);  // the calling thread takes the first chunk
+  std::vector<std::thread> workers;
+  workers.reserve(threads - 1);
+  for (unsigned t = 1; t < threads; ++t) workers.emplace_back(run);
+  run();  // the calling thread works too
   for (auto& worker : workers) worker.join();
   if (error) std::rethrow_exception(error);
 }
