@@ -271,7 +271,9 @@ class Round : public std::enable_shared_from_this<Round> {
     auto message = std::make_shared<Bytes>();
     bool averaged = false;
     auto work = [&] {
-      std::vector<float> average(range.count);
+      // Uninitialised: average_chunk writes every element before reading any.
+      auto storage = std::make_unique_for_overwrite<float[]>(range.count);
+      const std::span<float> average(storage.get(), range.count);
       if (!average_chunk(inputs, average)) return;
       *message = chunk_header(static_cast<std::uint32_t>(c), codec);
       encode_append(codec, average, *message);

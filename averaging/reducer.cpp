@@ -15,8 +15,13 @@ bool average_chunk(const ChunkInputs& inputs, std::span<float> out) {
   double total_weight = 0;
   for (const auto& c : inputs.contributions) total_weight += c.weight;
   const bool uniform = !(total_weight > 0);
-  std::fill(out.begin(), out.end(), 0.0f);
-  for (const auto& c : inputs.contributions) {
+  // The first contribution initialises `out` (w·x, exactly as 0 + w·x would),
+  // the others accumulate onto it: one pass fewer than zero-filling first.
+  const auto& first = inputs.contributions.front();
+  decode(first.contribution.codec, first.contribution.payload(), out);
+  if (!uniform && first.weight != 1.0f) kernels::scale(out, first.weight);
+  for (std::size_t i = 1; i < inputs.contributions.size(); ++i) {
+    const auto& c = inputs.contributions[i];
     decode_accumulate(c.contribution.codec, c.contribution.payload(), uniform ? 1.0f : c.weight,
                       out);
   }
