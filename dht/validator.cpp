@@ -109,9 +109,10 @@ std::string OwnerSignatureValidator::owner_marker(const PublicKey& key) {
 }
 
 Bytes OwnerSignatureValidator::signed_message(const Record& record) {
-  Bytes message;
   const std::string_view domain = "apiary-dht-record-v1";
-  message.insert(message.end(), domain.begin(), domain.end());
+  Bytes message(domain.begin(), domain.end());
+  message.reserve(domain.size() + 13 + 8 + record.key.size() + record.value.size() +
+                  (record.subkey ? record.subkey->size() : 0));
   append_length_prefixed(message, record.key);
   message.push_back(record.subkey ? 1 : 0);
   append_length_prefixed(message, record.subkey ? ByteSpan(*record.subkey) : ByteSpan{});
