@@ -24,23 +24,36 @@ void check_size(Codec codec, std::size_t bytes, std::size_t count) {
                                        std::to_string(count) + " elements");
 }
 
-void check_alignment(ByteSpan in, std::size_t alignment) {
-  if (reinterpret_cast<std::uintptr_t>(in.data()) % alignment != 0)
-    throw Error(Errc::internal, "codec payload is not aligned");
-}
+// Payload bytes viewed as the element type they carry: in place when aligned
+// (the chunk framing keeps payloads at aligned offsets), else copied once.
+template <typename T>
+class AlignedView {
+ public:
+  explicit AlignedView(ByteSpan in) {
+    if (reinterpret_cast<std::uintptr_t>(in.data()) % alignof(T) == 0) {
+      view_ = {reinterpret_cast<const T*>(in.data()), in.size() / sizeof(T)};
+    } else {
+      copy_.resize(in.size() / sizeof(T));
+      if (!copy_.empty()) std::memcpy(copy_.data(), in.data(), copy_.size() * sizeof(T));
+      view_ = copy_;
+    }
+  }
+  std::span<const T> get() const noexcept { return view_; }
 
-// Payload bytes viewed as the element type they carry (in-place, no copy). The
-// wire buffers come from operator new and payloads sit at aligned offsets.
-template <typename T>
-std::span<const T> view_as(ByteSpan in) {
-  check_alignment(in, alignof(T));
-  return {reinterpret_cast<const T*>(in.data()), in.size() / sizeof(T)};
-}
-template <typename T>
-std::span<T> view_as_mutable(MutableByteSpan out) {
-  if (reinterpret_cast<std::uintptr_t>(out.data()) % alignof(T) != 0)
-    throw Error(Errc::internal, "codec buffer is not aligned");
-  return {reinterpret_cast<T*>(out.data()), out.size() / sizeof(T)};
+ private:
+  std::vector<T> copy_;
+  std::span<const T> view_;
+};
+// Converts into `out` in place when it is 2-byte aligned, else through a copy.
+template <typename Convert>
+void encode_u16(std::span<const float> in, MutableByteSpan out, Convert convert) {
+  if (reinterpret_cast<std::uintptr_t>(out.data()) % alignof(std::uint16_t) == 0) {
+    convert(in, std::span<std::uint16_t>(reinterpret_cast<std::uint16_t*>(out.data()), in.size()));
+    return;
+  }
+  std::vector<std::uint16_t> converted(in.size());
+  convert(in, std::span<std::uint16_t>(converted));
+  if (!converted.empty()) std::memcpy(out.data(), converted.data(), out.size());
 }
 
 std::span<const std::byte> as_std_bytes(ByteSpan in) {
@@ -102,10 +115,10 @@ void encode(Codec codec, std::span<const float> in, MutableByteSpan out) {
         if (!in.empty()) std::memcpy(out.data(), in.data(), in.size_bytes());
         return;
       case Codec::fp16:
-        kernels::to_fp16(in, view_as_mutable<std::uint16_t>(out));
+        encode_u16(in, out, [](auto src, auto dst) { kernels::to_fp16(src, dst); });
         return;
       case Codec::bf16:
-        kernels::to_bf16(in, view_as_mutable<std::uint16_t>(out));
+        encode_u16(in, out, [](auto src, auto dst) { kernels::to_bf16(src, dst); });
         return;
       case Codec::blockwise8:
         kernels::quantize_blockwise(in, {reinterpret_cast<std::byte*>(out.data()), out.size()},
@@ -132,10 +145,10 @@ void decode(Codec codec, ByteSpan in, std::span<float> out) {
         if (!out.empty()) std::memcpy(out.data(), in.data(), in.size());
         return;
       case Codec::fp16:
-        kernels::from_fp16(view_as<std::uint16_t>(in), out);
+        kernels::from_fp16(AlignedView<std::uint16_t>(in).get(), out);
         return;
       case Codec::bf16:
-        kernels::from_bf16(view_as<std::uint16_t>(in), out);
+        kernels::from_bf16(AlignedView<std::uint16_t>(in).get(), out);
         return;
       case Codec::blockwise8:
         kernels::dequantize_blockwise(as_std_bytes(in), out, blockwise8_block);
@@ -152,7 +165,7 @@ void decode_accumulate(Codec codec, ByteSpan in, float weight, std::span<float> 
   try {
     switch (codec) {
       case Codec::none:
-        kernels::weighted_accumulate(acc, view_as<float>(in), weight);
+        kernels::weighted_accumulate(acc, AlignedView<float>(in).get(), weight);
         return;
       case Codec::fp16:
       case Codec::bf16: {

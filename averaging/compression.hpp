@@ -11,8 +11,8 @@
 //   blockwise8  per block of 4096 values: fp32 absmax, then int8 codes
 //               (kernels/quantize.hpp: code = round(127·x/absmax))
 // The conversions themselves are kernels/ (convert.hpp, quantize.hpp, reduce.hpp).
-// Payloads handed to decode() must be 4-byte aligned (the chunk framing keeps
-// them so) because fp32 and fp16 payloads are read in place.
+// Aligned payloads (the chunk framing keeps them so) are read in place;
+// misaligned ones are copied once first.
 //
 // Error feedback: encode_with_feedback() adds the residual of the previous
 // round before encoding and stores the new residual (x − decode(encode(x))),

@@ -103,3 +103,18 @@ TEST(Compression, PolicyKeepsSmallTensorsUncompressed) {
   EXPECT_FALSE(parse_codec("zstd"));
   EXPECT_FALSE(codec_from_byte(42));
 }
+
+TEST(Compression, MisalignedPayloadsDecodeToo) {
+  const auto values = random_values(1000, 3);
+  for (Codec codec : {Codec::none, Codec::fp16, Codec::bf16, Codec::blockwise8}) {
+    apiary::Bytes encoded(1, 0);  // one byte of offset: payload starts misaligned
+    encode_append(codec, values, encoded);
+    const apiary::ByteSpan payload = apiary::ByteSpan(encoded).subspan(1);
+    std::vector<float> decoded(values.size());
+    decode(codec, payload, decoded);
+    std::vector<float> acc(values.size(), 0.0f);
+    decode_accumulate(codec, payload, 1.0f, acc);
+    EXPECT_EQ(acc, decoded) << codec_name(codec);
+    EXPECT_LE(max_error(values, decoded), 0.05) << codec_name(codec);
+  }
+}
