@@ -47,7 +47,7 @@ MatchmakingOptions fast(std::size_t target, std::size_t min = 2) {
   MatchmakingOptions o;
   o.target_group_size = target;
   o.min_group_size = min;
-  o.matchmaking_time = 600ms;
+  o.matchmaking_time = 1500ms;  // generous: the test machine may be busy
   o.settle_time = 50ms;
   return o;
 }
@@ -62,7 +62,7 @@ TEST(Matchmaker, FourPeersAgreeOnOneGroup) {
     ASSERT_TRUE(g.has_value());
     groups.push_back(*g);
   }
-  EXPECT_LT(Clock::now() - begin, 550ms);  // full group starts before the time is up
+  EXPECT_LT(Clock::now() - begin, 1400ms);  // a full group starts before the time is up
   int leaders = 0;
   for (std::size_t i = 0; i < 4; ++i) {
     EXPECT_EQ(groups[i].members.size(), 4u);
@@ -100,7 +100,7 @@ TEST(Matchmaker, LoneLeaderDisbandsInTime) {
   const auto begin = Clock::now();
   auto futures = m.find({1}, 5s);
   EXPECT_FALSE(test::wait(m.swarm.ctx, futures[0]).has_value());
-  EXPECT_LT(Clock::now() - begin, 2s);
+  EXPECT_LT(Clock::now() - begin, 3s);
   EXPECT_EQ(m.matchmakers[0]->stats().last_rejection, JoinStatus::disbanded);
 }
 
