@@ -149,6 +149,8 @@ bool CollaborativeOptimizer::end_epoch(const GlobalProgress& global) {
     round.state_averaged = true;
   }
   last_round_ = round;
+  // Throughput counts compute only: the time spent averaging is not a step's.
+  last_step_time_ = now();
   report(true);
   return true;
 }
@@ -202,6 +204,7 @@ bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
     epoch_ += 1;
   }
   last_round_ = round;
+  last_step_time_ = now();
   report(true);
   return true;
 }

@@ -172,7 +172,12 @@ AveragingOutcome NetworkSwarm::average(const std::string& group_key,
   const auto started = std::chrono::steady_clock::now();
   const auto deadline =
       started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
-  auto future = runner_->run([impl = impl_, group_key, tensors, weight, deadline](
+  // Peers expected in the group: those reporting progress recently (this one included).
+  std::size_t expected = 0;
+  for (const auto& r : impl_->reports_with_local()) {
+    if (r.report_time > dht::system_dht_time() - 30 && !r.client_mode) ++expected;
+  }
+  auto future = runner_->run([impl = impl_, group_key, tensors, weight, expected, deadline](
                                  dht::DhtNode& node) mutable -> asio::awaitable<AveragingOutcome> {
     AveragingOutcome out;
     const auto& o = impl->options;
@@ -183,7 +188,7 @@ AveragingOutcome NetworkSwarm::average(const std::string& group_key,
     std::vector<std::size_t> sizes;
     for (auto t : tensors) sizes.push_back(t.size());
     const std::uint64_t schema = averaging::schema_hash(sizes, allreduce.compression);
-    auto groups = o.groups(node, group_key);
+    auto groups = o.groups(node, group_key, expected);
     auto group = co_await groups->find_group(weight, schema, deadline);
     if (!group || group->members.size() < 2) {
       out.error = "could not find a group";

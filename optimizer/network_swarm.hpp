@@ -33,9 +33,10 @@ struct NetworkSwarmOptions {
   // Permissioned runs: this peer's token and the check applied to others.
   Bytes token;
   std::function<bool(const PublicKey&, ByteSpan)> admit;
-  // How a round finds its group: given the DHT node and the round's group key.
-  std::function<std::unique_ptr<averaging::GroupSource>(dht::DhtNode&,
-                                                        const std::string& group_key)>
+  // How a round finds its group: given the DHT node, the round's group key and
+  // the number of live peers the progress tracker sees (optimizer/groups.hpp).
+  std::function<std::unique_ptr<averaging::GroupSource>(dht::DhtNode&, const std::string& group_key,
+                                                        std::size_t expected_peers)>
       groups;
 };
 

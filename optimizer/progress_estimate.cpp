@@ -43,14 +43,13 @@ GlobalProgress estimate_progress(std::span<const PeerProgress> reports, std::uin
 }
 
 void ThroughputEma::update(double samples, double seconds) noexcept {
-  if (seconds <= 0) return;
-  const double rate = samples / seconds;
-  ema_ = alpha_ * rate + (1 - alpha_) * ema_;
-  weight_ = alpha_ + (1 - alpha_) * weight_;
+  if (seconds <= 0 || samples < 0) return;
+  samples_ = alpha_ * samples + (1 - alpha_) * samples_;
+  seconds_ = alpha_ * seconds + (1 - alpha_) * seconds_;
 }
 
 double ThroughputEma::samples_per_second() const noexcept {
-  return weight_ > 0 ? ema_ / weight_ : 0.0;
+  return seconds_ > 0 ? samples_ / seconds_ : 0.0;
 }
 
 }  // namespace apiary::optimizer

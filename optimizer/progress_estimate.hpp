@@ -52,7 +52,9 @@ GlobalProgress estimate_progress(std::span<const PeerProgress> reports, std::uin
                                  std::uint64_t target_batch_size, double now,
                                  const ProgressOptions& options = {});
 
-// Bias-corrected exponential moving average of throughput (samples/second).
+// Throughput (samples/second) as a ratio of exponential moving averages of
+// samples and of seconds. Averaging rates instead would be biased upwards by
+// short intervals (Jensen); the ratio weights each interval by its length.
 class ThroughputEma {
  public:
   explicit ThroughputEma(double alpha = 0.1) : alpha_(alpha) {}
@@ -61,8 +63,8 @@ class ThroughputEma {
 
  private:
   double alpha_;
-  double ema_ = 0;
-  double weight_ = 0;  // 1 - (1-alpha)^n, for bias correction
+  double samples_ = 0;
+  double seconds_ = 0;
 };
 
 }  // namespace apiary::optimizer

@@ -23,12 +23,14 @@ Bytes ProgressTracker::key() const {
 
 Bytes ProgressTracker::encode(const PeerProgress& p) {
   codec::Writer w;
-  w.array(5)
+  w.array(7)
       .uint(p.epoch)
       .uint(p.samples_accumulated)
       .f64(p.samples_per_second)
       .f64(p.report_time)
-      .boolean(p.client_mode);
+      .boolean(p.client_mode)
+      .f64(p.loss)
+      .f64(p.test_accuracy);
   return w.take();
 }
 

@@ -92,12 +92,14 @@ TEST(ProgressTracker, ForgedSubkeyIsRejected) {
 }
 
 TEST(ProgressTracker, CodecRejectsMalformedValues) {
-  PeerProgress p{"", 3, 42, 7.5, 1.7e9, true};
+  PeerProgress p{"", 3, 42, 7.5, 1.7e9, true, 0.25, 0.875};
   auto decoded = ProgressTracker::decode(ProgressTracker::encode(p));
   ASSERT_TRUE(decoded.has_value());
   EXPECT_EQ(decoded->epoch, 3u);
   EXPECT_EQ(decoded->samples_accumulated, 42u);
   EXPECT_TRUE(decoded->client_mode);
+  EXPECT_EQ(decoded->loss, 0.25);
+  EXPECT_EQ(decoded->test_accuracy, 0.875);
   EXPECT_FALSE(ProgressTracker::decode(Bytes{0x93, 0x01, 0x02, 0x03}).has_value());
   EXPECT_FALSE(ProgressTracker::decode(Bytes{}).has_value());
   EXPECT_FALSE(ProgressTracker::owner_of(as_bytes("[owner:zz]")).has_value());

@@ -1,0 +1,296 @@
+// `apiary coordinator`: starts a collaboration. A DHT bootstrap peer that
+// publishes the run configuration signed with the run key, prints the line to
+// paste into `apiary join`, prints the swarm's progress, and keeps checkpoints
+// by downloading the state from peers. `apiary coordinator token` issues
+// membership tokens for runs with --auth token.
+#include "core/log.hpp"
+#include "dht/runner.hpp"
+#include "dht/validator.hpp"
+#include "optimizer/checkpoint.hpp"
+#include "optimizer/membership.hpp"
+#include "optimizer/progress_tracker.hpp"
+#include "optimizer/run_directory.hpp"
+#include "optimizer/state_sharing.hpp"
+#include "tools/cli_common.hpp"
+#include "tools/command.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+namespace apiary::tools {
+namespace {
+
+struct CoordinatorOptions {
+  std::string run;
+  std::string config_file;
+  std::string listen = "127.0.0.1:0";
+  std::string identity_file;
+  std::string checkpoint_dir;
+  std::uint32_t checkpoint_every = 5;
+  std::string auth = "open";
+  double status_period = 2.0;
+  double config_ttl = 3600.0;
+  bool json = false;
+};
+
+struct TokenOptions {
+  std::string run;
+  std::string peer;
+  std::string identity_file;
+  double ttl_hours = 24.0;
+  std::string out;
+};
+
+std::uint64_t unix_now() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+int run_token(const TokenOptions& o) {
+  if (o.identity_file.empty())
+    throw Error(Errc::invalid_argument, "--identity: the run key file is required");
+  const Identity run_key = Identity::load(o.identity_file);
+  auto peer = PeerId::parse(o.peer);
+  if (!peer)
+    throw Error(Errc::invalid_argument, "--for " + o.peer + ": expected a 40-hex-digit peer id");
+  const auto expiration = unix_now() + static_cast<std::uint64_t>(o.ttl_hours * 3600);
+  optimizer::TokenFile file{optimizer::issue_token(run_key, o.run, *peer, expiration),
+                            run_key.public_key()};
+  if (!o.out.empty()) {
+    optimizer::save_token(o.out, file);
+    std::printf("wrote token for %s (run %s, valid %.1f h) to %s\n", peer->to_string().c_str(),
+                o.run.c_str(), o.ttl_hours, o.out.c_str());
+  } else {
+    std::printf("%s\n%s\n", to_hex(file.token.encode()).c_str(),
+                to_hex(file.run_key.bytes).c_str());
+  }
+  return 0;
+}
+
+struct SwarmView {
+  std::uint64_t global_epoch = 0;
+  std::size_t peers = 0;
+  double samples_per_second = 0;
+  double loss = -1;
+  double test_accuracy = -1;
+  std::vector<optimizer::PeerProgress> reports;
+};
+
+SwarmView summarize(const std::vector<optimizer::PeerProgress>& reports,
+                    const optimizer::GlobalProgress& g) {
+  SwarmView v;
+  v.global_epoch = g.global_epoch;
+  v.peers = reports.size();
+  v.samples_per_second = g.total_samples_per_second;
+  v.reports = reports;
+  double loss_sum = 0;
+  int loss_n = 0;
+  for (const auto& r : reports) {
+    if (r.loss >= 0) {
+      loss_sum += r.loss;
+      ++loss_n;
+    }
+    v.test_accuracy = std::max(v.test_accuracy, r.test_accuracy);
+  }
+  if (loss_n) v.loss = loss_sum / loss_n;
+  return v;
+}
+
+int run_coordinator(CoordinatorOptions o) {
+  install_stop_handler();
+  auto config = optimizer::RunConfig::load_file(o.config_file);
+  if (!o.run.empty() && o.run != config.run) {
+    log::info("run name '{}' from --run overrides '{}' in {}", o.run, config.run, o.config_file);
+    config.run = o.run;
+    config.validate();
+  }
+  if (o.auth != "open" && o.auth != "token")
+    throw Error(Errc::invalid_argument, "--auth must be open or token");
+  if (o.auth == "token" && o.identity_file.empty()) {
+    throw Error(Errc::invalid_argument,
+                "--auth token needs --identity FILE: the run key signs the tokens");
+  }
+  const Identity run_key = load_or_create_identity(o.identity_file);
+  TransportOptions transport;
+  if (o.auth == "token") {
+    transport.own_token = optimizer::issue_token(run_key, config.run, run_key.peer_id(),
+                                                 unix_now() + 365ull * 24 * 3600)
+                              .encode();
+    transport.admit = optimizer::make_admit_check(run_key.public_key(), config.run);
+  }
+  dht::DhtOptions dht_options;
+  dht_options.validator = std::make_shared<dht::OwnerSignatureValidator>(run_key);
+  dht::DhtRunner runner(
+      [&](asio::any_io_executor ex) {
+        return make_tcp_transport(std::move(ex), run_key, parse_listen(o.listen), transport);
+      },
+      {}, dht_options);
+  const PeerAddress address = runner.address();
+
+  auto publish = [&] {
+    auto result = runner
+                      .run([&](dht::DhtNode& node) {
+                        return optimizer::publish_run_config(node, run_key.public_key(), config,
+                                                             o.config_ttl);
+                      })
+                      .get();
+    if (!result.ok()) log::warn("publishing the run configuration failed: {}", result.reason());
+  };
+  publish();
+
+  std::printf("%s\n", address.to_string().c_str());
+  std::printf("run '%s' is open. Join it with:\n  apiary join --peers %s --run %s%s\n",
+              config.run.c_str(), address.to_string().c_str(), config.run.c_str(),
+              o.auth == "token" ? " --identity KEYFILE --token TOKENFILE" : "");
+  if (o.auth == "token") {
+    std::printf(
+        "issue tokens with:\n  apiary coordinator token --run %s --identity %s --for PEER_ID --out "
+        "TOKENFILE\n",
+        config.run.c_str(), o.identity_file.c_str());
+  }
+  std::fflush(stdout);
+
+  std::optional<optimizer::CheckpointDir> checkpoints;
+  std::uint64_t last_checkpoint_epoch = 0;
+  if (!o.checkpoint_dir.empty()) {
+    checkpoints.emplace(o.checkpoint_dir);
+    if (auto latest = checkpoints->load_latest()) {
+      last_checkpoint_epoch = latest->epoch;
+      log::info("newest checkpoint in {} is epoch {}", o.checkpoint_dir, latest->epoch);
+    }
+  }
+  auto save_checkpoint = [&](std::uint64_t min_epoch) {
+    auto state = runner
+                     .run([&](dht::DhtNode& node) {
+                       return optimizer::download_state(node, node.rpc(), config.run, min_epoch, {},
+                                                        std::chrono::milliseconds(20000));
+                     })
+                     .get();
+    if (!state) {
+      log::warn("checkpoint: no peer could provide the state of epoch ≥ {}", min_epoch);
+      return;
+    }
+    optimizer::Checkpoint ck;
+    ck.epoch = state->epoch;
+    ck.metadata_json = nlohmann::json{{"run", config.run},
+                                      {"optimizer_steps", state->optimizer_steps},
+                                      {"config", nlohmann::json::parse(config.to_json())}}
+                           .dump();
+    for (std::size_t i = 0; i < state->tensors.size(); ++i) {
+      ck.tensors.push_back({i == 0 ? "parameters" : "optimizer_state_" + std::to_string(i - 1),
+                            {state->tensors[i].size()},
+                            std::move(state->tensors[i])});
+    }
+    try {
+      auto path = checkpoints->save(ck);
+      last_checkpoint_epoch = ck.epoch;
+      log::info("checkpoint of epoch {} written to {}", ck.epoch, path.string());
+    } catch (const Error& e) {
+      log::error("checkpoint not written: {} (older checkpoints are untouched)", e.what());
+    }
+  };
+
+  const auto started = std::chrono::steady_clock::now();
+  auto last_publish = started;
+  while (!stop_requested()) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(o.status_period));
+    if (stop_requested()) break;
+    if (std::chrono::steady_clock::now() - last_publish >
+        std::chrono::duration<double>(o.config_ttl / 4)) {
+      publish();
+      last_publish = std::chrono::steady_clock::now();
+    }
+    SwarmView view;
+    try {
+      view = runner
+                 .run([&](dht::DhtNode& node) -> asio::awaitable<SwarmView> {
+                   optimizer::ProgressTracker tracker(node.shared_from_this(), run_key.public_key(),
+                                                      config.run, config.target_batch_size);
+                   auto g = co_await tracker.refresh(0);
+                   co_return summarize(tracker.last_reports(), g);
+                 })
+                 .get();
+    } catch (const std::exception& e) {
+      log::warn("progress fetch failed: {}", e.what());
+      continue;
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (o.json) {
+      std::printf("%s\n", nlohmann::json{{"seconds", seconds},
+                                         {"epoch", view.global_epoch},
+                                         {"peers", view.peers},
+                                         {"samples_per_s", view.samples_per_second},
+                                         {"loss", view.loss},
+                                         {"test_accuracy", view.test_accuracy}}
+                              .dump()
+                              .c_str());
+    } else {
+      std::printf("[%6.0fs] epoch %4llu | %zu peers | %8.0f samples/s | loss %s | test acc %s\n",
+                  seconds, static_cast<unsigned long long>(view.global_epoch), view.peers,
+                  view.samples_per_second,
+                  view.loss < 0 ? "  -   " : std::to_string(view.loss).substr(0, 6).c_str(),
+                  view.test_accuracy < 0
+                      ? "  -  "
+                      : (std::to_string(100 * view.test_accuracy).substr(0, 5) + "%").c_str());
+    }
+    std::fflush(stdout);
+    if (checkpoints && view.global_epoch >= last_checkpoint_epoch + o.checkpoint_every) {
+      save_checkpoint(last_checkpoint_epoch + 1);
+    }
+  }
+  if (checkpoints) save_checkpoint(last_checkpoint_epoch + 1);
+  log::info("coordinator stopped; peers keep training without it");
+  return 0;
+}
+
+const Registration registration{
+    "coordinator", 45, [](CLI::App& app) -> std::function<int()> {
+      auto o = std::make_shared<CoordinatorOptions>();
+      auto t = std::make_shared<TokenOptions>();
+      auto* cmd = app.add_subcommand(
+          "coordinator",
+          "Start a collaboration: bootstrap peer, run configuration, progress, checkpoints");
+      cmd->add_option("--run", o->run, "run name (default: the configuration's)");
+      auto* config_opt = cmd->add_option("--config", o->config_file, "run configuration (JSON)")
+                             ->check(CLI::ExistingFile);
+      cmd->add_option("--listen", o->listen, "HOST:PORT to accept peers on")->capture_default_str();
+      cmd->add_option("--identity", o->identity_file, "run key file (created if missing)");
+      cmd->add_option("--checkpoint-dir", o->checkpoint_dir,
+                      "keep checkpoints of the swarm's state here");
+      cmd->add_option("--checkpoint-every", o->checkpoint_every, "epochs between checkpoints")
+          ->capture_default_str();
+      cmd->add_option("--auth", o->auth, "open | token (peers need a token signed by the run key)")
+          ->capture_default_str()
+          ->check(CLI::IsMember({"open", "token"}));
+      cmd->add_option("--status-period", o->status_period, "seconds between progress lines")
+          ->capture_default_str();
+      cmd->add_flag("--json", o->json, "progress as one JSON object per line");
+
+      auto* token = cmd->add_subcommand(
+          "token", "Issue a membership token for a peer (runs with --auth token)");
+      token->add_option("--run", t->run, "run name")->required();
+      token->add_option("--for", t->peer, "peer id the token is for (apiary keygen prints it)")
+          ->required();
+      token
+          ->add_option("--identity", t->identity_file,
+                       "run key file (the coordinator's --identity)")
+          ->required();
+      token->add_option("--ttl-hours", t->ttl_hours, "validity")->capture_default_str();
+      token->add_option("--out", t->out, "write the token file here (default: print it)");
+      cmd->require_subcommand(0, 1);
+      return [o, t, token, config_opt] {
+        if (token->parsed()) return run_token(*t);
+        if (config_opt->count() == 0)
+          throw Error(Errc::invalid_argument, "--config FILE is required");
+        return run_coordinator(*o);
+      };
+    }};
+
+}  // namespace
+}  // namespace apiary::tools

@@ -1,0 +1,215 @@
+// `apiary join`: joins a training run. Fetches the run configuration from the
+// DHT, builds the model, trains with the swarm (progress on stderr every
+// second), keeps training when the coordinator goes away, and prints a final
+// summary (JSON with --json).
+#include "core/log.hpp"
+#include "kernels/device.hpp"
+#include "optimizer/groups.hpp"
+#include "optimizer/membership.hpp"
+#include "optimizer/network_swarm.hpp"
+#include "optimizer/run_directory.hpp"
+#include "optimizer/trainer.hpp"
+#include "tools/cli_common.hpp"
+#include "tools/command.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+namespace apiary::tools {
+namespace {
+
+struct JoinOptions {
+  std::vector<std::string> peers;
+  std::string run;
+  std::string device = "cpu";
+  std::uint32_t batch_size = 0;
+  std::string data_dir;
+  bool client_mode = false;
+  std::string token_file;
+  std::string identity_file;
+  std::string listen = "127.0.0.1:0";
+  std::string run_key_hex;
+  std::uint32_t max_epochs = 0;
+  double time_limit = 0;
+  double step_delay = 0;
+  std::string summary_file;
+  bool json = false;
+  bool quiet = false;
+};
+
+std::string progress_line(const optimizer::TrainerStatus& s) {
+  char line[256];
+  std::snprintf(
+      line, sizeof(line),
+      "epoch %4llu | local %8llu samples %6.0f/s | swarm %zu peers %7.0f samples/s | loss %.4f | "
+      "test acc %s",
+      static_cast<unsigned long long>(s.epoch), static_cast<unsigned long long>(s.local_samples),
+      s.local_samples_per_second, s.swarm_peers, s.swarm_samples_per_second, s.loss,
+      s.test_accuracy < 0 ? "  -  "
+                          : (std::to_string(s.test_accuracy * 100).substr(0, 5) + "%").c_str());
+  return line;
+}
+
+nlohmann::json summary_json(const optimizer::TrainerSummary& summary, const std::string& run,
+                            const PeerId& self) {
+  const auto& s = summary.last;
+  return {{"run", run},
+          {"peer", self.to_string()},
+          {"epochs", s.epoch},
+          {"test_accuracy", s.test_accuracy},
+          {"best_test_accuracy", summary.best_test_accuracy},
+          {"loss", s.loss},
+          {"local_samples", s.local_samples},
+          {"samples_per_s", s.seconds > 0 ? static_cast<double>(s.local_samples) / s.seconds : 0.0},
+          {"swarm_samples_per_s", s.swarm_samples_per_second},
+          {"peers", s.swarm_peers},
+          {"averaged_rounds", s.averaged_rounds},
+          {"local_rounds", s.local_rounds},
+          {"seconds", s.seconds},
+          {"reached_target_accuracy", summary.reached_target_accuracy},
+          {"hit_time_limit", summary.hit_time_limit}};
+}
+
+int run_join(const JoinOptions& o) {
+  install_stop_handler();
+  if (o.device == "cuda" && !kernels::cuda_available()) {
+    throw Error(Errc::invalid_argument, "--device cuda: " + kernels::cuda_status());
+  }
+  const auto peers = parse_peers(o.peers);
+  if (peers.empty())
+    throw Error(Errc::invalid_argument, "--peers: give at least one peer of the run");
+  const Identity identity = load_or_create_identity(o.identity_file);
+
+  optimizer::NetworkSwarmOptions swarm_options;
+  swarm_options.identity = identity;
+  swarm_options.listen = parse_listen(o.listen);
+  swarm_options.client_mode = o.client_mode;
+  swarm_options.initial_peers = peers;
+  swarm_options.run = o.run;
+  std::vector<PeerId> trusted;
+  if (!o.token_file.empty()) {
+    auto token = optimizer::load_token(o.token_file);
+    if (token.token.peer != identity.peer_id()) {
+      throw Error(Errc::permission_denied,
+                  "--token " + o.token_file + " was issued for peer " +
+                      token.token.peer.to_string() + ", not for this peer (" +
+                      identity.peer_id().to_string() + "; pass --identity)");
+    }
+    swarm_options.token = token.token.encode();
+    swarm_options.admit = optimizer::make_admit_check(token.run_key, o.run);
+    trusted.push_back(token.run_key.peer_id());
+  }
+  if (!o.run_key_hex.empty()) {
+    auto id = PeerId::parse(o.run_key_hex);
+    if (!id)
+      throw Error(Errc::invalid_argument,
+                  "--run-key: expected the 40-hex-digit peer id of the run key");
+    trusted.push_back(*id);
+  }
+  for (const auto& p : peers) trusted.push_back(p.peer);
+
+  // Bootstrap with a temporary target; the configuration decides the real one.
+  log::info("joining run '{}' through {} peer(s)", o.run, peers.size());
+  std::optional<optimizer::FetchedRunConfig> fetched;
+  {
+    dht::DhtOptions probe_options;
+    probe_options.client_mode = true;
+    dht::DhtRunner probe(
+        [&](asio::any_io_executor ex) {
+          TransportOptions t;
+          t.client_mode = true;
+          t.own_token = swarm_options.token;
+          t.admit = swarm_options.admit;
+          return make_tcp_transport(std::move(ex), identity, {"127.0.0.1", 0}, t);
+        },
+        peers, probe_options);
+    fetched = probe
+                  .run([&](dht::DhtNode& node) {
+                    return optimizer::fetch_run_config(node, o.run, trusted);
+                  })
+                  .get();
+  }
+  const optimizer::RunConfig& config = fetched->config;
+  log::info(
+      "run '{}': MLP {} hidden, {} lr {}, target batch {} samples, averaging {} ({} compression)",
+      config.run, config.model.hidden.size(), config.optimizer.name, config.optimizer.lr,
+      config.target_batch_size, config.averaging.mode, config.compression.gradients);
+
+  swarm_options.target_batch_size = config.target_batch_size;
+  swarm_options.averaging = config.averaging;
+  swarm_options.compression = config.compression;
+  swarm_options.groups = optimizer::matchmaking_groups(config, identity, o.client_mode);
+  auto swarm = std::make_shared<optimizer::NetworkSwarm>(swarm_options);
+  if (!o.quiet) std::fprintf(stderr, "joined as %s\n", swarm->address().to_string().c_str());
+
+  optimizer::TrainerOptions trainer;
+  trainer.config = config;
+  trainer.data_dir = o.data_dir;
+  trainer.batch_size = o.batch_size;
+  trainer.max_epochs = o.max_epochs;
+  trainer.time_limit_seconds = o.time_limit;
+  trainer.client_mode = o.client_mode;
+  trainer.step_delay_seconds = o.step_delay;
+  trainer.stop = &stop_requested();
+  std::uint64_t seed = 0;
+  for (int i = 0; i < 8; ++i) seed = seed << 8 | identity.peer_id().bytes[i];
+  trainer.data_seed = seed;  // every peer sees its own order of the data
+  trainer.on_status = [&](const optimizer::TrainerStatus& s) {
+    if (o.quiet) return;
+    std::fprintf(stderr, "%s\n", progress_line(s).c_str());
+  };
+  const auto summary = optimizer::run_training(swarm, trainer);
+  const auto out = summary_json(summary, o.run, identity.peer_id());
+  if (!o.summary_file.empty()) {
+    std::ofstream(o.summary_file) << out.dump(2) << '\n';
+  }
+  if (o.json) {
+    std::printf("%s\n", out.dump().c_str());
+  } else {
+    std::printf("finished: epoch %llu, test accuracy %.2f%%, %llu local samples in %.1f s (%s)\n",
+                static_cast<unsigned long long>(summary.last.epoch),
+                100 * summary.last.test_accuracy,
+                static_cast<unsigned long long>(summary.last.local_samples), summary.last.seconds,
+                summary.reached_target_accuracy ? "target accuracy reached"
+                : summary.hit_time_limit        ? "time limit"
+                : stop_requested()              ? "stopped"
+                                                : "epoch limit");
+  }
+  return 0;
+}
+
+const Registration registration{
+    "join", 50, [](CLI::App& app) -> std::function<int()> {
+      auto o = std::make_shared<JoinOptions>();
+      auto* cmd =
+          app.add_subcommand("join", "Join a training run (prints progress, then a summary)");
+      cmd->add_option("--peers", o->peers, "peers of the run, as printed by `apiary coordinator`")
+          ->required();
+      cmd->add_option("--run", o->run, "run name")->required();
+      cmd->add_option("--device", o->device, "cpu | cuda")
+          ->capture_default_str()
+          ->check(CLI::IsMember({"cpu", "cuda"}));
+      cmd->add_option("--batch-size", o->batch_size, "samples per local step (default: the run's)");
+      cmd->add_option("--data", o->data_dir, "Fashion-MNIST directory (default: the run's)");
+      cmd->add_flag("--client-mode", o->client_mode, "do not accept connections (behind NAT)");
+      cmd->add_option("--token", o->token_file, "membership token file (runs with --auth token)");
+      cmd->add_option("--identity", o->identity_file,
+                      "key file (created if missing; default: ephemeral)");
+      cmd->add_option("--listen", o->listen, "HOST:PORT to accept peers on")->capture_default_str();
+      cmd->add_option("--run-key", o->run_key_hex,
+                      "peer id of the run key to trust (default: the --peers)");
+      cmd->add_option("--max-epochs", o->max_epochs, "stop after this epoch (default: the run's)");
+      cmd->add_option("--time-limit", o->time_limit, "stop after this many seconds");
+      cmd->add_option("--step-delay", o->step_delay,
+                      "seconds to sleep per step (simulates a slow peer)");
+      cmd->add_option("--summary", o->summary_file, "write the final summary as JSON to this file");
+      cmd->add_flag("--json", o->json, "print the final summary as one JSON object");
+      cmd->add_flag("--quiet", o->quiet, "no progress lines");
+      return [o] { return run_join(*o); };
+    }};
+
+}  // namespace
+}  // namespace apiary::tools

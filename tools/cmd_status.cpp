@@ -1,0 +1,120 @@
+// `apiary status`: a snapshot of a run — its configuration and every peer's
+// latest progress report — read from the DHT by a short-lived client-mode node.
+#include "dht/runner.hpp"
+#include "optimizer/progress_tracker.hpp"
+#include "optimizer/run_directory.hpp"
+#include "tools/cli_common.hpp"
+#include "tools/command.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <memory>
+
+namespace apiary::tools {
+namespace {
+
+struct StatusOptions {
+  std::vector<std::string> peers;
+  std::string run;
+  std::uint64_t target = 0;
+  bool json = false;
+};
+
+struct Snapshot {
+  std::optional<optimizer::RunConfig> config;
+  std::string config_error;
+  std::vector<optimizer::PeerProgress> reports;
+  optimizer::GlobalProgress global;
+};
+
+int run_status(const StatusOptions& o) {
+  const auto peers = parse_peers(o.peers);
+  if (peers.empty())
+    throw Error(Errc::invalid_argument, "--peers: give at least one peer of the run");
+  const Identity identity = Identity::generate();
+  dht::DhtOptions options;
+  options.client_mode = true;
+  dht::DhtRunner runner(dht::DhtRunner::tcp(identity, {"127.0.0.1", 0}, /*client_mode=*/true),
+                        peers, options);
+  std::vector<PeerId> trusted;
+  for (const auto& p : peers) trusted.push_back(p.peer);
+  const Snapshot snap =
+      runner
+          .run([&](dht::DhtNode& node) -> asio::awaitable<Snapshot> {
+            Snapshot s;
+            try {
+              s.config = (co_await optimizer::fetch_run_config(node, o.run, trusted)).config;
+            } catch (const Error& e) {
+              s.config_error = e.what();
+            }
+            const std::uint64_t target =
+                o.target ? o.target : (s.config ? s.config->target_batch_size : 1);
+            optimizer::ProgressTracker tracker(node.shared_from_this(), identity.public_key(),
+                                               o.run, target);
+            s.global = co_await tracker.refresh(0);
+            s.reports = tracker.last_reports();
+            co_return s;
+          })
+          .get();
+  const double now = dht::system_dht_time();
+  if (o.json) {
+    nlohmann::json out{{"run", o.run},
+                       {"global_epoch", snap.global.global_epoch},
+                       {"peers", snap.reports.size()},
+                       {"samples_per_s", snap.global.total_samples_per_second},
+                       {"samples_this_epoch", snap.global.estimated_samples}};
+    out["config"] =
+        snap.config ? nlohmann::json::parse(snap.config->to_json()) : nlohmann::json(nullptr);
+    if (!snap.config) out["config_error"] = snap.config_error;
+    out["peer_reports"] = nlohmann::json::array();
+    for (const auto& r : snap.reports) {
+      out["peer_reports"].push_back({{"peer", r.peer},
+                                     {"epoch", r.epoch},
+                                     {"samples", r.samples_accumulated},
+                                     {"samples_per_s", r.samples_per_second},
+                                     {"loss", r.loss},
+                                     {"test_accuracy", r.test_accuracy},
+                                     {"age_s", now - r.report_time},
+                                     {"client_mode", r.client_mode}});
+    }
+    std::printf("%s\n", out.dump().c_str());
+    return 0;
+  }
+  std::printf("run %s: ", o.run.c_str());
+  if (snap.config) {
+    std::printf("target batch %llu, optimizer %s, averaging %s\n",
+                static_cast<unsigned long long>(snap.config->target_batch_size),
+                snap.config->optimizer.name.c_str(), snap.config->averaging.mode.c_str());
+  } else {
+    std::printf("configuration not found (%s)\n", snap.config_error.c_str());
+  }
+  std::printf("global epoch %llu, %zu peers, %.0f samples/s, %.0f samples towards this epoch\n",
+              static_cast<unsigned long long>(snap.global.global_epoch), snap.reports.size(),
+              snap.global.total_samples_per_second, snap.global.estimated_samples);
+  std::printf("%-12s %6s %9s %10s %8s %8s %6s\n", "peer", "epoch", "samples", "samples/s", "loss",
+              "test_acc", "age");
+  for (const auto& r : snap.reports) {
+    std::printf("%-12s %6llu %9llu %10.0f %8.4f %7.2f%% %5.0fs%s\n", r.peer.substr(0, 12).c_str(),
+                static_cast<unsigned long long>(r.epoch),
+                static_cast<unsigned long long>(r.samples_accumulated), r.samples_per_second,
+                r.loss, 100 * r.test_accuracy, now - r.report_time,
+                r.client_mode ? " (client)" : "");
+  }
+  return 0;
+}
+
+const Registration registration{
+    "status", 55, [](CLI::App& app) -> std::function<int()> {
+      auto o = std::make_shared<StatusOptions>();
+      auto* cmd =
+          app.add_subcommand("status", "Show a run's configuration and every peer's progress");
+      cmd->add_option("--peers", o->peers, "peers of the run")->required();
+      cmd->add_option("--run", o->run, "run name")->required();
+      cmd->add_option("--target", o->target, "target batch size (default: the run's)");
+      cmd->add_flag("--json", o->json, "print one JSON object");
+      return [o] { return run_status(*o); };
+    }};
+
+}  // namespace
+}  // namespace apiary::tools
