@@ -282,10 +282,12 @@ StoredValue DhtNode::stripped(StoredValue value) const {
 // ---- lookups --------------------------------------------------------------------
 
 asio::awaitable<TraversalResult> DhtNode::lookup(std::vector<NodeId> targets,
-                                                 ResultFunction on_result) {
+                                                 ResultFunction on_result, std::size_t beam_size) {
   // GCC 12 destroys some temporaries of a co_await full-expression twice, so the
   // callbacks (which own shared_ptrs) are named locals handed over with std::move.
   auto self = shared_from_this();
+  TraversalOptions traversal = options_.traversal;
+  if (beam_size > 0) traversal.beam_size = beam_size;
   const std::size_t beam = options_.traversal.beam_size;
   InitialFunction initial = [self, beam](const NodeId& target) {
     std::vector<PeerAddress> peers;
@@ -300,7 +302,7 @@ asio::awaitable<TraversalResult> DhtNode::lookup(std::vector<NodeId> targets,
   };
   TraversalResult result =
       co_await traverse(std::move(targets), std::move(initial), id_, std::move(find),
-                        std::move(on_result), std::move(skip), options_.traversal);
+                        std::move(on_result), std::move(skip), traversal);
   co_return result;
 }
 
@@ -442,7 +444,9 @@ asio::awaitable<std::vector<StoreResult>> DhtNode::store_signed(std::vector<Reco
   if (targets.empty()) co_return results;
 
   ResultFunction on_result = never_finish;
-  auto outcome = co_await lookup(targets, std::move(on_result));
+  const std::size_t store_beam =
+      options_.store_beam_size > 0 ? std::max(options_.store_beam_size, options_.num_replicas) : 0;
+  auto outcome = co_await lookup(targets, std::move(on_result), store_beam);
 
   // Candidate replicas per record, nearest first (this node included unless client mode).
   std::vector<std::vector<std::optional<PeerAddress>>> candidates(targets.size());

@@ -47,8 +47,11 @@
 namespace apiary::dht {
 
 struct DhtOptions {
-  RoutingOptions routing;        // k = 20, depth_modulo = 5
-  TraversalOptions traversal;    // alpha, beam (= k), batching
+  RoutingOptions routing;      // k = 20, depth_modulo = 5
+  TraversalOptions traversal;  // alpha, beam (= k), batching
+  // Beam of the lookup before a store: the replicas are the num_replicas nearest, so a
+  // beam of 2 × num_replicas converges in fewer rounds than k (0: traversal.beam_size).
+  std::size_t store_beam_size = 10;
   std::size_t num_replicas = 5;  // nodes a record is stored on
   std::chrono::milliseconds rpc_timeout{3000};
   std::chrono::milliseconds blacklist_time{5000};  // first ban; ×backoff_rate per further failure
@@ -149,7 +152,9 @@ class DhtNode : public std::enable_shared_from_this<DhtNode> {
   void on_peer_failed(const PeerAddress& peer);
   void on_peer_seen(const PeerAddress& peer);
 
-  asio::awaitable<TraversalResult> lookup(std::vector<NodeId> targets, ResultFunction on_result);
+  // beam_size 0: options_.traversal.beam_size.
+  asio::awaitable<TraversalResult> lookup(std::vector<NodeId> targets, ResultFunction on_result,
+                                          std::size_t beam_size = 0);
   asio::awaitable<std::vector<StoreResult>> store_signed(std::vector<Record> records,
                                                          bool in_cache);
   StoreStatus store_locally(const Record& record, bool in_cache);
