@@ -62,7 +62,10 @@ struct NetworkSwarm::Impl {
           std::lock_guard lock(mutex);
           reports = tracker->last_reports();
         }
-        wait = std::clamp(g.next_refresh - dht::system_dht_time(), 0.2, 10.0);
+        // Look again at least once per matchmaking window, so a peer notices
+        // that the others reached the target before their round closes.
+        const double longest = std::clamp(options.averaging.matchmaking_time, 0.5, 2.0);
+        wait = std::clamp(g.next_refresh - dht::system_dht_time(), 0.2, longest);
       } catch (const std::exception& e) {
         log::debug("progress refresh failed: {}", e.what());
       }
@@ -246,8 +249,18 @@ void NetworkSwarm::serve_state(std::function<StateSnapshot()> snapshot) {
     impl_->snapshot = snapshot;
   }
   (void)runner_->run([impl = impl_, snapshot](dht::DhtNode&) -> asio::awaitable<void> {
-    if (impl->state_server) impl->state_server->set_snapshot(snapshot);
-    co_return;
+    if (!impl->state_server) co_return;
+    impl->state_server->set_snapshot(snapshot);
+    // Announce at once: a joiner may be looking for donors right now.
+    if (snapshot && !impl->options.client_mode && impl->node) {
+      std::uint64_t epoch = 0;
+      {
+        std::lock_guard lock(impl->mutex);
+        epoch = impl->local.epoch;
+      }
+      co_await impl->state_server->announce(*impl->node, impl->options.identity.public_key(),
+                                            impl->options.run, epoch, 60.0);
+    }
   });
 }
 

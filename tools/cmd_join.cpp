@@ -2,6 +2,7 @@
 // DHT, builds the model, trains with the swarm (progress on stderr every
 // second), keeps training when the coordinator goes away, and prints a final
 // summary (JSON with --json).
+#include "core/hash.hpp"
 #include "core/log.hpp"
 #include "kernels/device.hpp"
 #include "optimizer/groups.hpp"
@@ -53,6 +54,14 @@ std::string progress_line(const optimizer::TrainerStatus& s) {
   return line;
 }
 
+// BLAKE2b-256 of the final parameters: peers that averaged the same rounds hold the same bytes.
+std::string parameters_hash(const optimizer::TrainerSummary& summary) {
+  Hasher h(32);
+  for (const auto& t : summary.final_parameters)
+    h.update(ByteSpan(reinterpret_cast<const std::uint8_t*>(t.data()), t.size() * sizeof(float)));
+  return to_hex(h.finalize256());
+}
+
 nlohmann::json summary_json(const optimizer::TrainerSummary& summary, const std::string& run,
                             const PeerId& self) {
   const auto& s = summary.last;
@@ -70,7 +79,8 @@ nlohmann::json summary_json(const optimizer::TrainerSummary& summary, const std:
           {"local_rounds", s.local_rounds},
           {"seconds", s.seconds},
           {"reached_target_accuracy", summary.reached_target_accuracy},
-          {"hit_time_limit", summary.hit_time_limit}};
+          {"hit_time_limit", summary.hit_time_limit},
+          {"parameters_hash", parameters_hash(summary)}};
 }
 
 int run_join(const JoinOptions& o) {

@@ -1,0 +1,130 @@
+// Real `apiary coordinator` and `apiary join` processes on loopback.
+#include "tests/optimizer/process_util.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <gtest/gtest.h>
+
+using apiary::testing::first_address;
+using apiary::testing::Process;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path work_dir(const std::string& name) {
+  auto dir = fs::temp_directory_path() / ("apiary-it-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+void write_config(const fs::path& file, const std::string& run, int average_state_every) {
+  std::ofstream(file) << R"({"run": ")" << run << R"(", "target_batch_size": 512, "batch_size": 64,
+    "model": {"hidden": [64], "seed": 3},
+    "optimizer": {"name": "adam", "lr": 0.003},
+    "averaging": {"average_state_every": )"
+                      << average_state_every
+                      << R"(, "matchmaking_time": 1.0, "averaging_timeout": 8.0}})";
+}
+
+nlohmann::json read_json(const fs::path& file) {
+  std::ifstream in(file);
+  return nlohmann::json::parse(in, nullptr, false);
+}
+
+}  // namespace
+
+// Three peers train together; all finish, loss falls, rounds are averaged,
+// and peers that averaged every round hold identical parameters.
+TEST(CollaborationProcesses, ThreePeersTrainTogether) {
+  const auto dir = work_dir("three");
+  write_config(dir / "run.json", "it-three", 1);
+  Process coordinator(
+      {APIARY_BIN, "coordinator", "--config", (dir / "run.json").string(), "--status-period", "1"},
+      dir / "coordinator.out", dir / "coordinator.err");
+  ASSERT_TRUE(coordinator.wait_for_text("apiary://", 15s)) << coordinator.stderr_text();
+  const std::string address = first_address(coordinator.stdout_text());
+  std::vector<std::unique_ptr<Process>> peers;
+  for (int i = 0; i < 3; ++i) {
+    const auto name = "peer" + std::to_string(i);
+    peers.push_back(std::make_unique<Process>(
+        std::vector<std::string>{APIARY_BIN, "join", "--peers", address, "--run", "it-three",
+                                 "--max-epochs", "15", "--time-limit", "100", "--summary",
+                                 (dir / (name + ".json")).string(), "--quiet"},
+        dir / (name + ".out"), dir / (name + ".err")));
+  }
+  std::vector<nlohmann::json> summaries;
+  for (int i = 0; i < 3; ++i) {
+    auto code = peers[i]->wait_for(120s);
+    ASSERT_TRUE(code.has_value()) << "peer " << i << " did not finish";
+    EXPECT_EQ(*code, 0) << peers[i]->stderr_text();
+    summaries.push_back(read_json(dir / ("peer" + std::to_string(i) + ".json")));
+  }
+  std::map<std::string, int> hashes;
+  for (const auto& s : summaries) {
+    ASSERT_TRUE(s.is_object());
+    EXPECT_EQ(s["epochs"].get<int>(), 15);
+    EXPECT_GE(s["averaged_rounds"].get<int>(), 12) << s.dump();
+    EXPECT_LT(s["loss"].get<double>(), 1.6);  // from ln 10 ≈ 2.3
+    EXPECT_GT(s["test_accuracy"].get<double>(), 0.6);
+    ++hashes[s["parameters_hash"].get<std::string>()];
+  }
+  // Rounds include everyone nearly always; at least two peers must agree bit for bit.
+  int largest = 0;
+  for (auto& [h, n] : hashes) largest = std::max(largest, n);
+  EXPECT_GE(largest, 2) << "no two peers hold identical parameters";
+  coordinator.signal(SIGTERM);
+  EXPECT_EQ(coordinator.wait_for(10s).value_or(-1), 0);
+  fs::remove_all(dir);
+}
+
+// The coordinator dies after start, a peer is killed mid-training and a late
+// peer joins: the survivors keep training, the late joiner downloads the
+// state from its peers and finishes with them.
+TEST(CollaborationProcesses, SurvivesCoordinatorAndPeerDeathsAndAdmitsLateJoiner) {
+  const auto dir = work_dir("faults");
+  write_config(dir / "run.json", "it-faults", 2);
+  Process coordinator(
+      {APIARY_BIN, "coordinator", "--config", (dir / "run.json").string(), "--status-period", "1"},
+      dir / "coordinator.out", dir / "coordinator.err");
+  ASSERT_TRUE(coordinator.wait_for_text("apiary://", 15s)) << coordinator.stderr_text();
+  const std::string address = first_address(coordinator.stdout_text());
+  auto join = [&](const std::string& name, const std::string& via, const std::string& epochs) {
+    return std::make_unique<Process>(
+        std::vector<std::string>{APIARY_BIN, "join", "--peers", via, "--run", "it-faults",
+                                 "--max-epochs", epochs, "--time-limit", "110", "--summary",
+                                 (dir / (name + ".json")).string()},
+        dir / (name + ".out"), dir / (name + ".err"));
+  };
+  auto a = join("a", address, "14");
+  auto b = join("b", address, "14");
+  auto victim = join("victim", address, "14");
+  ASSERT_TRUE(a->wait_for_text("epoch    3", 60s, true)) << a->stderr_text();
+  const std::string a_address = first_address(a->stderr_text());
+  ASSERT_FALSE(a_address.empty());
+  coordinator.signal(SIGKILL);  // no single point of failure
+  victim->signal(SIGKILL);      // dies mid-epoch
+  // The late joiner knows only peer a; the run configuration is still in the DHT.
+  auto late = std::make_unique<Process>(
+      std::vector<std::string>{APIARY_BIN, "join", "--peers", a_address, "--run", "it-faults",
+                               "--max-epochs", "14", "--time-limit", "100", "--run-key",
+                               address.substr(9, 40), "--summary", (dir / "late.json").string()},
+      dir / "late.out", dir / "late.err");
+  for (auto* p : {a.get(), b.get(), late.get()}) {
+    auto code = p->wait_for(150s);
+    ASSERT_TRUE(code.has_value());
+    EXPECT_EQ(*code, 0) << p->stderr_text();
+  }
+  for (const char* name : {"a", "b", "late"}) {
+    auto s = read_json(dir / (std::string(name) + ".json"));
+    ASSERT_TRUE(s.is_object()) << name;
+    EXPECT_EQ(s["epochs"].get<int>(), 14) << name;
+  }
+  EXPECT_NE(late->stderr_text().find("loaded state of epoch"), std::string::npos)
+      << late->stderr_text();
+  auto late_summary = read_json(dir / "late.json");
+  EXPECT_LT(late_summary["averaged_rounds"].get<int>(), 14)
+      << "the late joiner should have skipped epochs";
+  fs::remove_all(dir);
+}
