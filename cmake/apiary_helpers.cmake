@@ -39,6 +39,7 @@ endmacro()
 # apiary_add_test(NAME SOURCES … LIBS … [LABELS …] [TIMEOUT s])
 # One GoogleTest executable; every TEST becomes its own ctest entry.
 # Label "slow" marks tests a developer may skip locally (ctest -LE slow).
+# Several labels are joined into one with "_" (see below).
 function(apiary_add_test name)
   cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
   if(NOT ARG_TIMEOUT)
@@ -50,8 +51,10 @@ function(apiary_add_test name)
   add_executable(${name} ${ARG_SOURCES})
   target_compile_options(${name} PRIVATE ${APIARY_WARNINGS})
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main Threads::Threads)
-  # A label list must reach ctest as one property value: escape its semicolons.
-  string(REPLACE ";" "\\;" labels "${ARG_LABELS}")
+  # gtest_discover_tests cannot pass a list as one property value, so several
+  # labels become one ("integration_slow"); ctest's -L/-LE take regular
+  # expressions, so `-LE slow` and `-L integration` still select it.
+  string(JOIN "_" labels ${ARG_LABELS})
   gtest_discover_tests(${name}
     PROPERTIES LABELS "${labels}" TIMEOUT ${ARG_TIMEOUT}
     DISCOVERY_TIMEOUT 60)

@@ -97,10 +97,12 @@ bool CollaborativeOptimizer::step(std::size_t batch_size) {
   report(false);
 
   const GlobalProgress global = swarm_->global_progress(epoch_);
-  if (global.global_epoch > epoch_ + 1) {
-    log::warn("epoch {} is more than one epoch behind the swarm ({}): loading state from peers",
-              epoch_, global.global_epoch);
-    if (load_state_from_peers()) return true;
+  if (global.global_epoch > epoch_) {
+    // The swarm stepped without this peer (it missed the round), so its
+    // parameters lack that step: take the state of a peer that has it.
+    log::info("epoch {} is behind the swarm ({}): loading state from peers", epoch_,
+              global.global_epoch);
+    if (load_state_from_peers(global.global_epoch)) return true;
   }
   const bool ready =
       global.global_epoch > epoch_ || global.target_reached(options_.target_batch_size);
@@ -242,10 +244,11 @@ void CollaborativeOptimizer::restore(const StateSnapshot& state) {
   }
 }
 
-bool CollaborativeOptimizer::load_state_from_peers() {
-  auto state = swarm_->download_state(epoch_, options_.state_download_timeout);
+bool CollaborativeOptimizer::load_state_from_peers(std::uint64_t min_epoch) {
+  min_epoch = std::max(min_epoch, epoch_);
+  auto state = swarm_->download_state(min_epoch, options_.state_download_timeout);
   if (!state) return false;
-  if (state->epoch < epoch_) return false;
+  if (state->epoch < min_epoch) return false;
   try {
     restore(*state);
   } catch (const Error& e) {

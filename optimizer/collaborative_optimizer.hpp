@@ -24,8 +24,8 @@
 // local gradients; every `local_steps` inner steps the parameter deltas are
 // averaged and applied with an outer Nesterov step.
 //
-// Stragglers and late joiners: a peer that is more than one epoch behind the
-// swarm (or new, when `load_state_on_start`) downloads the state from peers
+// Stragglers and late joiners: a peer that is behind the swarm (it missed a
+// round, or is new, when `load_state_on_start`) downloads the state from peers
 // and resumes from there; a slow peer contributes what it has accumulated
 // when the others reach the target and never blocks them.
 //
@@ -53,8 +53,10 @@ struct CollaborativeOptions {
   OptimizerConfig optimizer;
   AveragingConfig averaging;
   bool client_mode = false;
-  bool load_state_on_start = true;     // a joiner first asks peers for the current state
-  double report_period_seconds = 1.0;  // progress reports at least this often
+  bool load_state_on_start = true;  // a joiner first asks peers for the current state
+  // Least time between progress reports to the swarm (0: every step; the
+  // swarm decides how often to publish them — NetworkSwarm: once a second).
+  double report_period_seconds = 0.0;
   std::chrono::duration<double> state_download_timeout{30.0};
   // Returns the current time in seconds (tests inject a fake clock).
   std::function<double()> clock;
@@ -97,7 +99,7 @@ class CollaborativeOptimizer {
   }
 
   // Asks peers for the current state now (also done automatically).
-  bool load_state_from_peers();
+  bool load_state_from_peers(std::uint64_t min_epoch = 0);
   StateSnapshot snapshot() const;
   void restore(const StateSnapshot& state);
 

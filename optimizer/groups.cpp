@@ -38,16 +38,24 @@ Bytes encode_declaration(const Declaration& d) {
   return w.take();
 }
 
+// Reads one [address, weight, bandwidth, declared_at] array; throws bad_message.
+Declaration read_declaration(const codec::Reader& reader) {
+  auto a = reader.array("declaration", 4, 4);
+  Declaration d;
+  d.address = PeerAddress::parse(a.next().str("declaration.address", 512));
+  d.weight = static_cast<float>(a.next().f64("declaration.weight"));
+  d.bandwidth = a.next().f64("declaration.bandwidth");
+  d.declared_at = a.next().f64("declaration.time");
+  if (d.weight < 0 || d.bandwidth < 0) codec::fail("declaration", "negative weight or bandwidth");
+  return d;
+}
+
+// A declaration stored under `owner`'s signed subkey must name that owner.
 std::optional<Declaration> decode_declaration(ByteSpan value, const PeerId& owner) {
   try {
     auto doc = codec::parse(value);
-    auto a = doc.root().array("declaration", 4, 4);
-    Declaration d;
-    d.address = PeerAddress::parse(a.next().str("declaration.address", 512));
-    d.weight = static_cast<float>(a.next().f64("declaration.weight"));
-    d.bandwidth = a.next().f64("declaration.bandwidth");
-    d.declared_at = a.next().f64("declaration.time");
-    if (d.address.peer != owner || d.weight < 0 || d.bandwidth < 0) return std::nullopt;
+    Declaration d = read_declaration(doc.root());
+    if (d.address.peer != owner) return std::nullopt;
     return d;
   } catch (const Error&) {
     return std::nullopt;
@@ -72,35 +80,11 @@ std::optional<PublishedGroup> decode_group(ByteSpan value, const PeerId& owner,
   try {
     auto doc = codec::parse(value);
     auto top = doc.root().array("group", 2, 2);
-    auto leader_reader = top.next();
-    auto members_reader = top.next().array("group.members", 2, max_members);
     PublishedGroup g;
-    // Re-encode each nested value to reuse the declaration decoder's checks.
-    auto decode_nested = [&](const codec::Reader& r,
-                             const PeerId& expected_owner) -> std::optional<Declaration> {
-      auto field = r.array("group.declaration", 4, 4);
-      Declaration d;
-      d.address = PeerAddress::parse(field.next().str("declaration.address", 512));
-      d.weight = static_cast<float>(field.next().f64("declaration.weight"));
-      d.bandwidth = field.next().f64("declaration.bandwidth");
-      d.declared_at = field.next().f64("declaration.time");
-      if (d.address.peer != expected_owner || d.weight < 0 || d.bandwidth < 0) return std::nullopt;
-      return d;
-    };
-    auto leader = decode_nested(leader_reader, owner);
-    if (!leader) return std::nullopt;
-    g.leader = *leader;
-    while (!members_reader.done()) {
-      auto r = members_reader.next();
-      auto field = r.array("group.declaration", 4, 4);
-      Declaration d;
-      d.address = PeerAddress::parse(field.next().str("declaration.address", 512));
-      d.weight = static_cast<float>(field.next().f64("declaration.weight"));
-      d.bandwidth = field.next().f64("declaration.bandwidth");
-      d.declared_at = field.next().f64("declaration.time");
-      if (d.weight < 0 || d.bandwidth < 0) return std::nullopt;
-      g.members.push_back(std::move(d));
-    }
+    g.leader = read_declaration(top.next());
+    if (g.leader.address.peer != owner) return std::nullopt;  // a group is published by its leader
+    auto members = top.next().array("group.members", 2, max_members);
+    while (!members.done()) g.members.push_back(read_declaration(members.next()));
     return g;
   } catch (const Error&) {
     return std::nullopt;
@@ -137,7 +121,11 @@ asio::awaitable<std::optional<averaging::GroupInfo>> RoundMatchmaking::find_grou
   const auto leader_wait_until =
       std::min(deadline - options_.poll_interval * 3, clock::now() + options_.matchmaking_time);
   bool published = false;
-  while (clock::now() < deadline) {
+  // Nobody else in this round: give up long before the all-reduce deadline, so
+  // a peer out of step with the others loses a second, not the whole deadline.
+  const auto give_up_at =
+      std::min(deadline, clock::now() + 2 * options_.matchmaking_time + std::chrono::seconds(1));
+  while (clock::now() < give_up_at) {
     // 1. A published group that names this peer, from the earliest leader.
     auto groups = co_await node_.get(groups_key, /*latest=*/true);
     std::optional<PublishedGroup> best;
@@ -199,7 +187,7 @@ asio::awaitable<std::optional<averaging::GroupInfo>> RoundMatchmaking::find_grou
     timer.expires_after(options_.poll_interval);
     co_await timer.async_wait(asio::use_awaitable);
   }
-  log::debug("matchmaking {}: no group by the deadline", key_);
+  log::debug("matchmaking {}: no group formed", key_);
   co_return std::nullopt;
 }
 

@@ -10,7 +10,8 @@
 // others poll for it. Should two peers both believe they lead (the DHT is
 // eventually consistent), everyone takes the list published by the earliest
 // leader that names them, so every member of a group agrees on it.
-// A round that finds no list naming this peer by the deadline has no group.
+// A round that finds no list naming this peer within twice the matchmaking
+// time (plus a second) has no group, so an out-of-step peer loses little.
 // Threading: on the DHT node's executor. Errors: none thrown for remote faults.
 #include "averaging/group_source.hpp"
 #include "core/identity.hpp"

@@ -18,6 +18,10 @@ namespace apiary::optimizer {
 
 using namespace std::chrono_literals;
 
+namespace {
+constexpr double kPublishPeriodSeconds = 1.0;
+}  // namespace
+
 struct NetworkSwarm::Impl {
   NetworkSwarmOptions options;
   dht::DhtNode* node = nullptr;  // owned by the runner; used on its thread only
@@ -29,6 +33,8 @@ struct NetworkSwarm::Impl {
   std::vector<PeerProgress> reports;
   PeerProgress local;
   bool have_local = false;
+  std::uint64_t published_epoch = 0;
+  double published_time = 0;
   std::function<StateSnapshot()> snapshot;
   std::atomic<bool> stopping{false};
 
@@ -153,11 +159,21 @@ std::vector<PeerProgress> NetworkSwarm::reports() {
 }
 
 void NetworkSwarm::report_progress(const PeerProgress& local) {
+  // The local copy is refreshed on every step (this peer's own decisions use
+  // it at once); the DHT gets it at most once a second, and at every new epoch.
+  bool publish = false;
   {
     std::lock_guard lock(impl_->mutex);
+    publish = !impl_->have_local || local.epoch != impl_->published_epoch ||
+              local.report_time - impl_->published_time >= kPublishPeriodSeconds;
+    if (publish) {
+      impl_->published_epoch = local.epoch;
+      impl_->published_time = local.report_time;
+    }
     impl_->local = local;
     impl_->have_local = true;
   }
+  if (!publish) return;
   (void)runner_->run([impl = impl_, local](dht::DhtNode&) -> asio::awaitable<void> {
     if (impl->tracker) co_await impl->tracker->publish(local);
   });
@@ -178,7 +194,8 @@ AveragingOutcome NetworkSwarm::average(const std::string& group_key,
   // Peers expected in the group: those reporting progress recently (this one included).
   std::size_t expected = 0;
   for (const auto& r : impl_->reports_with_local()) {
-    if (r.report_time > dht::system_dht_time() - 30 && !r.client_mode) ++expected;
+    // Live peers report at least every second while training; a silent one is gone.
+    if (r.report_time > dht::system_dht_time() - 5 && !r.client_mode) ++expected;
   }
   auto future = runner_->run([impl = impl_, group_key, tensors, weight, expected, deadline](
                                  dht::DhtNode& node) mutable -> asio::awaitable<AveragingOutcome> {

@@ -197,14 +197,10 @@ int run_coordinator(CoordinatorOptions o) {
 
   const auto started = std::chrono::steady_clock::now();
   auto last_publish = started;
+  std::size_t last_peer_count = 0;
   while (!stop_requested()) {
     std::this_thread::sleep_for(std::chrono::duration<double>(o.status_period));
     if (stop_requested()) break;
-    if (std::chrono::steady_clock::now() - last_publish >
-        std::chrono::duration<double>(o.config_ttl / 4)) {
-      publish();
-      last_publish = std::chrono::steady_clock::now();
-    }
     SwarmView view;
     try {
       view = runner
@@ -218,6 +214,14 @@ int run_coordinator(CoordinatorOptions o) {
     } catch (const std::exception& e) {
       log::warn("progress fetch failed: {}", e.what());
       continue;
+    }
+    // Republish when the swarm changes (new nodes are now the nearest to the
+    // key, so the configuration outlives this coordinator) and periodically.
+    if (view.peers != last_peer_count || std::chrono::steady_clock::now() - last_publish >
+                                             std::chrono::duration<double>(o.config_ttl / 4)) {
+      publish();
+      last_publish = std::chrono::steady_clock::now();
+      last_peer_count = view.peers;
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

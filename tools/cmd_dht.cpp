@@ -14,6 +14,7 @@
 #include "core/tcp_transport.hpp"
 #include "dht/runner.hpp"
 #include "dht/validator.hpp"
+#include "tools/cli_common.hpp"
 #include "tools/command.hpp"
 
 #include <nlohmann/json.hpp>
@@ -46,55 +47,6 @@ struct DhtCliOptions {
   bool json = false;
 };
 
-std::atomic<bool> stop_flag{false};
-extern "C" void on_dht_stop_signal(int) {
-  stop_flag.store(true);
-}
-
-void install_signals() {
-  struct sigaction action {};
-  action.sa_handler = on_dht_stop_signal;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGINT, &action, nullptr);
-  sigaction(SIGTERM, &action, nullptr);
-}
-
-TcpEndpoint endpoint_of(const std::string& text) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
-    throw Error(Errc::invalid_argument,
-                "--listen " + text + ": expected HOST:PORT, e.g. 127.0.0.1:0");
-  std::string host = text.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  const std::string port_text = text.substr(colon + 1);
-  if (port_text.find_first_not_of("0123456789") != std::string::npos || port_text.size() > 5 ||
-      std::stoul(port_text) > 65535)
-    throw Error(Errc::invalid_argument, "--listen " + text + ": port must be a number in 0..65535");
-  return TcpEndpoint{host, static_cast<std::uint16_t>(std::stoul(port_text))};
-}
-
-std::vector<PeerAddress> peers_of(const std::vector<std::string>& texts) {
-  std::vector<PeerAddress> peers;
-  for (const auto& text : texts) {
-    try {
-      peers.push_back(PeerAddress::parse(text));
-    } catch (const Error& e) {
-      throw Error(Errc::invalid_argument, std::string("--peers: ") + e.what());
-    }
-  }
-  return peers;
-}
-
-Identity identity_of(const std::string& file) {
-  if (file.empty()) return Identity::generate();
-  if (std::filesystem::exists(file)) return Identity::load(file);
-  Identity identity = Identity::generate();
-  identity.save(file);
-  log::info("created identity {} in {}", identity.peer_id().to_string(), file);
-  return identity;
-}
-
 dht::DhtOptions node_options(const Identity& identity, bool client_mode) {
   dht::DhtOptions options;
   options.client_mode = client_mode;
@@ -105,22 +57,22 @@ dht::DhtOptions node_options(const Identity& identity, bool client_mode) {
 std::unique_ptr<dht::DhtRunner> start_client(const DhtCliOptions& o) {
   if (o.peers.empty())
     throw Error(Errc::invalid_argument, "--peers: name at least one peer of the swarm");
-  const Identity identity = identity_of(o.identity_file);
+  const Identity identity = load_or_create_identity(o.identity_file);
   return std::make_unique<dht::DhtRunner>(
-      dht::DhtRunner::tcp(identity, TcpEndpoint{}, /*client_mode=*/true), peers_of(o.peers),
+      dht::DhtRunner::tcp(identity, TcpEndpoint{}, /*client_mode=*/true), parse_peers(o.peers),
       node_options(identity, true));
 }
 
 int run_node(const DhtCliOptions& o) {
-  install_signals();
-  const Identity identity = identity_of(o.identity_file);
-  dht::DhtRunner node(dht::DhtRunner::tcp(identity, endpoint_of(o.listen), o.client_mode),
-                      peers_of(o.peers), node_options(identity, o.client_mode));
+  install_stop_handler();
+  const Identity identity = load_or_create_identity(o.identity_file);
+  dht::DhtRunner node(dht::DhtRunner::tcp(identity, parse_listen(o.listen), o.client_mode),
+                      parse_peers(o.peers), node_options(identity, o.client_mode));
   std::printf("%s\n", node.address().to_string().c_str());
   std::fflush(stdout);
   const auto interval = std::chrono::duration<double>(std::max(0.1, o.status_interval));
   auto next_status = std::chrono::steady_clock::now() + interval;
-  while (!stop_flag.load()) {
+  while (!stop_requested().load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (std::chrono::steady_clock::now() < next_status) continue;
     next_status += std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval);

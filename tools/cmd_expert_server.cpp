@@ -16,6 +16,7 @@
 #include "experts/expert_uid.hpp"
 #include "experts/ffn_expert.hpp"
 #include "kernels/device.hpp"
+#include "tools/cli_common.hpp"
 #include "tools/command.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -52,34 +53,6 @@ struct ExpertServerCliOptions {
   std::uint64_t seed = 0;
 };
 
-TcpEndpoint parse_listen(const std::string& text) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
-    throw Error(Errc::invalid_argument, "--listen " + text + ": expected HOST:PORT");
-  }
-  std::string host = text.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  unsigned long port = 0;
-  try {
-    std::size_t used = 0;
-    port = std::stoul(text.substr(colon + 1), &used);
-    if (used != text.size() - colon - 1 || port > 65535) throw std::invalid_argument("port");
-  } catch (const std::exception&) {
-    throw Error(Errc::invalid_argument, "--listen " + text + ": bad port");
-  }
-  return TcpEndpoint{host, static_cast<std::uint16_t>(port)};
-}
-
-Identity load_identity(const std::string& file) {
-  if (file.empty()) return Identity::generate();
-  if (std::filesystem::exists(file)) return Identity::load(file);
-  auto identity = Identity::generate();
-  identity.save(file);
-  return identity;
-}
-
 experts::ExpertOptimizerConfig optimizer_config(const ExpertServerCliOptions& o) {
   experts::ExpertOptimizerConfig config;
   if (o.optimizer == "adam") {
@@ -109,7 +82,7 @@ int run_expert_server(const ExpertServerCliOptions& o) {
   std::vector<PeerAddress> peers;
   for (const auto& p : o.peers) peers.push_back(PeerAddress::parse(p));
 
-  const Identity identity = load_identity(o.identity_file);
+  const Identity identity = load_or_create_identity(o.identity_file);
   asio::io_context ctx;
   auto rpc = std::make_shared<rpc::RpcNode>(
       make_tcp_transport(ctx.get_executor(), identity, parse_listen(o.listen)));

@@ -5,6 +5,7 @@
 #include "core/log.hpp"
 #include "core/rpc.hpp"
 #include "core/tcp_transport.hpp"
+#include "tools/cli_common.hpp"
 #include "tools/command.hpp"
 
 #include <asio/io_context.hpp>
@@ -24,42 +25,9 @@ struct NodeOptions {
   std::string identity_file;
 };
 
-// "HOST:PORT" or "[IPv6]:PORT".
-TcpEndpoint parse_listen(const std::string& text) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon + 1 == text.size()) {
-    throw Error(Errc::invalid_argument, "--listen " + text + ": expected HOST:PORT");
-  }
-  std::string host = text.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  if (host.empty()) throw Error(Errc::invalid_argument, "--listen " + text + ": empty host");
-  unsigned long port = 0;
-  try {
-    std::size_t used = 0;
-    port = std::stoul(text.substr(colon + 1), &used);
-    if (used != text.size() - colon - 1) throw std::invalid_argument("trailing");
-  } catch (const std::exception&) {
-    throw Error(Errc::invalid_argument, "--listen " + text + ": port is not a number");
-  }
-  if (port > 65535) throw Error(Errc::invalid_argument, "--listen " + text + ": port > 65535");
-  return TcpEndpoint{host, static_cast<std::uint16_t>(port)};
-}
-
-// Loads the key file, or creates it (mode 0600) on first use; ephemeral without a file.
-Identity load_identity(const std::string& file) {
-  if (file.empty()) return Identity::generate();
-  if (std::filesystem::exists(file)) return Identity::load(file);
-  auto identity = Identity::generate();
-  identity.save(file);
-  log::info("created identity {} in {}", identity.peer_id().to_string(), file);
-  return identity;
-}
-
 int run_node(const NodeOptions& options) {
   const TcpEndpoint endpoint = parse_listen(options.listen);
-  const Identity identity = load_identity(options.identity_file);
+  const Identity identity = load_or_create_identity(options.identity_file);
   asio::io_context ctx;
   rpc::RpcNode node(make_tcp_transport(ctx.get_executor(), identity, endpoint));
   node.add_method("ping", [](const rpc::RequestContext&, Bytes payload) -> asio::awaitable<Bytes> {
