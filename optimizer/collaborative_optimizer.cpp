@@ -158,13 +158,27 @@ bool CollaborativeOptimizer::end_epoch(const GlobalProgress& global) {
 }
 
 void CollaborativeOptimizer::average_state() {
-  std::vector<std::span<float>> tensors{params_};
-  for (auto buffer : local_.state_buffers()) tensors.push_back(buffer);
+  // Average copies, not the live buffers: the lock must not be held across a
+  // network round (the state server's snapshot() takes it on the network
+  // thread), and a snapshot must never see a half-averaged state.
+  std::vector<std::vector<float>> copies;
+  {
+    std::lock_guard lock(state_mutex_);
+    copies.emplace_back(params_.begin(), params_.end());
+    for (auto buffer : local_.state_buffers()) copies.emplace_back(buffer.begin(), buffer.end());
+  }
+  std::vector<std::span<float>> tensors(copies.begin(), copies.end());
   const std::string key = options_.run + ".state." + std::to_string(epoch_);
-  std::lock_guard lock(state_mutex_);
   auto outcome = swarm_->average(key, std::move(tensors), options_.client_mode ? 0.0f : 1.0f,
                                  std::chrono::duration<double>(deadline_.next_seconds()));
-  if (!outcome.ok) log::info("epoch {}: state averaging skipped ({})", epoch_, outcome.error);
+  if (!outcome.ok) {
+    log::info("epoch {}: state averaging skipped ({})", epoch_, outcome.error);
+    return;
+  }
+  std::lock_guard lock(state_mutex_);
+  copy_into(params_, copies[0]);
+  auto buffers = local_.state_buffers();
+  for (std::size_t i = 0; i < buffers.size(); ++i) copy_into(buffers[i], copies[i + 1]);
   if (!outer_anchor_.empty()) copy_into(outer_anchor_, params_);
 }
 
