@@ -1,16 +1,11 @@
 // DhtRunner: blocking wrappers (own network thread, futures) over TCP loopback.
 #include "dht/runner.hpp"
+#include "tests/dht/test_bytes_util.hpp"
 
 #include <gtest/gtest.h>
 
 using namespace apiary;
 using namespace apiary::dht;
-
-namespace {
-Bytes b(std::string_view s) {
-  return Bytes(s.begin(), s.end());
-}
-}  // namespace
 
 TEST(DhtRunner, BlockingStoreAndGetAcrossThreeNodes) {
   const Identity a = Identity::generate(), c = Identity::generate(), d = Identity::generate();
@@ -22,12 +17,13 @@ TEST(DhtRunner, BlockingStoreAndGetAcrossThreeNodes) {
                    client_options);
 
   const auto stored =
-      client.store(b("k"), std::nullopt, b("from a thread"), system_dht_time() + 60).get();
+      client.store(to_bytes("k"), std::nullopt, to_bytes("from a thread"), system_dht_time() + 60)
+          .get();
   EXPECT_TRUE(stored.ok()) << stored.reason();
   EXPECT_EQ(stored.replicas, 2u);  // both servers; the client holds nothing
-  auto value = first.get(b("k")).get();
+  auto value = first.get(to_bytes("k")).get();
   ASSERT_TRUE(value.has_value());
-  EXPECT_EQ(value->regular.value, b("from a thread"));
+  EXPECT_EQ(value->regular.value, to_bytes("from a thread"));
   EXPECT_EQ(first.stats().get().records, 1u);
   EXPECT_EQ(client.stats().get().records, 0u);
   // Arbitrary coroutines run on the node's thread.

@@ -1,4 +1,5 @@
 #include "dht/storage.hpp"
+#include "tests/dht/test_bytes_util.hpp"
 
 #include <gtest/gtest.h>
 
@@ -8,9 +9,6 @@ using namespace apiary;
 using namespace apiary::dht;
 
 namespace {
-Bytes b(std::string_view s) {
-  return Bytes(s.begin(), s.end());
-}
 
 struct FakeClock {
   double now = 1000;
@@ -24,10 +22,10 @@ TEST(DhtStorage, StoresAndExpires) {
   FakeClock t;
   Storage s({}, t.clock());
   const NodeId id = NodeId::of_key(as_bytes("k"));
-  EXPECT_EQ(s.store(id, as_bytes("k"), std::nullopt, b("v"), 1010), StoreStatus::stored);
+  EXPECT_EQ(s.store(id, as_bytes("k"), std::nullopt, to_bytes("v"), 1010), StoreStatus::stored);
   ASSERT_NE(s.get(id), nullptr);
-  EXPECT_EQ(s.get(id)->value.regular.value, b("v"));
-  EXPECT_EQ(s.get(id)->key, b("k"));
+  EXPECT_EQ(s.get(id)->value.regular.value, to_bytes("v"));
+  EXPECT_EQ(s.get(id)->key, to_bytes("k"));
   t.now = 1010;  // expiration is exclusive
   EXPECT_EQ(s.get(id), nullptr);
   EXPECT_EQ(s.size(), 0u);
@@ -41,11 +39,13 @@ TEST(DhtStorage, RefusesExpiredAndFarFutureExpirations) {
   limits.max_clock_skew_seconds = 5;
   Storage s(limits, t.clock());
   const NodeId id = NodeId::of_key(as_bytes("k"));
-  EXPECT_EQ(s.store(id, as_bytes("k"), std::nullopt, b("v"), 999), StoreStatus::expired);
-  EXPECT_EQ(s.store(id, as_bytes("k"), std::nullopt, b("v"), 1000), StoreStatus::expired);
-  EXPECT_EQ(s.store(id, as_bytes("k"), std::nullopt, b("v"), 1106), StoreStatus::too_far_in_future);
-  EXPECT_EQ(s.store(id, as_bytes("k"), std::nullopt, b("v"), 1104), StoreStatus::stored);
-  EXPECT_EQ(s.store(id, as_bytes("k"), std::nullopt, b("v"), std::nan("")), StoreStatus::expired);
+  EXPECT_EQ(s.store(id, as_bytes("k"), std::nullopt, to_bytes("v"), 999), StoreStatus::expired);
+  EXPECT_EQ(s.store(id, as_bytes("k"), std::nullopt, to_bytes("v"), 1000), StoreStatus::expired);
+  EXPECT_EQ(s.store(id, as_bytes("k"), std::nullopt, to_bytes("v"), 1106),
+            StoreStatus::too_far_in_future);
+  EXPECT_EQ(s.store(id, as_bytes("k"), std::nullopt, to_bytes("v"), 1104), StoreStatus::stored);
+  EXPECT_EQ(s.store(id, as_bytes("k"), std::nullopt, to_bytes("v"), std::nan("")),
+            StoreStatus::expired);
 }
 
 TEST(DhtStorage, EnforcesSizeLimitsAndMemoryCap) {
@@ -84,13 +84,16 @@ TEST(DhtStorage, DictionaryMergeAndPurge) {
   FakeClock t;
   Storage s({}, t.clock());
   const NodeId id = NodeId::of_key(as_bytes("group"));
-  EXPECT_EQ(s.store(id, as_bytes("group"), b("peer1"), b("a"), 1005), StoreStatus::stored);
-  EXPECT_EQ(s.store(id, as_bytes("group"), b("peer2"), b("b"), 1020), StoreStatus::stored);
-  EXPECT_EQ(s.store(id, as_bytes("group"), b("peer1"), b("stale"), 1001), StoreStatus::outdated);
+  EXPECT_EQ(s.store(id, as_bytes("group"), to_bytes("peer1"), to_bytes("a"), 1005),
+            StoreStatus::stored);
+  EXPECT_EQ(s.store(id, as_bytes("group"), to_bytes("peer2"), to_bytes("b"), 1020),
+            StoreStatus::stored);
+  EXPECT_EQ(s.store(id, as_bytes("group"), to_bytes("peer1"), to_bytes("stale"), 1001),
+            StoreStatus::outdated);
   ASSERT_NE(s.get(id), nullptr);
   EXPECT_EQ(s.get(id)->value.subkeys.size(), 2u);
   t.now = 1006;
   ASSERT_NE(s.get(id), nullptr);
   EXPECT_EQ(s.get(id)->value.subkeys.size(), 1u);
-  EXPECT_EQ(s.get(id)->value.subkeys.begin()->first, b("peer2"));
+  EXPECT_EQ(s.get(id)->value.subkeys.begin()->first, to_bytes("peer2"));
 }

@@ -5,6 +5,7 @@
 #include "dht/swarm.hpp"
 #include "dht/wire.hpp"
 #include "tests/dht/swarm_util.hpp"
+#include "tests/dht/test_bytes_util.hpp"
 
 #include <gtest/gtest.h>
 
@@ -17,10 +18,6 @@ using apiary::dht::testing::run_body;
 using namespace std::chrono_literals;
 
 namespace {
-
-Bytes b(std::string_view s) {
-  return Bytes(s.begin(), s.end());
-}
 
 struct SwarmTest : ::testing::Test {
   asio::io_context io;
@@ -62,9 +59,10 @@ TEST_F(SwarmTest, EveryKeyFoundFromEveryNodeAndAfterThirtyPercentDie) {
         for (std::size_t origin = 0; origin < 10; ++origin) {
           std::vector<Record> records;
           for (int j = 0; j < 4; ++j) {
-            keys.push_back(b("key-" + std::to_string(origin) + "-" + std::to_string(j)));
+            keys.push_back(to_bytes("key-" + std::to_string(origin) + "-" + std::to_string(j)));
             records.push_back(Record{keys.back(), std::nullopt,
-                                     b("value of " + std::to_string(keys.size())), *now + 600});
+                                     to_bytes("value of " + std::to_string(keys.size())),
+                                     *now + 600});
           }
           auto results = co_await swarm->node(origin)->store_many(records);
           for (const auto& r : results) {
@@ -79,7 +77,8 @@ TEST_F(SwarmTest, EveryKeyFoundFromEveryNodeAndAfterThirtyPercentDie) {
           for (std::size_t k = 0; k < keys.size(); ++k) {
             if (!results[k].value) continue;
             ++found;
-            EXPECT_EQ(results[k].value->regular.value, b("value of " + std::to_string(k + 1)));
+            EXPECT_EQ(results[k].value->regular.value,
+                      to_bytes("value of " + std::to_string(k + 1)));
           }
         }
         EXPECT_EQ(found, keys.size() * swarm->size());
@@ -89,8 +88,8 @@ TEST_F(SwarmTest, EveryKeyFoundFromEveryNodeAndAfterThirtyPercentDie) {
         for (std::size_t origin = 0; origin < 10; ++origin) {
           std::vector<Record> records;
           for (int j = 0; j < 4; ++j) {
-            fresh.push_back(b("fresh-" + std::to_string(origin) + "-" + std::to_string(j)));
-            records.push_back(Record{fresh.back(), std::nullopt, b("x"), *now + 600});
+            fresh.push_back(to_bytes("fresh-" + std::to_string(origin) + "-" + std::to_string(j)));
+            records.push_back(Record{fresh.back(), std::nullopt, to_bytes("x"), *now + 600});
           }
           for (const auto& r : co_await swarm->node(origin)->store_many(records))
             EXPECT_TRUE(r.ok());
@@ -126,24 +125,32 @@ TEST_F(SwarmTest, DictionarySubkeysMergeAcrossNodesAndNewestWins) {
   make_swarm(options());
   run_body(io, [&]() -> asio::awaitable<void> {
     co_await swarm->grow(30);
-    const Bytes key = b("group.0b101");
-    EXPECT_TRUE((co_await swarm->node(1)->store(key, b("peer-a"), b("ready"), *now + 30)).ok());
-    EXPECT_TRUE((co_await swarm->node(2)->store(key, b("peer-b"), b("ready"), *now + 40)).ok());
-    EXPECT_TRUE((co_await swarm->node(3)->store(key, b("peer-a"), b("left"), *now + 50)).ok());
-    auto stale = co_await swarm->node(4)->store(key, b("peer-b"), b("stale"), *now + 35);
+    const Bytes key = to_bytes("group.0b101");
+    EXPECT_TRUE(
+        (co_await swarm->node(1)->store(key, to_bytes("peer-a"), to_bytes("ready"), *now + 30))
+            .ok());
+    EXPECT_TRUE(
+        (co_await swarm->node(2)->store(key, to_bytes("peer-b"), to_bytes("ready"), *now + 40))
+            .ok());
+    EXPECT_TRUE(
+        (co_await swarm->node(3)->store(key, to_bytes("peer-a"), to_bytes("left"), *now + 50))
+            .ok());
+    auto stale =
+        co_await swarm->node(4)->store(key, to_bytes("peer-b"), to_bytes("stale"), *now + 35);
     EXPECT_EQ(stale.status, StoreStatus::outdated);
     auto value = co_await swarm->node(20)->get(key, /*latest=*/true);
     CO_ASSERT_TRUE(value.has_value());
     CO_ASSERT_TRUE(value->is_dictionary);
     EXPECT_EQ(value->subkeys.size(), 2u);
-    EXPECT_EQ(value->subkeys.at(b("peer-a")).value, b("left"));
-    EXPECT_EQ(value->subkeys.at(b("peer-b")).value, b("ready"));
+    EXPECT_EQ(value->subkeys.at(to_bytes("peer-a")).value, to_bytes("left"));
+    EXPECT_EQ(value->subkeys.at(to_bytes("peer-b")).value, to_bytes("ready"));
     // A regular value with a newer expiration replaces the whole dictionary.
-    EXPECT_TRUE((co_await swarm->node(5)->store(key, std::nullopt, b("closed"), *now + 60)).ok());
+    EXPECT_TRUE(
+        (co_await swarm->node(5)->store(key, std::nullopt, to_bytes("closed"), *now + 60)).ok());
     value = co_await swarm->node(21)->get(key, true);
     CO_ASSERT_TRUE(value.has_value());
     EXPECT_FALSE(value->is_dictionary);
-    EXPECT_EQ(value->regular.value, b("closed"));
+    EXPECT_EQ(value->regular.value, to_bytes("closed"));
   });
 }
 
@@ -151,15 +158,19 @@ TEST_F(SwarmTest, RecordsExpireAndFarFutureIsRefused) {
   make_swarm(options());
   run_body(io, [&]() -> asio::awaitable<void> {
     co_await swarm->grow(20);
-    EXPECT_TRUE((co_await swarm->node(0)->store(b("short"), std::nullopt, b("v"), *now + 10)).ok());
-    EXPECT_TRUE((co_await swarm->node(7)->get(b("short"))).has_value());
+    EXPECT_TRUE(
+        (co_await swarm->node(0)->store(to_bytes("short"), std::nullopt, to_bytes("v"), *now + 10))
+            .ok());
+    EXPECT_TRUE((co_await swarm->node(7)->get(to_bytes("short"))).has_value());
     *now += 11;  // DHT time moves past the expiration
-    EXPECT_FALSE((co_await swarm->node(8)->get(b("short"))).has_value());
-    EXPECT_FALSE((co_await swarm->node(7)->get(b("short"))).has_value());  // its cache expired too
-    auto far =
-        co_await swarm->node(0)->store(b("far"), std::nullopt, b("v"), *now + 30 * 24 * 3600.0);
+    EXPECT_FALSE((co_await swarm->node(8)->get(to_bytes("short"))).has_value());
+    EXPECT_FALSE(
+        (co_await swarm->node(7)->get(to_bytes("short"))).has_value());  // its cache expired too
+    auto far = co_await swarm->node(0)->store(to_bytes("far"), std::nullopt, to_bytes("v"),
+                                              *now + 30 * 24 * 3600.0);
     EXPECT_EQ(far.status, StoreStatus::too_far_in_future);
-    auto past = co_await swarm->node(0)->store(b("past"), std::nullopt, b("v"), *now - 1);
+    auto past =
+        co_await swarm->node(0)->store(to_bytes("past"), std::nullopt, to_bytes("v"), *now - 1);
     EXPECT_EQ(past.status, StoreStatus::expired);
   });
 }
@@ -171,27 +182,28 @@ TEST_F(SwarmTest, ForgedTamperedAndReplayedSignedRecordsAreRejected) {
     auto owner = swarm->node(3);
     const std::string marker =
         OwnerSignatureValidator::owner_marker(swarm->identity(3).public_key());
-    const Bytes key = b("progress" + marker);
-    auto stored = co_await owner->store(key, std::nullopt, b("epoch 7"), *now + 100);
+    const Bytes key = to_bytes("progress" + marker);
+    auto stored = co_await owner->store(key, std::nullopt, to_bytes("epoch 7"), *now + 100);
     CO_ASSERT_TRUE(stored.ok());
 
     // Another node cannot write the owner's key (it cannot sign for it).
-    auto forged = co_await swarm->node(9)->store(key, std::nullopt, b("epoch 999"), *now + 200);
+    auto forged =
+        co_await swarm->node(9)->store(key, std::nullopt, to_bytes("epoch 999"), *now + 200);
     EXPECT_EQ(forged.status, StoreStatus::invalid);
 
     // Raw stores straight to the replicas: unsigned, tampered, moved, replayed.
     const auto replicas = co_await swarm->node(9)->find_nearest_nodes(NodeId::of_key(key), 5);
     CO_ASSERT_TRUE(!replicas.empty());
-    Record signed_record{key, std::nullopt, b("epoch 7"), *now + 100};
+    Record signed_record{key, std::nullopt, to_bytes("epoch 7"), *now + 100};
     OwnerSignatureValidator(swarm->identity(3)).sign(signed_record);
     Record tampered = signed_record;
     tampered.value[0] = 'E';
     Record moved = signed_record;
-    moved.key = b("other" + marker);
+    moved.key = to_bytes("other" + marker);
     Record later = signed_record;
     later.expiration += 500;
     std::vector<wire::StoreItem> items{
-        {key, std::nullopt, b("epoch 999"), *now + 200, false},
+        {key, std::nullopt, to_bytes("epoch 999"), *now + 200, false},
         {tampered.key, std::nullopt, tampered.value, tampered.expiration, false},
         {moved.key, std::nullopt, moved.value, moved.expiration, false},
         {later.key, std::nullopt, later.value, later.expiration, false}};
@@ -203,7 +215,8 @@ TEST_F(SwarmTest, ForgedTamperedAndReplayedSignedRecordsAreRejected) {
       for (auto s : statuses) EXPECT_EQ(s, StoreStatus::invalid);
     }
     // The owner updates; an old (validly signed) record replayed afterwards loses.
-    CO_ASSERT_TRUE((co_await owner->store(key, std::nullopt, b("epoch 8"), *now + 150)).ok());
+    CO_ASSERT_TRUE(
+        (co_await owner->store(key, std::nullopt, to_bytes("epoch 8"), *now + 150)).ok());
     std::vector<wire::StoreItem> replay{
         {signed_record.key, std::nullopt, signed_record.value, signed_record.expiration, false}};
     std::size_t holders = 0;
@@ -224,7 +237,7 @@ TEST_F(SwarmTest, ForgedTamperedAndReplayedSignedRecordsAreRejected) {
     EXPECT_GE(holders, 1u);
     auto value = co_await swarm->node(15)->get(key, true);
     CO_ASSERT_TRUE(value.has_value());
-    EXPECT_EQ(value->regular.value, b("epoch 8"));  // signature stripped for the user
+    EXPECT_EQ(value->regular.value, to_bytes("epoch 8"));  // signature stripped for the user
   });
 }
 
@@ -233,13 +246,16 @@ TEST_F(SwarmTest, ClientModeNodeUsesTheDhtButIsNeverRouted) {
   run_body(io, [&]() -> asio::awaitable<void> {
     co_await swarm->grow(25);
     auto client = co_await swarm->add_node(/*client_mode=*/true);
-    EXPECT_TRUE((co_await client->store(b("from-client"), std::nullopt, b("hi"), *now + 60)).ok());
-    auto value = co_await swarm->node(4)->get(b("from-client"));
-    CO_ASSERT_TRUE(value.has_value());
-    EXPECT_EQ(value->regular.value, b("hi"));
     EXPECT_TRUE(
-        (co_await swarm->node(2)->store(b("to-client"), std::nullopt, b("yo"), *now + 60)).ok());
-    EXPECT_TRUE((co_await client->get(b("to-client"))).has_value());
+        (co_await client->store(to_bytes("from-client"), std::nullopt, to_bytes("hi"), *now + 60))
+            .ok());
+    auto value = co_await swarm->node(4)->get(to_bytes("from-client"));
+    CO_ASSERT_TRUE(value.has_value());
+    EXPECT_EQ(value->regular.value, to_bytes("hi"));
+    EXPECT_TRUE((co_await swarm->node(2)->store(to_bytes("to-client"), std::nullopt, to_bytes("yo"),
+                                                *now + 60))
+                    .ok());
+    EXPECT_TRUE((co_await client->get(to_bytes("to-client"))).has_value());
     EXPECT_GT(client->routing_table().size(), 0u);
     for (std::size_t i = 0; i + 1 < swarm->size(); ++i) {
       EXPECT_FALSE(swarm->node(i)->routing_table().contains(client->id())) << i;
@@ -253,7 +269,8 @@ TEST_F(SwarmTest, MalformedRequestsGetErrorsAndTheNodeKeepsServing) {
     co_await swarm->grow(5);
     auto target = swarm->node(0);
     auto caller = swarm->node(1);
-    EXPECT_TRUE((co_await caller->store(b("kept"), std::nullopt, b("safe"), *now + 60)).ok());
+    EXPECT_TRUE(
+        (co_await caller->store(to_bytes("kept"), std::nullopt, to_bytes("safe"), *now + 60)).ok());
     const std::vector<Bytes> garbage{{},
                                      {0xc1},
                                      {0x92, 0x01, 0x91, 0x01},
@@ -272,9 +289,9 @@ TEST_F(SwarmTest, MalformedRequestsGetErrorsAndTheNodeKeepsServing) {
       }
     }
     EXPECT_TRUE(co_await caller->ping(target->address()));
-    auto value = co_await swarm->node(3)->get(b("kept"));
+    auto value = co_await swarm->node(3)->get(to_bytes("kept"));
     CO_ASSERT_TRUE(value.has_value());
-    EXPECT_EQ(value->regular.value, b("safe"));
+    EXPECT_EQ(value->regular.value, to_bytes("safe"));
   });
 }
 
@@ -310,14 +327,15 @@ TEST_F(SwarmTest, FoundValueIsCachedOnTheNearestNodeThatLackedIt) {
   make_swarm(o);
   run_body(io, [&]() -> asio::awaitable<void> {
     co_await swarm->grow(40);
-    EXPECT_TRUE(
-        (co_await swarm->node(0)->store(b("popular"), std::nullopt, b("v"), *now + 60)).ok());
+    EXPECT_TRUE((co_await swarm->node(0)->store(to_bytes("popular"), std::nullopt, to_bytes("v"),
+                                                *now + 60))
+                    .ok());
     std::size_t cached_before = 0;
     for (std::size_t i = 0; i < swarm->size(); ++i)
       cached_before += swarm->node(i)->stats().cached_records;
     EXPECT_EQ(cached_before, 0u);
     for (std::size_t i = 1; i < swarm->size(); ++i) {
-      auto value = co_await swarm->node(i)->get(b("popular"));
+      auto value = co_await swarm->node(i)->get(to_bytes("popular"));
       EXPECT_TRUE(value.has_value()) << i;
     }
     co_await sleep_for(50ms);  // the cache push is fire-and-forget

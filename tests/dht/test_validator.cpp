@@ -1,20 +1,15 @@
 #include "dht/validator.hpp"
+#include "tests/dht/test_bytes_util.hpp"
 
 #include <gtest/gtest.h>
 
 using namespace apiary;
 using namespace apiary::dht;
 
-namespace {
-Bytes b(std::string_view s) {
-  return Bytes(s.begin(), s.end());
-}
-}  // namespace
-
 TEST(DhtValidator, UnprotectedRecordsPass) {
   OwnerSignatureValidator v;
-  EXPECT_TRUE(v.validate(Record{b("plain"), std::nullopt, b("x"), 10}));
-  EXPECT_TRUE(v.validate(Record{b("plain"), b("sub"), b("x"), 10}));
+  EXPECT_TRUE(v.validate(Record{to_bytes("plain"), std::nullopt, to_bytes("x"), 10}));
+  EXPECT_TRUE(v.validate(Record{to_bytes("plain"), to_bytes("sub"), to_bytes("x"), 10}));
 }
 
 TEST(DhtValidator, OwnerSignatureAcceptsOwnerAndRejectsForgeryTamperingReplay) {
@@ -25,13 +20,13 @@ TEST(DhtValidator, OwnerSignatureAcceptsOwnerAndRejectsForgeryTamperingReplay) {
   const OwnerSignatureValidator checker;
   const std::string marker = OwnerSignatureValidator::owner_marker(owner.public_key());
 
-  Record record{b("progress" + marker), std::nullopt, b("epoch=7"), 1000.5};
+  Record record{to_bytes("progress" + marker), std::nullopt, to_bytes("epoch=7"), 1000.5};
   owner_signer.sign(record);
   EXPECT_TRUE(checker.validate(record));
-  EXPECT_EQ(checker.strip(record.value), b("epoch=7"));
+  EXPECT_EQ(checker.strip(record.value), to_bytes("epoch=7"));
 
   // Forgery: the attacker cannot sign for the owner's key (sign() leaves it unsigned).
-  Record forged{b("progress" + marker), std::nullopt, b("epoch=99"), 1000.5};
+  Record forged{to_bytes("progress" + marker), std::nullopt, to_bytes("epoch=99"), 1000.5};
   attacker_signer.sign(forged);
   EXPECT_FALSE(checker.validate(forged));
 
@@ -43,9 +38,9 @@ TEST(DhtValidator, OwnerSignatureAcceptsOwnerAndRejectsForgeryTamperingReplay) {
   later.expiration = 2000;  // replay with another expiration
   EXPECT_FALSE(checker.validate(later));
   Record moved = record;
-  moved.key = b("other" + marker);  // replay under another key
+  moved.key = to_bytes("other" + marker);  // replay under another key
   EXPECT_FALSE(checker.validate(moved));
-  Record unsigned_record{b("progress" + marker), std::nullopt, b("epoch=7"), 1000.5};
+  Record unsigned_record{to_bytes("progress" + marker), std::nullopt, to_bytes("epoch=7"), 1000.5};
   EXPECT_FALSE(checker.validate(unsigned_record));
 }
 
@@ -54,18 +49,20 @@ TEST(DhtValidator, SubkeyOwnerAndMalformedMarkers) {
   const Identity other = Identity::generate();
   const OwnerSignatureValidator signer(owner);
   const OwnerSignatureValidator checker;
-  Record record{b("group"), b(OwnerSignatureValidator::owner_marker(owner.public_key())), b("v"),
+  Record record{to_bytes("group"),
+                to_bytes(OwnerSignatureValidator::owner_marker(owner.public_key())), to_bytes("v"),
                 50};
   signer.sign(record);
   EXPECT_TRUE(checker.validate(record));
   // Key and subkey naming different owners are refused.
-  Record mixed{b(OwnerSignatureValidator::owner_marker(other.public_key())),
-               b(OwnerSignatureValidator::owner_marker(owner.public_key())), b("v"), 50};
+  Record mixed{to_bytes(OwnerSignatureValidator::owner_marker(other.public_key())),
+               to_bytes(OwnerSignatureValidator::owner_marker(owner.public_key())), to_bytes("v"),
+               50};
   signer.sign(mixed);
   EXPECT_FALSE(checker.validate(mixed));
-  EXPECT_FALSE(checker.validate(Record{b("[owner:zz]"), std::nullopt, b("v"), 50}));
+  EXPECT_FALSE(checker.validate(Record{to_bytes("[owner:zz]"), std::nullopt, to_bytes("v"), 50}));
   EXPECT_FALSE(checker.validate(
-      Record{b("[owner:" + std::string(64, 'g') + "]"), std::nullopt, b("v"), 50}));
+      Record{to_bytes("[owner:" + std::string(64, 'g') + "]"), std::nullopt, to_bytes("v"), 50}));
 }
 
 namespace {
@@ -82,13 +79,13 @@ TEST(DhtValidator, CompositeRunsEveryValidatorOnStrippedValues) {
   composite.add(std::make_shared<JsonishValidator>());
   composite.add(std::make_shared<OwnerSignatureValidator>(owner));
   const std::string marker = OwnerSignatureValidator::owner_marker(owner.public_key());
-  Record good{b("k" + marker), std::nullopt, b("{\"a\":1}"), 10};
+  Record good{to_bytes("k" + marker), std::nullopt, to_bytes("{\"a\":1}"), 10};
   composite.sign(good);
   EXPECT_TRUE(composite.validate(good));
-  EXPECT_EQ(composite.strip(good.value), b("{\"a\":1}"));
-  Record bad_schema{b("k" + marker), std::nullopt, b("nope"), 10};
+  EXPECT_EQ(composite.strip(good.value), to_bytes("{\"a\":1}"));
+  Record bad_schema{to_bytes("k" + marker), std::nullopt, to_bytes("nope"), 10};
   composite.sign(bad_schema);
   EXPECT_FALSE(composite.validate(bad_schema));
-  EXPECT_FALSE(composite.validate(Record{b("plain"), std::nullopt, b("nope"), 10}));
-  EXPECT_TRUE(composite.validate(Record{b("plain"), std::nullopt, b("{}"), 10}));
+  EXPECT_FALSE(composite.validate(Record{to_bytes("plain"), std::nullopt, to_bytes("nope"), 10}));
+  EXPECT_TRUE(composite.validate(Record{to_bytes("plain"), std::nullopt, to_bytes("{}"), 10}));
 }

@@ -1,4 +1,5 @@
 #include "dht/wire.hpp"
+#include "tests/dht/test_bytes_util.hpp"
 
 #include "core/error.hpp"
 
@@ -9,20 +10,14 @@
 using namespace apiary;
 using namespace apiary::dht;
 
-namespace {
-Bytes b(std::string_view s) {
-  return Bytes(s.begin(), s.end());
-}
-}  // namespace
-
 TEST(DhtWire, StoreRoundTrip) {
-  std::vector<wire::StoreItem> items{{b("k1"), std::nullopt, b("v1"), 12.5, false},
-                                     {b("k2"), b("sub"), b(""), 99.0, true}};
+  std::vector<wire::StoreItem> items{{to_bytes("k1"), std::nullopt, to_bytes("v1"), 12.5, false},
+                                     {to_bytes("k2"), to_bytes("sub"), to_bytes(""), 99.0, true}};
   const auto decoded = wire::decode_store_request(wire::encode_store_request(items));
   ASSERT_EQ(decoded.size(), 2u);
-  EXPECT_EQ(decoded[0].key, b("k1"));
+  EXPECT_EQ(decoded[0].key, to_bytes("k1"));
   EXPECT_FALSE(decoded[0].subkey);
-  EXPECT_EQ(decoded[1].subkey, b("sub"));
+  EXPECT_EQ(decoded[1].subkey, to_bytes("sub"));
   EXPECT_EQ(decoded[1].expiration, 99.0);
   EXPECT_TRUE(decoded[1].in_cache);
   std::vector<StoreStatus> statuses{StoreStatus::stored, StoreStatus::invalid};
@@ -34,11 +29,12 @@ TEST(DhtWire, FindRoundTrip) {
   std::vector<NodeId> ids{NodeId::random(), NodeId::random()};
   EXPECT_EQ(wire::decode_find_request(wire::encode_find_request(ids)), ids);
   std::vector<wire::FindResult> results(2);
-  results[0].value = StoredValue{.is_dictionary = false, .regular = {b("x"), 5}, .subkeys = {}};
+  results[0].value =
+      StoredValue{.is_dictionary = false, .regular = {to_bytes("x"), 5}, .subkeys = {}};
   results[0].nearest.push_back(PeerAddress{NodeId::random().to_peer(), "127.0.0.1", 4242});
   StoredValue dict{.is_dictionary = true, .regular = {}, .subkeys = {}};
-  dict.subkeys[b("a")] = {b("1"), 7};
-  dict.subkeys[b("b")] = {b("2"), 8};
+  dict.subkeys[to_bytes("a")] = {to_bytes("1"), 7};
+  dict.subkeys[to_bytes("b")] = {to_bytes("2"), 8};
   results[1].value = dict;
   const auto decoded = wire::decode_find_response(wire::encode_find_response(results), 2);
   ASSERT_EQ(decoded.size(), 2u);
@@ -68,7 +64,7 @@ TEST(DhtWire, RejectsMalformedInputWithBadMessage) {
   // Random garbage and truncations never crash and always throw Error.
   std::mt19937 rng(7);
   const auto good = wire::encode_store_request(
-      std::vector<wire::StoreItem>{{b("k"), b("s"), b("v"), 1.0, false}});
+      std::vector<wire::StoreItem>{{to_bytes("k"), to_bytes("s"), to_bytes("v"), 1.0, false}});
   for (int i = 0; i < 2000; ++i) {
     Bytes mutated = good;
     if (i % 2)
