@@ -29,6 +29,19 @@ nn::Dataset first_samples(const nn::Dataset& data, std::size_t count) {
   return out;
 }
 
+// Restores `state`, then takes a newer one from peers if the swarm moved on.
+void resume(CollaborativeOptimizer& optimizer, const StateSnapshot& state) {
+  try {
+    optimizer.restore(state);
+    log::info("resumed at epoch {}", state.epoch);
+  } catch (const Error& e) {
+    log::warn("the state to resume from is refused ({}); starting from the swarm's", e.what());
+    optimizer.load_state_from_peers();
+    return;
+  }
+  optimizer.load_state_from_peers(state.epoch + 1);
+}
+
 }  // namespace
 
 void SoloSwarm::report_progress(const PeerProgress& local) {
@@ -70,9 +83,11 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
   collab.optimizer = config.optimizer;
   collab.averaging = config.averaging;
   collab.client_mode = options.client_mode;
+  collab.load_state_on_start = !options.initial_state;
   auto& registry = model.parameters();
   CollaborativeOptimizer optimizer(swarm, collab, registry.flat_parameters(),
                                    registry.flat_gradients(), registry.slices());
+  if (options.initial_state) resume(optimizer, *options.initial_state);
 
   const std::uint32_t batch_size = options.batch_size ? options.batch_size : config.batch_size;
   const std::uint32_t max_epochs = options.max_epochs ? options.max_epochs : config.max_epochs;
@@ -123,6 +138,7 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
       std::this_thread::sleep_for(std::chrono::duration<double>(options.step_delay_seconds));
     const bool epoch_ended = optimizer.step(batch.labels.size());
     if (epoch_ended) {
+      if (options.on_epoch_end) options.on_epoch_end(optimizer);
       const auto& round = optimizer.last_round();
       (round.averaged ? status.averaged_rounds : status.local_rounds)++;
       status.last_group_size = round.gradients.group_size;
@@ -154,6 +170,7 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
   summary.last = status;
   summary.final_parameters.emplace_back(registry.flat_parameters().begin(),
                                         registry.flat_parameters().end());
+  summary.final_state = optimizer.snapshot();
   return summary;
 }
 

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace apiary::optimizer {
@@ -46,6 +47,12 @@ struct TrainerOptions {
   std::function<void(const TrainerStatus&)> on_status;
   const std::atomic<bool>* stop = nullptr;  // set to true to stop after the current step
   double step_delay_seconds = 0;            // artificial slowness per step (tests of stragglers)
+  // Resume from this state (e.g. a checkpoint) instead of asking peers at
+  // start; peers are still asked for a newer one, so a swarm that moved on is
+  // caught up with. A state that does not fit the model is refused (logged).
+  std::optional<StateSnapshot> initial_state;
+  // Called after every epoch boundary (e.g. to write a checkpoint of optimizer.snapshot()).
+  std::function<void(const CollaborativeOptimizer&)> on_epoch_end;
 };
 
 struct TrainerSummary {
@@ -54,6 +61,7 @@ struct TrainerSummary {
   bool reached_target_accuracy = false;
   bool hit_time_limit = false;
   std::vector<std::vector<float>> final_parameters;  // for tests and checkpoints
+  StateSnapshot final_state;  // parameters, optimizer statistics, epoch (checkpoint on exit)
 };
 
 TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerOptions& options);

@@ -6,10 +6,10 @@
 #include "core/log.hpp"
 #include "dht/runner.hpp"
 #include "dht/validator.hpp"
-#include "optimizer/checkpoint.hpp"
 #include "optimizer/membership.hpp"
 #include "optimizer/progress_tracker.hpp"
 #include "optimizer/run_directory.hpp"
+#include "optimizer/state_checkpoints.hpp"
 #include "optimizer/state_sharing.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/command.hpp"
@@ -155,15 +155,16 @@ int run_coordinator(CoordinatorOptions o) {
   }
   std::fflush(stdout);
 
-  std::optional<optimizer::CheckpointDir> checkpoints;
-  std::uint64_t last_checkpoint_epoch = 0;
+  // Checkpoints of the swarm's state, downloaded from its peers. Disk trouble
+  // is logged and never stops the coordinator (see StateCheckpoints).
+  std::optional<optimizer::StateCheckpoints> checkpoints;
   if (!o.checkpoint_dir.empty()) {
-    checkpoints.emplace(o.checkpoint_dir);
-    if (auto latest = checkpoints->load_latest()) {
-      last_checkpoint_epoch = latest->epoch;
+    checkpoints.emplace(o.checkpoint_dir, config.run, config.to_json());
+    if (auto latest = checkpoints->load_latest())
       log::info("newest checkpoint in {} is epoch {}", o.checkpoint_dir, latest->epoch);
-    }
   }
+  std::uint64_t next_checkpoint_epoch =
+      checkpoints ? checkpoints->last_epoch() + std::max<std::uint32_t>(o.checkpoint_every, 1) : 0;
   auto save_checkpoint = [&](std::uint64_t min_epoch) {
     auto state = runner
                      .run([&](dht::DhtNode& node) {
@@ -175,24 +176,7 @@ int run_coordinator(CoordinatorOptions o) {
       log::warn("checkpoint: no peer could provide the state of epoch ≥ {}", min_epoch);
       return;
     }
-    optimizer::Checkpoint ck;
-    ck.epoch = state->epoch;
-    ck.metadata_json = nlohmann::json{{"run", config.run},
-                                      {"optimizer_steps", state->optimizer_steps},
-                                      {"config", nlohmann::json::parse(config.to_json())}}
-                           .dump();
-    for (std::size_t i = 0; i < state->tensors.size(); ++i) {
-      ck.tensors.push_back({i == 0 ? "parameters" : "optimizer_state_" + std::to_string(i - 1),
-                            {state->tensors[i].size()},
-                            std::move(state->tensors[i])});
-    }
-    try {
-      auto path = checkpoints->save(ck);
-      last_checkpoint_epoch = ck.epoch;
-      log::info("checkpoint of epoch {} written to {}", ck.epoch, path.string());
-    } catch (const Error& e) {
-      log::error("checkpoint not written: {} (older checkpoints are untouched)", e.what());
-    }
+    checkpoints->save(*state);
   };
 
   const auto started = std::chrono::steady_clock::now();
@@ -244,11 +228,13 @@ int run_coordinator(CoordinatorOptions o) {
                       : (std::to_string(100 * view.test_accuracy).substr(0, 5) + "%").c_str());
     }
     std::fflush(stdout);
-    if (checkpoints && view.global_epoch >= last_checkpoint_epoch + o.checkpoint_every) {
-      save_checkpoint(last_checkpoint_epoch + 1);
+    if (checkpoints && view.global_epoch >= next_checkpoint_epoch) {
+      // A failed download or write is retried at the next period, not every status line.
+      next_checkpoint_epoch = view.global_epoch + std::max<std::uint32_t>(o.checkpoint_every, 1);
+      save_checkpoint(checkpoints->last_epoch() + 1);
     }
   }
-  if (checkpoints) save_checkpoint(last_checkpoint_epoch + 1);
+  if (checkpoints) save_checkpoint(checkpoints->last_epoch() + 1);
   log::info("coordinator stopped; peers keep training without it");
   return 0;
 }

@@ -1,19 +1,25 @@
 // `apiary join`: joins a training run. Fetches the run configuration from the
 // DHT, builds the model, trains with the swarm (progress on stderr every
 // second), keeps training when the coordinator goes away, and prints a final
-// summary (JSON with --json).
-#include "core/hash.hpp"
+// summary (JSON with --json). With --checkpoint-dir it resumes from its newest
+// valid checkpoint and writes one periodically and on exit (SIGINT/SIGTERM end
+// the current step first).
 #include "core/log.hpp"
 #include "kernels/device.hpp"
 #include "optimizer/groups.hpp"
 #include "optimizer/membership.hpp"
 #include "optimizer/network_swarm.hpp"
 #include "optimizer/run_directory.hpp"
+#include "optimizer/state_checkpoints.hpp"
 #include "optimizer/trainer.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/command.hpp"
 
 #include <nlohmann/json.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
 
 #include <cstdio>
 #include <fstream>
@@ -37,6 +43,8 @@ struct JoinOptions {
   double time_limit = 0;
   double step_delay = 0;
   std::string summary_file;
+  std::string checkpoint_dir;
+  std::uint32_t checkpoint_every = 5;
   bool json = false;
   bool quiet = false;
 };
@@ -52,14 +60,6 @@ std::string progress_line(const optimizer::TrainerStatus& s) {
       s.test_accuracy < 0 ? "  -  "
                           : (std::to_string(s.test_accuracy * 100).substr(0, 5) + "%").c_str());
   return line;
-}
-
-// BLAKE2b-256 of the final parameters: peers that averaged the same rounds hold the same bytes.
-std::string parameters_hash(const optimizer::TrainerSummary& summary) {
-  Hasher h(32);
-  for (const auto& t : summary.final_parameters)
-    h.update(ByteSpan(reinterpret_cast<const std::uint8_t*>(t.data()), t.size() * sizeof(float)));
-  return to_hex(h.finalize256());
 }
 
 nlohmann::json summary_json(const optimizer::TrainerSummary& summary, const std::string& run,
@@ -80,7 +80,51 @@ nlohmann::json summary_json(const optimizer::TrainerSummary& summary, const std:
           {"seconds", s.seconds},
           {"reached_target_accuracy", summary.reached_target_accuracy},
           {"hit_time_limit", summary.hit_time_limit},
-          {"parameters_hash", parameters_hash(summary)}};
+          // Peers that averaged the same rounds hold the same bytes.
+          {"parameters_hash", summary.final_state.tensors.empty()
+                                  ? std::string()
+                                  : optimizer::parameters_hash(summary.final_state.tensors[0])}};
+}
+
+// The DHT bootstrap says only that no peer answered. Dial them once more to
+// tell a refused membership token (the common mistake in a token run) from
+// peers that are down; throws Error{permission_denied} with a hint if refused.
+void explain_refusal(const Identity& identity, const std::vector<PeerAddress>& peers,
+                     const TransportOptions& options, const JoinOptions& o) {
+  asio::io_context io;
+  auto transport = make_tcp_transport(io.get_executor(), identity, {"127.0.0.1", 0}, options);
+  std::string refusal;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        for (const auto& peer : peers) {
+          try {
+            auto connection = co_await transport->connect(peer);
+            connection->close();
+          } catch (const Error& e) {
+            if (e.code() == Errc::permission_denied) {
+              refusal = e.what();
+              break;
+            }
+          }
+        }
+        transport->close();
+      },
+      asio::detached);
+  io.run();  // bounded by the handshake timeout per peer
+  if (refusal.empty()) return;
+  std::string hint;
+  if (!o.token_file.empty()) {
+    hint = "the token in " + o.token_file + " is not valid for run '" + o.run +
+           "' on this swarm (issued for another run or by another run key, or expired)";
+  } else {
+    hint = "run '" + o.run + "' admits only members: ask its coordinator for a token (apiary " +
+           "coordinator token --run " + o.run + " --for " +
+           (o.identity_file.empty() ? std::string("PEER_ID") : identity.peer_id().to_string()) +
+           ") and pass --identity KEYFILE --token TOKENFILE" +
+           (o.identity_file.empty() ? " (apiary keygen --out KEYFILE prints PEER_ID)" : "");
+  }
+  throw Error(Errc::permission_denied, "not admitted to the run: " + refusal + "; " + hint);
 }
 
 int run_join(const JoinOptions& o) {
@@ -127,17 +171,24 @@ int run_join(const JoinOptions& o) {
   {
     dht::DhtOptions probe_options;
     probe_options.client_mode = true;
-    dht::DhtRunner probe(
-        [&](asio::any_io_executor ex) {
-          TransportOptions t;
-          t.client_mode = true;
-          t.own_token = swarm_options.token;
-          t.admit = swarm_options.admit;
-          return make_tcp_transport(std::move(ex), identity, {"127.0.0.1", 0}, t);
-        },
-        peers, probe_options);
+    TransportOptions probe_transport;
+    probe_transport.client_mode = true;
+    probe_transport.own_token = swarm_options.token;
+    probe_transport.admit = swarm_options.admit;
+    std::optional<dht::DhtRunner> probe;
+    try {
+      probe.emplace(
+          [&](asio::any_io_executor ex) {
+            return make_tcp_transport(std::move(ex), identity, {"127.0.0.1", 0}, probe_transport);
+          },
+          peers, probe_options);
+    } catch (const Error& e) {
+      if (e.code() != Errc::unavailable) throw;
+      explain_refusal(identity, peers, probe_transport, o);
+      throw;
+    }
     fetched = probe
-                  .run([&](dht::DhtNode& node) {
+                  ->run([&](dht::DhtNode& node) {
                     return optimizer::fetch_run_config(node, o.run, trusted);
                   })
                   .get();
@@ -171,7 +222,27 @@ int run_join(const JoinOptions& o) {
     if (o.quiet) return;
     std::fprintf(stderr, "%s\n", progress_line(s).c_str());
   };
+  // Checkpoints: resume from the newest valid one, write one every
+  // --checkpoint-every epochs and on every clean exit (SIGINT/SIGTERM included).
+  std::optional<optimizer::StateCheckpoints> checkpoints;
+  std::uint64_t next_checkpoint_epoch = 0;
+  if (!o.checkpoint_dir.empty()) {
+    checkpoints.emplace(o.checkpoint_dir, config.run, config.to_json());
+    trainer.initial_state = checkpoints->load_latest();
+    if (!trainer.initial_state) log::info("no checkpoint to resume from in {}", o.checkpoint_dir);
+    next_checkpoint_epoch =
+        checkpoints->last_epoch() + std::max<std::uint32_t>(o.checkpoint_every, 1);
+    trainer.on_epoch_end = [&](const optimizer::CollaborativeOptimizer& optimizer) {
+      if (optimizer.epoch() < next_checkpoint_epoch) return;
+      // A failed write is retried at the next period, not at every epoch.
+      next_checkpoint_epoch = optimizer.epoch() + std::max<std::uint32_t>(o.checkpoint_every, 1);
+      checkpoints->save(optimizer.snapshot());
+    };
+  }
   const auto summary = optimizer::run_training(swarm, trainer);
+  if (checkpoints && (summary.final_state.epoch > 0 || summary.last.local_samples > 0)) {
+    checkpoints->save(summary.final_state);
+  }
   const auto out = summary_json(summary, o.run, identity.peer_id());
   if (!o.summary_file.empty()) {
     std::ofstream(o.summary_file) << out.dump(2) << '\n';
@@ -216,6 +287,12 @@ const Registration registration{
       cmd->add_option("--step-delay", o->step_delay,
                       "seconds to sleep per step (simulates a slow peer)");
       cmd->add_option("--summary", o->summary_file, "write the final summary as JSON to this file");
+      cmd->add_option("--checkpoint-dir", o->checkpoint_dir,
+                      "keep checkpoints here and resume from the newest valid one");
+      cmd->add_option("--checkpoint-every", o->checkpoint_every,
+                      "epochs between checkpoints (one is also written on exit)")
+          ->capture_default_str()
+          ->check(CLI::PositiveNumber);
       cmd->add_flag("--json", o->json, "print the final summary as one JSON object");
       cmd->add_flag("--quiet", o->quiet, "no progress lines");
       return [o] { return run_join(*o); };

@@ -2,6 +2,7 @@
 // Starting and stopping `apiary` processes from integration tests. Every
 // process is killed when its handle goes away, so a failing test leaves none.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <fcntl.h>
 #include <spawn.h>
@@ -111,5 +112,72 @@ inline std::string first_address(const std::string& text) {
   }
   return {};
 }
+
+// A fresh folder for one test's files (configurations, logs, checkpoints).
+inline std::filesystem::path fresh_work_dir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("apiary-it-" + name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+// Runs a short command to its end (bounded) and returns its stdout; a test
+// failure if it does not exit 0.
+inline std::string run_to_end(std::vector<std::string> args, const std::filesystem::path& dir,
+                              const std::string& name) {
+  Process p(std::move(args), dir / (name + ".out"), dir / (name + ".err"));
+  auto code = p.wait_for(std::chrono::seconds(30));
+  EXPECT_EQ(code.value_or(-1), 0) << name << ": " << p.stderr_text();
+  return p.stdout_text();
+}
+
+// Every line of `text` that contains `needle`, in order.
+inline std::vector<std::string> lines_with(const std::string& text, const std::string& needle) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.find(needle) != std::string::npos) out.push_back(line);
+  return out;
+}
+
+// A JSON file a process wrote (a discarded value if missing or invalid).
+inline nlohmann::json read_json(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  return nlohmann::json::parse(in, nullptr, false);
+}
+
+#ifdef APIARY_BIN
+// `apiary coordinator --config DIR/run.json --status-period 1 [extra…]`, logs in DIR.
+class Coordinator {
+ public:
+  explicit Coordinator(const std::filesystem::path& dir, std::vector<std::string> extra = {})
+      : process_(args(dir, std::move(extra)), dir / "coordinator.out", dir / "coordinator.err") {
+    if (process_.wait_for_text("apiary://", std::chrono::seconds(15)))
+      address_ = first_address(process_.stdout_text());
+  }
+  // Its printed address; empty if it did not start.
+  const std::string& address() const { return address_; }
+  Process& process() { return process_; }
+  // SIGTERM, and a clean exit expected.
+  void stop() {
+    process_.signal(SIGTERM);
+    EXPECT_EQ(process_.wait_for(std::chrono::seconds(30)).value_or(-1), 0)
+        << process_.stderr_text();
+  }
+
+ private:
+  static std::vector<std::string> args(const std::filesystem::path& dir,
+                                       std::vector<std::string> extra) {
+    std::vector<std::string> a{
+        APIARY_BIN, "coordinator", "--config", (dir / "run.json").string(), "--status-period", "1"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
+  Process process_;
+  std::string address_;
+};
+#endif
 
 }  // namespace apiary::testing

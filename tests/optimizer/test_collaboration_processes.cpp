@@ -10,18 +10,13 @@
 #include <thread>
 
 using apiary::testing::first_address;
+using apiary::testing::fresh_work_dir;
 using apiary::testing::Process;
+using apiary::testing::read_json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path work_dir(const std::string& name) {
-  auto dir = fs::temp_directory_path() / ("apiary-it-" + name + "-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 void write_config(const fs::path& file, const std::string& run, int average_state_every) {
   std::ofstream(file) << R"({"run": ")" << run << R"(", "target_batch_size": 512, "batch_size": 64,
@@ -32,17 +27,12 @@ void write_config(const fs::path& file, const std::string& run, int average_stat
                       << R"(, "matchmaking_time": 1.0, "averaging_timeout": 8.0}})";
 }
 
-nlohmann::json read_json(const fs::path& file) {
-  std::ifstream in(file);
-  return nlohmann::json::parse(in, nullptr, false);
-}
-
 }  // namespace
 
 // Three peers train together; all finish, loss falls, rounds are averaged,
 // and peers that averaged every round hold identical parameters.
 TEST(CollaborationProcesses, ThreePeersTrainTogether) {
-  const auto dir = work_dir("three");
+  const auto dir = fresh_work_dir("three");
   write_config(dir / "run.json", "it-three", 1);
   Process coordinator(
       {APIARY_BIN, "coordinator", "--config", (dir / "run.json").string(), "--status-period", "1"},
@@ -89,7 +79,7 @@ TEST(CollaborationProcesses, ThreePeersTrainTogether) {
 // peer joins: the survivors keep training, the late joiner downloads the
 // state from its peers and finishes with them.
 TEST(CollaborationProcesses, SurvivesCoordinatorAndPeerDeathsAndAdmitsLateJoiner) {
-  const auto dir = work_dir("faults");
+  const auto dir = fresh_work_dir("faults");
   write_config(dir / "run.json", "it-faults", 2);
   Process coordinator(
       {APIARY_BIN, "coordinator", "--config", (dir / "run.json").string(), "--status-period", "1"},
