@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 
 namespace apiary::optimizer {
 
@@ -27,7 +28,28 @@ void copy_into(std::span<float> dst, std::span<const float> src) {
   std::copy(src.begin(), src.end(), dst.begin());
 }
 
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 }  // namespace
+
+// One overlapped round: this peer's mean gradients of `epoch` (and, every K
+// epochs, copies of its state) being averaged on the worker thread. The worker
+// writes the buffers and outcomes; the training thread reads them only after
+// `done` is ready.
+struct CollaborativeOptimizer::InFlightRound {
+  std::uint64_t epoch = 0;
+  std::uint64_t generation = 0;
+  std::uint64_t local_samples = 0;
+  double deadline_seconds = 0;
+  std::vector<float> gradients;  // local mean, then the swarm's (local again on failure)
+  AveragingOutcome outcome;
+  std::uint64_t state_epoch = 0;          // key of the state round
+  std::vector<std::vector<float>> state;  // empty: no state round this time
+  AveragingOutcome state_outcome;
+  std::future<void> done;
+};
 
 CollaborativeOptimizer::CollaborativeOptimizer(std::shared_ptr<SwarmServices> swarm,
                                                CollaborativeOptions options,
@@ -55,6 +77,16 @@ CollaborativeOptimizer::CollaborativeOptimizer(std::shared_ptr<SwarmServices> sw
     outer_anchor_.assign(params.begin(), params.end());
     outer_momentum_.assign(params.size(), 0.0f);
   }
+  if (options_.averaging.overlap && options_.averaging.mode == "local_updates") {
+    log::warn("averaging.overlap applies to target-batch mode only; local updates run without it");
+    options_.averaging.overlap = false;
+  }
+  if (options_.averaging.overlap) {
+    agreed_storage_.assign(params.begin(), params.end());
+    agreed_ = agreed_storage_;
+  } else {
+    agreed_ = params_;
+  }
   last_step_time_ = now();
   if (!options_.client_mode) swarm_->serve_state([this] { return snapshot(); });
   if (options_.load_state_on_start) load_state_from_peers();
@@ -64,6 +96,11 @@ CollaborativeOptimizer::CollaborativeOptimizer(std::shared_ptr<SwarmServices> sw
 CollaborativeOptimizer::~CollaborativeOptimizer() {
   // Stop offering a state that is about to be destroyed.
   if (!options_.client_mode) swarm_->serve_state({});
+  if (in_flight_) {
+    // The round ends by its deadline; its result is dropped (see finish_overlap()).
+    log::debug("epoch {}: dropping the averaging round in flight at shutdown", in_flight_->epoch);
+    in_flight_->done.wait();
+  }
 }
 
 double CollaborativeOptimizer::now() const {
@@ -97,12 +134,15 @@ bool CollaborativeOptimizer::step(std::size_t batch_size) {
   report(false);
 
   const GlobalProgress global = swarm_->global_progress(epoch_);
-  if (global.global_epoch > epoch_) {
+  // With overlap the others announce epoch N+1 as soon as round N starts, so
+  // one epoch ahead means "join round N now", not "missed it".
+  const std::uint64_t behind_by = options_.averaging.overlap ? 1 : 0;
+  if (global.global_epoch > epoch_ + behind_by) {
     // The swarm stepped without this peer (it missed the round), so its
     // parameters lack that step: take the state of a peer that has it.
     log::info("epoch {} is behind the swarm ({}): loading state from peers", epoch_,
               global.global_epoch);
-    if (load_state_from_peers(global.global_epoch)) return true;
+    if (load_state_from_peers(global.global_epoch - behind_by)) return true;
   }
   const bool ready =
       global.global_epoch > epoch_ || global.target_reached(options_.target_batch_size);
@@ -111,6 +151,39 @@ bool CollaborativeOptimizer::step(std::size_t batch_size) {
 }
 
 bool CollaborativeOptimizer::end_epoch(const GlobalProgress& global) {
+  RoundReport round =
+      options_.averaging.overlap ? overlapped_boundary(global) : blocking_boundary(global);
+  blocked_seconds_total_ += round.communication_blocked_seconds;
+  last_round_ = round;
+  // Throughput counts compute only: the time spent averaging is not a step's.
+  last_step_time_ = now();
+  report(true);
+  return true;
+}
+
+void CollaborativeOptimizer::record_gradient_outcome(const AveragingOutcome& outcome,
+                                                     std::uint64_t epoch, double deadline_seconds) {
+  if (outcome.ok) {
+    deadline_.record_success(outcome.seconds);
+    rounds_counter("averaged").inc();
+    return;
+  }
+  if (outcome.seconds >= 0.9 * deadline_seconds) deadline_.record_timeout();
+  ++failed_rounds_;
+  rounds_counter("local").inc();
+  log::warn("epoch {}: averaging failed ({}); proceeding with local gradients", epoch,
+            outcome.error);
+}
+
+// The caller holds state_mutex_.
+void CollaborativeOptimizer::apply_gradients(std::span<float> gradients, std::uint64_t epoch) {
+  if (options_.optimizer.clip_grad_norm > 0) {
+    kernels::clip_by_global_norm(gradients, static_cast<float>(options_.optimizer.clip_grad_norm));
+  }
+  local_.step(agreed_, gradients, epoch);
+}
+
+RoundReport CollaborativeOptimizer::blocking_boundary(const GlobalProgress& global) {
   RoundReport round;
   round.epoch = epoch_;
   round.local_samples = local_samples_;
@@ -121,43 +194,173 @@ bool CollaborativeOptimizer::end_epoch(const GlobalProgress& global) {
   const std::string key = options_.run + ".grad." + std::to_string(epoch_);
   log::debug("epoch {}: averaging gradients of {} samples (deadline {:.1f} s)", epoch_,
              local_samples_, round.deadline_seconds);
+  const auto started = std::chrono::steady_clock::now();
   round.gradients =
       swarm_->average(key, {std::span<float>(accumulated_)}, static_cast<float>(local_samples_),
                       std::chrono::duration<double>(round.deadline_seconds));
+  round.communication_blocked_seconds = seconds_since(started);
   round.averaged = round.gradients.ok;
-  if (round.averaged) {
-    deadline_.record_success(round.gradients.seconds);
-    rounds_counter("averaged").inc();
-  } else {
-    if (round.gradients.seconds >= 0.9 * round.deadline_seconds) deadline_.record_timeout();
-    ++failed_rounds_;
-    rounds_counter("local").inc();
-    log::warn("epoch {}: averaging failed ({}); proceeding with local gradients", epoch_,
-              round.gradients.error);
-  }
+  record_gradient_outcome(round.gradients, epoch_, round.deadline_seconds);
   {
     std::lock_guard lock(state_mutex_);
-    if (options_.optimizer.clip_grad_norm > 0) {
-      kernels::clip_by_global_norm(accumulated_,
-                                   static_cast<float>(options_.optimizer.clip_grad_norm));
-    }
-    local_.step(params_, accumulated_, epoch_);
+    apply_gradients(accumulated_, epoch_);
+    round.applied = true;
+    round.applied_epoch = epoch_;
     std::fill(accumulated_.begin(), accumulated_.end(), 0.0f);
     local_samples_ = 0;
     epoch_ = std::max(epoch_ + 1, global.global_epoch);
   }
   if (epoch_ % options_.averaging.average_state_every == 0) {
-    average_state();
-    round.state_averaged = true;
+    const auto state_started = std::chrono::steady_clock::now();
+    round.state_averaged = average_state();
+    round.communication_blocked_seconds += seconds_since(state_started);
   }
-  last_round_ = round;
-  // Throughput counts compute only: the time spent averaging is not a step's.
-  last_step_time_ = now();
-  report(true);
-  return true;
+  return round;
 }
 
-void CollaborativeOptimizer::average_state() {
+RoundReport CollaborativeOptimizer::overlapped_boundary(const GlobalProgress& global) {
+  RoundReport round;
+  round.overlapped = true;
+  round.epoch = epoch_;
+  round.local_samples = local_samples_;
+  // Usually done by now: it had a whole epoch of compute to travel.
+  auto previous = take_round(round.communication_blocked_seconds);
+
+  auto next = std::make_unique<InFlightRound>();
+  next->epoch = epoch_;
+  next->local_samples = local_samples_;
+  next->deadline_seconds = deadline_.next_seconds();
+  next->gradients.assign(accumulated_.size(), 0.0f);
+  next->gradients.swap(accumulated_);  // accumulated_ starts the next epoch at zero
+  kernels::scale(next->gradients,
+                 1.0f / static_cast<float>(std::max<std::uint64_t>(local_samples_, 1)));
+  round.deadline_seconds = next->deadline_seconds;
+  {
+    std::lock_guard lock(state_mutex_);
+    if (previous) {
+      apply_round(*previous, round);
+    } else {
+      log::info("epoch {}: overlap: no averaged gradients to apply yet (first round)", epoch_);
+    }
+    local_samples_ = 0;
+    epoch_ = std::max(epoch_ + 1, global.global_epoch);
+    next->generation = generation_;
+    if (epoch_ % options_.averaging.average_state_every == 0) {
+      // Copies after this boundary's step; they come back at the next boundary.
+      next->state_epoch = epoch_;
+      next->state.emplace_back(agreed_.begin(), agreed_.end());
+      for (auto buffer : local_.state_buffers())
+        next->state.emplace_back(buffer.begin(), buffer.end());
+    }
+    speculate(next->gradients, next->epoch);
+  }
+  log::debug("epoch {}: averaging gradients of {} samples in the background (deadline {:.1f} s)",
+             next->epoch, next->local_samples, next->deadline_seconds);
+  start_round(std::move(next));
+  return round;
+}
+
+// The caller holds state_mutex_. Training goes on from the agreed state plus
+// this peer's own step with `local_mean` — its best guess of the next agreed
+// state — so the gradients of the next epoch are not computed on parameters a
+// step old. The guess is dropped at the next boundary.
+void CollaborativeOptimizer::speculate(std::span<const float> local_mean, std::uint64_t epoch) {
+  if (!speculative_) {
+    speculative_.emplace(local_);
+  } else {
+    *speculative_ = local_;
+  }
+  speculative_grads_.assign(local_mean.begin(), local_mean.end());
+  if (options_.optimizer.clip_grad_norm > 0) {
+    kernels::clip_by_global_norm(speculative_grads_,
+                                 static_cast<float>(options_.optimizer.clip_grad_norm));
+  }
+  copy_into(params_, agreed_);
+  speculative_->step(params_, speculative_grads_, epoch);
+}
+
+void CollaborativeOptimizer::start_round(std::unique_ptr<InFlightRound> round) {
+  InFlightRound* r = round.get();
+  const std::string grad_key = options_.run + ".grad." + std::to_string(r->epoch);
+  const std::string state_key = options_.run + ".state." + std::to_string(r->state_epoch);
+  const float state_weight = options_.client_mode ? 0.0f : 1.0f;
+  // The job owns nothing of the optimizer's but the round (kept alive by in_flight_
+  // until `done`) and a reference to the swarm; it never touches the live state.
+  r->done = worker_.submit([swarm = swarm_, r, grad_key, state_key, state_weight] {
+    const auto timeout = std::chrono::duration<double>(r->deadline_seconds);
+    r->outcome = swarm->average(grad_key, {std::span<float>(r->gradients)},
+                                static_cast<float>(r->local_samples), timeout);
+    if (r->state.empty()) return;
+    std::vector<std::span<float>> tensors(r->state.begin(), r->state.end());
+    r->state_outcome = swarm->average(state_key, std::move(tensors), state_weight, timeout);
+  });
+  in_flight_ = std::move(round);
+}
+
+std::unique_ptr<CollaborativeOptimizer::InFlightRound> CollaborativeOptimizer::take_round(
+    double& blocked) {
+  if (!in_flight_) return nullptr;
+  auto round = std::move(in_flight_);
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    round->done.get();
+  } catch (const std::exception& e) {
+    round->outcome = AveragingOutcome{};
+    round->outcome.error = e.what();
+    round->state.clear();
+  }
+  blocked += seconds_since(started);
+  return round;
+}
+
+// The caller holds state_mutex_.
+void CollaborativeOptimizer::apply_round(InFlightRound& round, RoundReport& report) {
+  if (round.generation != generation_) {
+    log::info("epoch {}: dropping the averaging round of epoch {} (state loaded since)", epoch_,
+              round.epoch);
+    return;
+  }
+  if (!round.state.empty()) {
+    if (round.state_outcome.ok) {
+      // Nothing changed the live state since the copies were taken (only steps
+      // and restore() do, and a restore bumps the generation).
+      copy_into(agreed_, round.state[0]);
+      auto buffers = local_.state_buffers();
+      for (std::size_t i = 0; i < buffers.size(); ++i) copy_into(buffers[i], round.state[i + 1]);
+      report.state_averaged = true;
+    } else {
+      log::info("epoch {}: state averaging skipped ({})", round.state_epoch,
+                round.state_outcome.error);
+    }
+  }
+  record_gradient_outcome(round.outcome, round.epoch, round.deadline_seconds);
+  apply_gradients(round.gradients, round.epoch);
+  report.applied = true;
+  report.applied_epoch = round.epoch;
+  report.averaged = round.outcome.ok;
+  report.gradients = round.outcome;
+}
+
+bool CollaborativeOptimizer::finish_overlap() {
+  double blocked = 0;
+  auto round = take_round(blocked);
+  blocked_seconds_total_ += blocked;
+  if (!round) return false;
+  RoundReport report;
+  report.overlapped = true;
+  report.epoch = round->epoch;
+  report.deadline_seconds = round->deadline_seconds;
+  report.communication_blocked_seconds = blocked;
+  {
+    std::lock_guard lock(state_mutex_);
+    apply_round(*round, report);
+    copy_into(params_, agreed_);  // training is over: no more guessing
+  }
+  if (report.applied) last_round_ = report;
+  return report.applied;
+}
+
+bool CollaborativeOptimizer::average_state() {
   // Average copies, not the live buffers: the lock must not be held across a
   // network round (the state server's snapshot() takes it on the network
   // thread), and a snapshot must never see a half-averaged state.
@@ -173,13 +376,14 @@ void CollaborativeOptimizer::average_state() {
                                  std::chrono::duration<double>(deadline_.next_seconds()));
   if (!outcome.ok) {
     log::info("epoch {}: state averaging skipped ({})", epoch_, outcome.error);
-    return;
+    return false;
   }
   std::lock_guard lock(state_mutex_);
   copy_into(params_, copies[0]);
   auto buffers = local_.state_buffers();
   for (std::size_t i = 0; i < buffers.size(); ++i) copy_into(buffers[i], copies[i + 1]);
   if (!outer_anchor_.empty()) copy_into(outer_anchor_, params_);
+  return true;
 }
 
 bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
@@ -199,10 +403,14 @@ bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
   // Pseudo-gradient: how far the inner steps moved the parameters.
   for (std::size_t i = 0; i < params_.size(); ++i) accumulated_[i] = outer_anchor_[i] - params_[i];
   const std::string key = options_.run + ".outer." + std::to_string(epoch_);
+  const auto started = std::chrono::steady_clock::now();
   round.gradients =
       swarm_->average(key, {std::span<float>(accumulated_)}, static_cast<float>(local_samples_),
                       std::chrono::duration<double>(round.deadline_seconds));
+  round.communication_blocked_seconds = seconds_since(started);
   round.averaged = round.gradients.ok;
+  round.applied = true;
+  round.applied_epoch = epoch_;
   if (round.averaged) {
     deadline_.record_success(round.gradients.seconds);
   } else {
@@ -219,6 +427,7 @@ bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
     local_samples_ = 0;
     epoch_ += 1;
   }
+  blocked_seconds_total_ += round.communication_blocked_seconds;
   last_round_ = round;
   last_step_time_ = now();
   report(true);
@@ -230,7 +439,7 @@ StateSnapshot CollaborativeOptimizer::snapshot() const {
   StateSnapshot s;
   s.epoch = epoch_;
   s.optimizer_steps = local_.steps_taken();
-  s.tensors.emplace_back(params_.begin(), params_.end());
+  s.tensors.emplace_back(agreed_.begin(), agreed_.end());
   for (auto buffer : const_cast<LocalOptimizer&>(local_).state_buffers())
     s.tensors.emplace_back(buffer.begin(), buffer.end());
   return s;
@@ -247,9 +456,11 @@ void CollaborativeOptimizer::restore(const StateSnapshot& state) {
       throw Error(Errc::invalid_argument, "state snapshot: optimizer buffer size mismatch");
   }
   copy_into(params_, state.tensors[0]);
+  if (agreed_.data() != params_.data()) copy_into(agreed_, state.tensors[0]);
   for (std::size_t i = 0; i < buffers.size(); ++i) copy_into(buffers[i], state.tensors[i + 1]);
   local_.set_steps_taken(state.optimizer_steps);
   epoch_ = state.epoch;
+  ++generation_;  // a round in flight averages gradients of the state just replaced
   std::fill(accumulated_.begin(), accumulated_.end(), 0.0f);
   local_samples_ = 0;
   if (!outer_anchor_.empty()) {
@@ -260,7 +471,9 @@ void CollaborativeOptimizer::restore(const StateSnapshot& state) {
 
 bool CollaborativeOptimizer::load_state_from_peers(std::uint64_t min_epoch) {
   min_epoch = std::max(min_epoch, epoch_);
+  const auto started = std::chrono::steady_clock::now();
   auto state = swarm_->download_state(min_epoch, options_.state_download_timeout);
+  blocked_seconds_total_ += seconds_since(started);
   if (!state) return false;
   if (state->epoch < min_epoch) return false;
   try {

@@ -20,6 +20,39 @@
 // averaged too. If averaging fails the peer proceeds with its local gradients
 // and says so (log, metrics, last_round()).
 //
+// Overlap (averaging.overlap, target-batch mode only; ignored with a warning in
+// local-update mode): at the boundary of epoch N the mean gradients of N leave
+// for the network on the optimizer's worker thread (a copy), and the step
+// applies the average of epoch N-1 to the agreed state, so the training thread
+// computes epoch N+1 while the average of N travels. Applied to the live
+// parameters as is, that average would be a step stale (Adam at the demo's
+// learning rate then trains far worse), so the live buffers hold the agreed
+// parameters plus this peer's own step with its epoch-N gradients — a guess of
+// the next agreed state, replaced at the next boundary. snapshot(),
+// checkpoints and state averaging use the agreed state; `params` (what the
+// model computes with) is the guess. Precisely:
+//  * step() waits for round N-1 only if it is still running at boundary N (the
+//    network is slower than an epoch of compute); that wait is reported as
+//    communication_blocked_seconds.
+//  * First boundary (or the first after loading a state): no round is in
+//    flight, so the agreed state takes no step (last_round().applied ==
+//    false); the epoch still advances, round N starts, and the guess is made.
+//  * Round N-1 failed: the step applies epoch N-1's local mean gradients
+//    (failed_rounds(), the "local" metric, a warning, last_round().averaged ==
+//    false), as without overlap.
+//  * State averaging (every K epochs) travels with the gradients of the same
+//    boundary, on copies taken after that boundary's step; the averaged state
+//    replaces parameters and statistics at the next boundary, before its step
+//    (nothing else changes them in between). Loading a state from peers
+//    (restore) discards whatever round is in flight: it belongs to the past.
+//  * A peer is "behind" (loads the state) only when the swarm is two epochs
+//    ahead: one epoch ahead just means the others started round N already.
+//  * Shutdown: the destructor waits for the round in flight (it ends by its
+//    deadline) and drops it; call finish_overlap() first to apply it and put
+//    the agreed parameters into `params`.
+//  Locks: the worker never touches the live buffers or state_mutex_; the
+//  training thread never holds state_mutex_ while it waits for the network.
+//
 // Local-update mode (DiLoCo): each step() is an inner optimizer step on the
 // local gradients; every `local_steps` inner steps the parameter deltas are
 // averaged and applied with an outer Nesterov step.
@@ -29,18 +62,22 @@
 // and resumes from there; a slow peer contributes what it has accumulated
 // when the others reach the target and never blocks them.
 //
-// Threading: step() and the accessors are called from the training thread.
+// Threading: step() and the accessors are called from the training thread;
+// snapshot() from any thread. Averaging rounds with overlap run on the
+// optimizer's own worker thread (SerialWorker), joined by the destructor.
 // Errors: throws apiary::Error{invalid_argument} for buffer size mismatches.
 #include "optimizer/adaptive_deadline.hpp"
 #include "optimizer/local_optimizer.hpp"
 #include "optimizer/progress_estimate.hpp"
 #include "optimizer/run_config.hpp"
+#include "optimizer/serial_worker.hpp"
 #include "optimizer/swarm_services.hpp"
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -66,10 +103,19 @@ struct CollaborativeOptions {
 struct RoundReport {
   std::uint64_t epoch = 0;          // the epoch that ended
   std::uint64_t local_samples = 0;  // this peer's contribution
-  bool averaged = false;            // false: proceeded with local gradients
-  AveragingOutcome gradients;
-  bool state_averaged = false;
+  // Whether the boundary took an optimizer step, and with whose gradients:
+  // without overlap always `epoch`'s; with overlap the previous epoch's (none
+  // at the first boundary, or after a state download).
+  bool applied = false;
+  std::uint64_t applied_epoch = 0;
+  bool averaged = false;        // the gradients applied were the swarm's (false: local)
+  AveragingOutcome gradients;   // the round whose result was applied
+  bool state_averaged = false;  // parameters and statistics replaced by the swarm's mean
+  bool overlapped = false;      // averaging.overlap was on
   double deadline_seconds = 0;  // the adaptive deadline used
+  // Wall time step() spent blocked on the network at this boundary (the
+  // whole average without overlap; waiting for the previous round with it).
+  double communication_blocked_seconds = 0;
 };
 
 class CollaborativeOptimizer {
@@ -90,6 +136,13 @@ class CollaborativeOptimizer {
   const RoundReport& last_round() const noexcept { return last_round_; }
   std::uint64_t failed_rounds() const noexcept { return failed_rounds_; }
   double samples_per_second() const noexcept { return throughput_.samples_per_second(); }
+  // Total wall time step() (and state downloads) spent blocked on the network.
+  double communication_blocked_seconds() const noexcept { return blocked_seconds_total_; }
+  // Overlap: whether an averaging round is running in the background.
+  bool round_in_flight() const noexcept { return in_flight_ != nullptr; }
+  // Overlap: waits for the round in flight and applies it (e.g. before a final
+  // checkpoint); returns whether a step was taken. No-op without overlap.
+  bool finish_overlap();
   LocalOptimizer& local_optimizer() noexcept { return local_; }
 
   // Loss and test accuracy to include in progress reports (-1: unknown).
@@ -107,14 +160,31 @@ class CollaborativeOptimizer {
   double now() const;
   void report(bool force);
   bool end_epoch(const GlobalProgress& global);
+  RoundReport blocking_boundary(const GlobalProgress& global);
+  RoundReport overlapped_boundary(const GlobalProgress& global);
+  struct InFlightRound;
+  void start_round(std::unique_ptr<InFlightRound> round);
+  // Waits for the round in flight (if any) and takes it; adds the wait to `blocked`.
+  std::unique_ptr<InFlightRound> take_round(double& blocked);
+  void apply_round(InFlightRound& round, RoundReport& report);
+  void record_gradient_outcome(const AveragingOutcome& outcome, std::uint64_t epoch,
+                               double deadline_seconds);
+  void apply_gradients(std::span<float> gradients, std::uint64_t epoch);
+  void speculate(std::span<const float> local_mean, std::uint64_t epoch);
   bool diloco_step(std::size_t batch_size);
-  void average_state();
+  bool average_state();  // blocking; true when the swarm's mean replaced the state
 
   std::shared_ptr<SwarmServices> swarm_;
   CollaborativeOptions options_;
   std::span<float> params_;
   std::span<float> grads_;
+  // The parameters the swarm agrees on: params_ itself, or with overlap a copy
+  // (params_ then holds the guess; see above). local_ is their optimizer.
+  std::span<float> agreed_;
+  std::vector<float> agreed_storage_;
   LocalOptimizer local_;
+  std::optional<LocalOptimizer> speculative_;  // overlap: local_ plus this peer's step
+  std::vector<float> speculative_grads_;
   std::vector<float> accumulated_;   // Σ batch_size · grads (target-batch mode)
   std::vector<float> outer_anchor_;  // DiLoCo: parameters at the last outer step
   std::vector<float> outer_momentum_;
@@ -129,7 +199,12 @@ class CollaborativeOptimizer {
   ThroughputEma throughput_;
   AdaptiveDeadline deadline_;
   RoundReport last_round_;
-  mutable std::mutex state_mutex_;  // snapshot() may run on the network thread
+  double blocked_seconds_total_ = 0;
+  // Bumped by restore(): a round started before belongs to a discarded state.
+  std::uint64_t generation_ = 0;
+  std::unique_ptr<InFlightRound> in_flight_;  // overlap: the round on the worker
+  mutable std::mutex state_mutex_;            // snapshot() may run on the network thread
+  SerialWorker worker_;  // last: joined first, before what its jobs use goes away
 };
 
 }  // namespace apiary::optimizer

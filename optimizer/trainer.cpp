@@ -140,7 +140,7 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
     if (epoch_ended) {
       if (options.on_epoch_end) options.on_epoch_end(optimizer);
       const auto& round = optimizer.last_round();
-      (round.averaged ? status.averaged_rounds : status.local_rounds)++;
+      if (round.applied) (round.averaged ? status.averaged_rounds : status.local_rounds)++;
       status.last_group_size = round.gradients.group_size;
       if (optimizer.epoch() >= last_eval_epoch + options.eval_every_epochs) {
         last_eval_epoch = optimizer.epoch();

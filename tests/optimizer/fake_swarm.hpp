@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <thread>
 
 namespace apiary::optimizer::testing {
 
@@ -17,6 +18,36 @@ class FakeHub : public std::enable_shared_from_this<FakeHub> {
   std::uint64_t target = 0;
   std::chrono::milliseconds group_wait{1500};  // how long a round waits for the others
   bool fail_averaging = false;
+  std::chrono::milliseconds round_delay{0};  // every average() takes at least this long
+  // The swarm's clock in seconds (empty: system time). A test that freezes it
+  // (and gives the optimizer the same clock) gets estimates with no
+  // extrapolation: exactly the samples reported.
+  std::function<double()> clock;
+
+  double now() const {
+    using namespace std::chrono;
+    return clock ? clock() : duration<double>(system_clock::now().time_since_epoch()).count();
+  }
+
+  // A slow network on demand: while held, every average() waits at the door
+  // (at most 30 s) until release_rounds().
+  void hold_rounds() {
+    std::lock_guard lock(mutex_);
+    held_ = true;
+  }
+  void release_rounds() {
+    std::lock_guard lock(mutex_);
+    held_ = false;
+    cv_.notify_all();
+  }
+  std::size_t rounds_started() {
+    std::lock_guard lock(mutex_);
+    return rounds_started_;
+  }
+  std::size_t rounds_completed() {
+    std::lock_guard lock(mutex_);
+    return rounds_completed_;
+  }
 
   void report(const std::string& peer, const PeerProgress& p) {
     std::lock_guard lock(mutex_);
@@ -62,14 +93,19 @@ class FakeHub : public std::enable_shared_from_this<FakeHub> {
   AveragingOutcome average(const std::string& self, const std::string& key,
                            std::vector<std::span<float>> tensors, float weight) {
     const auto start = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(round_delay);
     std::unique_lock lock(mutex_);
+    ++rounds_started_;
+    cv_.wait_for(lock, std::chrono::seconds(30), [&] { return !held_; });
     AveragingOutcome out;
     if (fail_averaging) {
+      ++rounds_completed_;
       out.error = "injected failure";
       return out;
     }
     auto& round = rounds_[key];
     if (round.closed) {
+      ++rounds_completed_;
       out.error = "group already formed";
       return out;
     }
@@ -107,11 +143,9 @@ class FakeHub : public std::enable_shared_from_this<FakeHub> {
     if (!out.ok) out.error = "no other peer joined the group";
     out.group_size = round.contributions.size();
     out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    ++rounds_completed;
+    ++rounds_completed_;
     return out;
   }
-
-  std::size_t rounds_completed = 0;
 
  private:
   struct Contribution {
@@ -130,6 +164,9 @@ class FakeHub : public std::enable_shared_from_this<FakeHub> {
   std::set<std::string> dead_;
   std::map<std::string, std::function<StateSnapshot()>> providers_;
   std::map<std::string, Round> rounds_;
+  bool held_ = false;
+  std::size_t rounds_started_ = 0;
+  std::size_t rounds_completed_ = 0;
 };
 
 class FakeSwarm : public SwarmServices {
@@ -138,9 +175,7 @@ class FakeSwarm : public SwarmServices {
       : hub_(std::move(hub)), name_(std::move(name)) {}
   void report_progress(const PeerProgress& p) override { hub_->report(name_, p); }
   GlobalProgress global_progress(std::uint64_t local_epoch) override {
-    using namespace std::chrono;
-    return hub_->progress(local_epoch,
-                          duration<double>(system_clock::now().time_since_epoch()).count());
+    return hub_->progress(local_epoch, hub_->now());
   }
   AveragingOutcome average(const std::string& key, std::vector<std::span<float>> tensors,
                            float weight, std::chrono::duration<double>) override {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <latch>
 #include <map>
 #include <random>
 #include <thread>
@@ -63,46 +64,79 @@ std::size_t hash_of(const std::vector<float>& v) {
       std::string_view(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float)));
 }
 
+std::vector<std::unique_ptr<Peer>> make_peers(int count, unsigned first_seed) {
+  std::vector<std::unique_ptr<Peer>> peers;
+  for (int p = 0; p < count; ++p) peers.push_back(std::make_unique<Peer>(first_seed + p));
+  return peers;
+}
+
+// What a peer saw at the end of an epoch: its agreed parameters' hash and the round report.
+struct EpochRecord {
+  std::size_t params_hash = 0;
+  RoundReport round;
+};
+using PeerHistory = std::map<std::uint64_t, EpochRecord>;  // epoch reached → record
+
+// Trains `peers` together (one thread each) until each reaches `epochs` (or 30 s).
+std::vector<PeerHistory> train_together(const std::shared_ptr<FakeHub>& hub,
+                                        std::vector<std::unique_ptr<Peer>>& peers,
+                                        CollaborativeOptions opts, std::uint64_t epochs) {
+  std::vector<PeerHistory> history(peers.size());
+  std::vector<std::thread> threads;
+  opts.load_state_on_start = false;
+  // Everyone reports before anyone trains, so no peer runs an epoch alone.
+  std::latch all_reporting(static_cast<std::ptrdiff_t>(peers.size()));
+  for (std::size_t p = 0; p < peers.size(); ++p) {
+    threads.emplace_back([&, p] {
+      auto swarm = std::make_shared<FakeSwarm>(hub, "peer" + std::to_string(p));
+      CollaborativeOptimizer opt(swarm, opts, peers[p]->params, peers[p]->grads);
+      all_reporting.arrive_and_wait();
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (opt.epoch() < epochs && std::chrono::steady_clock::now() < deadline) {
+        peers[p]->compute_gradients(16);
+        // The agreed parameters (with overlap, the live ones add this peer's guess).
+        if (opt.step(16))
+          history[p][opt.epoch()] = {hash_of(opt.snapshot().tensors[0]), opt.last_round()};
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return history;
+}
+
+// Epochs after which every peer applied a round of the whole group (and, when
+// `with_state`, the state average too): their parameters must be identical.
+int compare_full_group_epochs(const std::vector<PeerHistory>& history, bool with_state) {
+  const std::size_t peers = history.size();
+  auto full = [&](const EpochRecord& r) {
+    return r.round.applied && r.round.gradients.group_size == peers &&
+           (!with_state || r.round.state_averaged);
+  };
+  int compared = 0;
+  for (const auto& [epoch, first] : history[0]) {
+    bool all_full = true;
+    for (const auto& h : history) all_full &= h.count(epoch) && full(h.at(epoch));
+    if (!all_full) continue;
+    for (std::size_t p = 1; p < peers; ++p)
+      EXPECT_EQ(history[p].at(epoch).params_hash, first.params_hash)
+          << "epoch " << epoch << " peer " << p;
+    ++compared;
+  }
+  return compared;
+}
+
 }  // namespace
 
 TEST(CollaborativeOptimizer, PeersHoldIdenticalParametersAfterEachAveragedEpoch) {
   auto hub = std::make_shared<FakeHub>();
   hub->target = 192;
   constexpr int kPeers = 3, kEpochs = 6;
-  std::vector<std::unique_ptr<Peer>> peers;
-  std::vector<std::map<std::uint64_t, std::size_t>> hashes(kPeers);
-  std::vector<std::map<std::uint64_t, bool>> full_group(kPeers);
-  for (int p = 0; p < kPeers; ++p) peers.push_back(std::make_unique<Peer>(100 + p));
+  auto peers = make_peers(kPeers, 100);
   const double start_distance = peers[0]->distance();
-  std::vector<std::thread> threads;
-  for (int p = 0; p < kPeers; ++p) {
-    threads.emplace_back([&, p] {
-      auto swarm = std::make_shared<FakeSwarm>(hub, "peer" + std::to_string(p));
-      auto opts = options(hub->target);
-      opts.load_state_on_start = false;
-      CollaborativeOptimizer opt(swarm, opts, peers[p]->params, peers[p]->grads);
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-      while (opt.epoch() < kEpochs && std::chrono::steady_clock::now() < deadline) {
-        peers[p]->compute_gradients(16);
-        if (opt.step(16)) {
-          hashes[p][opt.epoch()] = hash_of(peers[p]->params);
-          full_group[p][opt.epoch()] = opt.last_round().gradients.group_size == kPeers;
-        }
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  int compared = 0;
-  for (auto& [epoch, h] : hashes[0]) {
-    bool all_full = true;
-    for (int p = 0; p < kPeers; ++p) all_full &= full_group[p].count(epoch) && full_group[p][epoch];
-    if (!all_full) continue;
-    for (int p = 1; p < kPeers; ++p)
-      EXPECT_EQ(hashes[p][epoch], h) << "epoch " << epoch << " peer " << p;
-    ++compared;
-  }
-  EXPECT_GE(compared, kEpochs - 2) << "too few epochs averaged by the whole group";
+  const auto history = train_together(hub, peers, options(hub->target), kEpochs);
+  EXPECT_GE(compare_full_group_epochs(history, false), kEpochs - 2)
+      << "too few epochs averaged by the whole group";
   EXPECT_LT(peers[0]->distance(), 0.5 * start_distance) << "training did not make progress";
 }
 
@@ -203,4 +237,219 @@ TEST(CollaborativeOptimizer, LocalUpdateModeConverges) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(outer_steps[0], 10u);
   EXPECT_LT(peers[0]->distance(), 0.1 * before);
+}
+
+// ---- Overlap: the previous epoch's average is applied while the next travels.
+
+namespace {
+
+CollaborativeOptions overlap_options(std::uint64_t target) {
+  auto o = options(target);
+  o.load_state_on_start = false;
+  o.averaging.overlap = true;
+  return o;
+}
+
+}  // namespace
+
+TEST(CollaborativeOptimizerOverlap, PeersHoldIdenticalParameters) {
+  auto hub = std::make_shared<FakeHub>();
+  hub->target = 192;
+  constexpr int kPeers = 3, kEpochs = 6;
+  auto peers = make_peers(kPeers, 100);
+  const double start_distance = peers[0]->distance();
+  const auto history = train_together(hub, peers, overlap_options(hub->target), kEpochs);
+  for (int p = 0; p < kPeers; ++p) {
+    ASSERT_FALSE(history[p].empty()) << p;
+    // The first boundary has nothing to apply; later ones apply the epoch before.
+    const RoundReport& first = history[p].begin()->second.round;
+    EXPECT_TRUE(first.overlapped) << p;
+    EXPECT_FALSE(first.applied) << p;
+    EXPECT_EQ(first.communication_blocked_seconds, 0.0) << "nothing to wait for";
+    for (const auto& [epoch, record] : history[p]) {
+      if (record.round.applied) {
+        EXPECT_EQ(record.round.applied_epoch + 1, record.round.epoch) << "peer " << p;
+      }
+    }
+  }
+  EXPECT_GE(compare_full_group_epochs(history, true), kEpochs - 3)
+      << "too few epochs averaged by the whole group";
+  EXPECT_LT(peers[0]->distance(), 0.5 * start_distance) << "training did not make progress";
+}
+
+TEST(CollaborativeOptimizerOverlap, TrainingContinuesWhileTheAverageTravels) {
+  auto hub = std::make_shared<FakeHub>();
+  hub->target = 128;
+  hub->clock = [] { return 1000.0; };  // frozen: epochs end on exact sample counts
+  hub->hold_rounds();                  // the network is "slow" until the test says otherwise
+  constexpr int kPeers = 2, kStepsWhileHeld = 3;
+  std::vector<std::unique_ptr<Peer>> peers;
+  for (int p = 0; p < kPeers; ++p) peers.push_back(std::make_unique<Peer>(400 + p));
+  std::atomic<int> done_while_held{0};
+  std::atomic<bool> released{false};
+  std::vector<std::size_t> completed_at_boundary(kPeers, 99), completed_after_steps(kPeers, 99);
+  std::vector<int> steps_returned_false(kPeers, 0);
+  std::vector<bool> in_flight_after_boundary(kPeers), in_flight_after_steps(kPeers);
+  std::vector<RoundReport> second(kPeers);
+  std::vector<std::vector<float>> agreed(kPeers);
+  std::vector<std::thread> threads;
+  for (int p = 0; p < kPeers; ++p) {
+    threads.emplace_back([&, p] {
+      auto swarm = std::make_shared<FakeSwarm>(hub, "peer" + std::to_string(p));
+      auto opts = overlap_options(hub->target);
+      opts.clock = hub->clock;
+      CollaborativeOptimizer opt(swarm, opts, peers[p]->params, peers[p]->grads);
+      // Epoch 0 ends: its round starts and cannot finish while held.
+      for (int i = 0; i < 200 && opt.epoch() < 1; ++i) {
+        peers[p]->compute_gradients(16);
+        opt.step(16);
+      }
+      completed_at_boundary[p] = hub->rounds_completed();
+      in_flight_after_boundary[p] = opt.round_in_flight();
+      // More compute while the average is still held back.
+      for (int i = 0; i < kStepsWhileHeld; ++i) {
+        peers[p]->compute_gradients(8);
+        steps_returned_false[p] += !opt.step(8);
+      }
+      completed_after_steps[p] = hub->rounds_completed();
+      in_flight_after_steps[p] = opt.round_in_flight();
+      ++done_while_held;
+      for (int i = 0; i < 2000 && !released; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      // Epoch 1 ends: the average of epoch 0 is applied.
+      for (int i = 0; i < 200 && opt.epoch() < 2; ++i) {
+        peers[p]->compute_gradients(16);
+        opt.step(16);
+      }
+      second[p] = opt.last_round();
+      agreed[p] = opt.snapshot().tensors[0];
+    });
+  }
+  for (int i = 0; i < 2000 && done_while_held < kPeers; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const std::size_t started_while_held = hub->rounds_started();
+  released = true;
+  hub->release_rounds();
+  for (auto& t : threads) t.join();
+
+  EXPECT_EQ(started_while_held, static_cast<std::size_t>(kPeers)) << "both rounds were travelling";
+  for (int p = 0; p < kPeers; ++p) {
+    EXPECT_EQ(completed_at_boundary[p], 0u) << "step() returned before the average: " << p;
+    EXPECT_EQ(completed_after_steps[p], 0u) << p;
+    EXPECT_TRUE(in_flight_after_boundary[p]) << p;
+    EXPECT_TRUE(in_flight_after_steps[p]) << p;
+    EXPECT_EQ(steps_returned_false[p], kStepsWhileHeld) << p;
+    EXPECT_TRUE(second[p].applied) << p;
+    EXPECT_EQ(second[p].applied_epoch, 0u) << p;
+    EXPECT_TRUE(second[p].averaged) << p;
+    EXPECT_EQ(second[p].gradients.group_size, static_cast<std::size_t>(kPeers)) << p;
+  }
+  EXPECT_EQ(agreed[0], agreed[1]) << "the same average applied on both";
+}
+
+TEST(CollaborativeOptimizerOverlap, FailedRoundFallsBackToThatEpochsLocalGradients) {
+  auto hub = std::make_shared<FakeHub>();
+  hub->target = 64;
+  hub->fail_averaging = true;
+  Peer peer(9);
+  auto swarm = std::make_shared<FakeSwarm>(hub, "alone");
+  auto opts = overlap_options(hub->target);  // sgd, lr 0.1, no momentum
+  CollaborativeOptimizer opt(swarm, opts, peer.params, peer.grads);
+  // Epoch 0: remember this peer's mean gradient.
+  std::vector<double> sum(kDim, 0.0);
+  std::size_t samples = 0;
+  for (int i = 0; i < 100 && opt.epoch() < 1; ++i) {
+    peer.compute_gradients(16);
+    for (std::size_t k = 0; k < kDim; ++k) sum[k] += 16.0 * peer.grads[k];
+    samples += 16;
+    opt.step(16);
+  }
+  ASSERT_EQ(opt.epoch(), 1u);
+  EXPECT_FALSE(opt.last_round().applied);
+  std::vector<float> local_step(kDim);
+  for (std::size_t k = 0; k < kDim; ++k)
+    local_step[k] = static_cast<float>(-0.1 * sum[k] / static_cast<double>(samples));
+  EXPECT_EQ(opt.snapshot().tensors[0], std::vector<float>(kDim, 0.0f))
+      << "no agreed step at the first boundary";
+  for (std::size_t k = 0; k < kDim; ++k)
+    EXPECT_NEAR(peer.params[k], local_step[k], 1e-5) << "the live guess takes the local step";
+  for (int i = 0; i < 100 && opt.epoch() < 2; ++i) {
+    peer.compute_gradients(16);
+    opt.step(16);
+  }
+  ASSERT_EQ(opt.epoch(), 2u);
+  const auto& round = opt.last_round();
+  EXPECT_TRUE(round.applied);
+  EXPECT_EQ(round.applied_epoch, 0u);
+  EXPECT_FALSE(round.averaged);
+  EXPECT_FALSE(round.state_averaged);
+  EXPECT_EQ(round.gradients.error, "injected failure");
+  EXPECT_EQ(opt.failed_rounds(), 1u);
+  const auto agreed = opt.snapshot().tensors[0];
+  for (std::size_t k = 0; k < kDim; ++k) EXPECT_NEAR(agreed[k], local_step[k], 1e-5) << k;
+  const double before = peer.distance();
+  for (int i = 0; i < 200 && opt.epoch() < 6; ++i) {
+    peer.compute_gradients(16);
+    opt.step(16);
+  }
+  EXPECT_EQ(opt.failed_rounds(), 5u);
+  EXPECT_LT(peer.distance(), before);
+}
+
+TEST(CollaborativeOptimizerOverlap, ShutdownAndStateLoadWithARoundInFlight) {
+  auto hub = std::make_shared<FakeHub>();
+  hub->target = 32;
+  hub->group_wait = std::chrono::milliseconds(100);
+  Peer peer(11);
+  auto swarm = std::make_shared<FakeSwarm>(hub, "alone");
+  {
+    CollaborativeOptimizer opt(swarm, overlap_options(hub->target), peer.params, peer.grads);
+    for (int i = 0; i < 100 && opt.epoch() < 1; ++i) {
+      peer.compute_gradients(16);
+      opt.step(16);
+    }
+    ASSERT_TRUE(opt.round_in_flight());
+    // A state loaded now makes the round in flight belong to the past.
+    opt.restore(opt.snapshot());
+    for (int i = 0; i < 100 && opt.epoch() < 2; ++i) {
+      peer.compute_gradients(16);
+      opt.step(16);
+    }
+    EXPECT_FALSE(opt.last_round().applied) << "the round from before the restore was dropped";
+    // finish_overlap() applies the round in flight (alone: its local gradients)
+    // and leaves the agreed parameters in the live buffers.
+    const auto agreed_before = opt.snapshot().tensors[0];
+    EXPECT_TRUE(opt.finish_overlap());
+    EXPECT_FALSE(opt.round_in_flight());
+    EXPECT_NE(opt.snapshot().tensors[0], agreed_before);
+    EXPECT_EQ(peer.params, opt.snapshot().tensors[0]);
+    EXPECT_EQ(opt.last_round().applied_epoch, 1u);
+    // Epoch 2 ends; the optimizer is destroyed with its round still travelling.
+    for (int i = 0; i < 100 && opt.epoch() < 3; ++i) {
+      peer.compute_gradients(16);
+      opt.step(16);
+    }
+    EXPECT_TRUE(opt.round_in_flight());
+  }
+  // The destructor waited for the round (it ended by its group wait) before returning.
+  EXPECT_EQ(hub->rounds_started(), hub->rounds_completed());
+}
+
+TEST(CollaborativeOptimizer, ReportsTimeBlockedOnCommunication) {
+  auto hub = std::make_shared<FakeHub>();
+  hub->target = 32;
+  hub->round_delay = std::chrono::milliseconds(50);
+  Peer peer(13);
+  auto swarm = std::make_shared<FakeSwarm>(hub, "alone");
+  auto opts = options(hub->target);
+  opts.load_state_on_start = false;
+  CollaborativeOptimizer opt(swarm, opts, peer.params, peer.grads);
+  for (int i = 0; i < 100 && opt.epoch() < 2; ++i) {
+    peer.compute_gradients(16);
+    opt.step(16);
+  }
+  // Without overlap each boundary waits for two rounds (gradients, then state).
+  EXPECT_FALSE(opt.last_round().overlapped);
+  EXPECT_GE(opt.last_round().communication_blocked_seconds, 0.1);
+  EXPECT_GE(opt.communication_blocked_seconds(), 2 * 0.1);
 }
