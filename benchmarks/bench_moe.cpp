@@ -97,14 +97,6 @@ class StaticDirectory : public ExpertDirectory {
   std::map<std::string, PrefixChildren> table_;
 };
 
-HostTensor random_tensor(std::vector<std::size_t> shape, std::uint64_t seed) {
-  auto t = HostTensor::zeros(std::move(shape));
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  for (auto& v : t.values) v = dist(rng);
-  return t;
-}
-
 double seconds_since(experts::Clock::time_point start) {
   return std::chrono::duration<double>(experts::Clock::now() - start).count();
 }
@@ -198,9 +190,9 @@ int main(int argc, char** argv) {
   const auto address = server_net.node().local_address();
 
   // Warm-up (connections, allocations).
-  auto input = random_tensor({batch, hidden}, 1);
+  auto input = HostTensor::normal({batch, hidden}, 1);
   RemoteExpert(client_net.node(), {uids[0], address})
-      .forward(random_tensor({8, hidden}, 0), nullptr, 60s)
+      .forward(HostTensor::normal({8, hidden}, 0), nullptr, 60s)
       .get();
 
   const double fwd = throughput(client_net.node(), uids, address, clients, batches, input, false);
@@ -220,7 +212,7 @@ int main(int argc, char** argv) {
     config.k_min = k;
     config.forward_timeout = 120s;
     MixtureOfExperts moe(config, directory, remote_resolver(client_net.node()));
-    auto x = random_tensor({client_batch, hidden}, 7 + k);
+    auto x = HostTensor::normal({client_batch, hidden}, 7 + k);
     moe.forward(x);  // warm-up
     std::vector<double> ms;
     for (std::size_t i = 0; i < iterations; ++i) {
@@ -239,7 +231,7 @@ int main(int argc, char** argv) {
   // Remote vs in-process, same expert size and batch.
   ExpertBackend local("ffn.local.0", std::make_unique<FfnExpert>(FfnConfig::for_hidden(hidden, 5)));
   RemoteExpert remote(client_net.node(), {uids[0], address});
-  auto x = random_tensor({local_batch, hidden}, 3);
+  auto x = HostTensor::normal({local_batch, hidden}, 3);
   std::vector<double> local_ms, remote_ms;
   for (std::size_t i = 0; i < iterations + 1; ++i) {
     auto start = experts::Clock::now();

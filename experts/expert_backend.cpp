@@ -1,6 +1,7 @@
 #include "experts/expert_backend.hpp"
 
 #include "core/error.hpp"
+#include "kernels/memory.hpp"
 
 #include <algorithm>
 #include <utility>
@@ -13,16 +14,18 @@ ExpertBackend::ExpertBackend(std::string uid, std::unique_ptr<ExpertModule> modu
   if (!module_) throw Error(Errc::invalid_argument, "expert backend: no module");
   schema_ = module_->schema();
   const auto n = module_->parameters().size();
+  std::size_t state_size = 0;
   switch (options_.optimizer.kind) {
     case ExpertOptimizerConfig::Kind::adam:
-      optimizer_state_.assign(2 * n, 0.0f);
+      state_size = 2 * n;
       break;
     case ExpertOptimizerConfig::Kind::sgd:
-      optimizer_state_.assign(n, 0.0f);
+      state_size = n;
       break;
     case ExpertOptimizerConfig::Kind::none:
       break;
   }
+  optimizer_state_ = nn::Tensor::zeros({state_size}, nn::DType::f32, module_->device());
 }
 
 void ExpertBackend::check_forward(std::span<const std::size_t> input_shape) const {
@@ -65,22 +68,26 @@ HostTensor ExpertBackend::backward(const HostTensor& input, const HostTensor& gr
 void ExpertBackend::step_locked() {
   const auto& opt = options_.optimizer;
   if (opt.kind == ExpertOptimizerConfig::Kind::none) return;
+  const auto device = module_->device();
   auto params = module_->parameters();
-  auto grads = module_->gradients();
-  std::span<const float> g = grads;
+  std::span<const float> g = module_->gradients();
   if (opt.clip_grad_norm > 0.0f) {
-    grad_scratch_.assign(grads.begin(), grads.end());
-    kernels::clip_by_global_norm(grad_scratch_, opt.clip_grad_norm);
-    g = grad_scratch_;
+    if (grad_scratch_.numel() != g.size()) {
+      grad_scratch_ = nn::Tensor::empty({g.size()}, nn::DType::f32, device);
+    }
+    auto clipped = grad_scratch_.span<float>();
+    kernels::copy_bytes(clipped.data(), device, g.data(), device, g.size_bytes());
+    kernels::clip_by_global_norm(clipped, opt.clip_grad_norm, device);
+    g = clipped;
   }
   ++update_count_;
   const auto n = params.size();
+  auto state = optimizer_state_.span<float>();
   if (opt.kind == ExpertOptimizerConfig::Kind::adam) {
-    std::span<float> state = optimizer_state_;
-    kernels::adam_step(params, g, state.subspan(0, n), state.subspan(n, n), update_count_,
-                       opt.adam);
+    kernels::adam_step(params, g, state.subspan(0, n), state.subspan(n, n), update_count_, opt.adam,
+                       device);
   } else {
-    kernels::sgd_step(params, g, optimizer_state_, opt.sgd);
+    kernels::sgd_step(params, g, state, opt.sgd, device);
   }
 }
 
@@ -94,8 +101,10 @@ ExpertState ExpertBackend::state() const {
   ExpertState s;
   s.update_count = update_count_;
   auto params = std::as_const(*module_).parameters();
-  s.parameters.assign(params.begin(), params.end());
-  s.optimizer_state = optimizer_state_;
+  s.parameters.resize(params.size());
+  kernels::copy_bytes(s.parameters.data(), kernels::Device::cpu, params.data(), module_->device(),
+                      params.size_bytes());
+  s.optimizer_state = optimizer_state_.to_vector();
   return s;
 }
 
@@ -103,15 +112,17 @@ void ExpertBackend::load_state(const ExpertState& state) {
   std::lock_guard lock(mutex_);
   auto params = module_->parameters();
   if (state.parameters.size() != params.size() ||
-      state.optimizer_state.size() != optimizer_state_.size()) {
+      state.optimizer_state.size() != optimizer_state_.numel()) {
     throw Error(Errc::invalid_argument,
                 uid_ + ": state has " + std::to_string(state.parameters.size()) +
                     " parameters and " + std::to_string(state.optimizer_state.size()) +
                     " optimizer values, expected " + std::to_string(params.size()) + " and " +
-                    std::to_string(optimizer_state_.size()));
+                    std::to_string(optimizer_state_.numel()));
   }
-  std::copy(state.parameters.begin(), state.parameters.end(), params.begin());
-  optimizer_state_ = state.optimizer_state;
+  kernels::copy_bytes(params.data(), module_->device(), state.parameters.data(),
+                      kernels::Device::cpu, params.size_bytes());
+  kernels::copy_bytes(optimizer_state_.raw(), module_->device(), state.optimizer_state.data(),
+                      kernels::Device::cpu, optimizer_state_.size_bytes());
   update_count_ = state.update_count;
 }
 

@@ -5,12 +5,14 @@
 // every backward batch, as in hivemind), returning the gradient w.r.t. the
 // inputs. Inputs are checked against the declared schema first.
 //
+// The optimizer state lives on the module's device, next to its parameters.
 // Thread-safe: every public method takes the backend's mutex, so a server's
 // compute workers and its checkpoint writer can share one backend.
 // Errors: throws apiary::Error (invalid_argument for a batch outside the schema
 // or larger than max_batch_size, naming expected and actual shapes).
 #include "experts/expert_module.hpp"
 #include "kernels/optimizer.hpp"
+#include "nn/tensor.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -71,8 +73,8 @@ class ExpertBackend {
   ExpertSchema schema_;
   mutable std::mutex mutex_;
   std::uint64_t update_count_ = 0;
-  std::vector<float> optimizer_state_;
-  std::vector<float> grad_scratch_;
+  nn::Tensor optimizer_state_;  // on the module's device
+  nn::Tensor grad_scratch_;     // clipped gradients (clip_grad_norm > 0)
 };
 
 }  // namespace apiary::experts

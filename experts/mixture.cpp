@@ -56,8 +56,10 @@ MixtureOfExperts::MixtureOfExperts(MoeConfig config, ExpertDirectory& directory,
     grid_offsets_.push_back(gate_width_);
     gate_width_ += size;
   }
-  gate_params_.assign(config_.in_features * gate_width_ + gate_width_, 0.0f);
-  gate_grads_.assign(gate_params_.size(), 0.0f);
+  owned_gate_params_.assign(gate_size(config_), 0.0f);
+  owned_gate_grads_.assign(owned_gate_params_.size(), 0.0f);
+  gate_params_ = owned_gate_params_;
+  gate_grads_ = owned_gate_grads_;
   std::mt19937_64 rng(config_.seed);
   const float bound = 1.0f / std::sqrt(static_cast<float>(config_.in_features));
   std::uniform_real_distribution<float> dist(-bound, bound);
@@ -68,6 +70,25 @@ MixtureOfExperts::~MixtureOfExperts() = default;
 
 void MixtureOfExperts::zero_gate_gradients() {
   std::fill(gate_grads_.begin(), gate_grads_.end(), 0.0f);
+}
+
+std::size_t MixtureOfExperts::gate_size(const MoeConfig& config) {
+  std::size_t width = 0;
+  for (auto size : config.grid) width += size;
+  return config.in_features * width + width;
+}
+
+void MixtureOfExperts::use_gate_storage(std::span<float> parameters, std::span<float> gradients) {
+  if (parameters.size() != gate_params_.size() || gradients.size() != gate_grads_.size()) {
+    throw Error(Errc::invalid_argument,
+                "moe: gate storage must hold " + std::to_string(gate_params_.size()) + " values");
+  }
+  std::copy(gate_params_.begin(), gate_params_.end(), parameters.begin());
+  std::copy(gate_grads_.begin(), gate_grads_.end(), gradients.begin());
+  gate_params_ = parameters;
+  gate_grads_ = gradients;
+  owned_gate_params_ = {};
+  owned_gate_grads_ = {};
 }
 
 ExpertHandlePtr MixtureOfExperts::handle_for(const ExpertInfo& info) {
@@ -144,6 +165,7 @@ MoeForward MixtureOfExperts::forward(const HostTensor& input) {
             group.handle = handle_for(scored.expert);
           } catch (const Error& e) {
             group.failed = true;
+            last_expert_error_ = scored.expert.uid + ": " + e.what();
             log::debug("moe: cannot reach {}: {}", scored.expert.uid, e.what());
           }
           ctx->groups.push_back(std::move(group));
@@ -295,6 +317,7 @@ void MixtureOfExperts::dispatch_and_wait(MoeContext& ctx, std::size_t first_grou
         for (auto r : group.rows) ++answered[r];
       } catch (const std::exception& e) {
         group.failed = true;
+        last_expert_error_ = group.uid + ": " + e.what();
         log::debug("moe: expert {} failed: {}", group.uid, e.what());
       }
     }

@@ -73,6 +73,8 @@ class MixtureOfExperts {
  public:
   MixtureOfExperts(MoeConfig config, ExpertDirectory& directory, ExpertResolver resolver);
   ~MixtureOfExperts();
+  MixtureOfExperts(const MixtureOfExperts&) = delete;
+  MixtureOfExperts& operator=(const MixtureOfExperts&) = delete;
 
   MoeForward forward(const HostTensor& input);
   // `balancing_loss_weight` is d loss / d balancing_loss (switch_top1).
@@ -83,8 +85,17 @@ class MixtureOfExperts {
   std::span<float> gate_parameters() noexcept { return gate_params_; }
   std::span<const float> gate_gradients() const noexcept { return gate_grads_; }
   void zero_gate_gradients();
+  // Number of gate parameters for `config`.
+  static std::size_t gate_size(const MoeConfig& config);
+  // Moves the gate into caller-owned buffers of gate_size() floats each (e.g.
+  // slices of a model's flat parameter buffer, so that one optimizer steps and
+  // averages everything): copies the current parameters and gradients there;
+  // from then on the layer reads and accumulates into them. They must outlive the layer.
+  void use_gate_storage(std::span<float> parameters, std::span<float> gradients);
   const MoeConfig& config() const noexcept { return config_; }
   BeamSearcher& searcher() noexcept { return searcher_; }
+  // Why the most recent failed expert call failed ("ffn.0.1: …"), for diagnostics.
+  const std::string& last_expert_error() const noexcept { return last_expert_error_; }
 
  private:
   ExpertHandlePtr handle_for(const ExpertInfo& info);
@@ -100,8 +111,9 @@ class MixtureOfExperts {
   ExpertResolver resolver_;
   std::map<std::string, std::pair<ExpertInfo, ExpertHandlePtr>> handles_;
   std::map<std::string, Clock::time_point> failed_until_;
-  std::vector<float> gate_params_;
-  std::vector<float> gate_grads_;
+  std::string last_expert_error_;
+  std::vector<float> owned_gate_params_, owned_gate_grads_;  // unless use_gate_storage()
+  std::span<float> gate_params_, gate_grads_;
 };
 
 }  // namespace apiary::experts

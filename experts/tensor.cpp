@@ -3,6 +3,7 @@
 #include "core/error.hpp"
 
 #include <algorithm>
+#include <random>
 
 namespace apiary::experts {
 
@@ -18,6 +19,14 @@ HostTensor::HostTensor(std::vector<std::size_t> shape_, std::vector<float> value
 HostTensor HostTensor::zeros(std::vector<std::size_t> shape_) {
   auto n = shape_elements(shape_);
   return HostTensor(std::move(shape_), std::vector<float>(n, 0.0f));
+}
+
+HostTensor HostTensor::normal(std::vector<std::size_t> shape_, std::uint64_t seed, float stddev) {
+  auto t = zeros(std::move(shape_));
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> dist(0.0f, stddev);
+  for (auto& v : t.values) v = dist(rng);
+  return t;
 }
 
 std::size_t HostTensor::row_size() const noexcept {

@@ -23,6 +23,9 @@ struct HostTensor {
   HostTensor(std::vector<std::size_t> shape_, std::vector<float> values_);
   // Zero-filled tensor of `shape`.
   static HostTensor zeros(std::vector<std::size_t> shape_);
+  // Values drawn from N(0, stddev²) by a generator seeded with `seed` (tests, benchmarks).
+  static HostTensor normal(std::vector<std::size_t> shape_, std::uint64_t seed,
+                           float stddev = 1.0f);
 
   std::size_t rows() const noexcept { return shape.empty() ? 0 : shape.front(); }
   // Elements per sample (product of the non-batch dims).

@@ -81,6 +81,59 @@ bool one_of(const std::string& value, std::initializer_list<const char*> allowed
   return false;
 }
 
+std::vector<std::uint32_t> read_widths(const json& array, const char* field, std::uint32_t max) {
+  if (!array.is_array()) bad(std::string(field) + " must be an array of integers");
+  std::vector<std::uint32_t> out;
+  for (const auto& w : array) {
+    if (!w.is_number_unsigned() || w.get<std::uint64_t>() == 0 || w.get<std::uint64_t>() > max)
+      bad(std::string(field) + " entries must be integers in [1, " + std::to_string(max) + "]");
+    out.push_back(w.get<std::uint32_t>());
+  }
+  return out;
+}
+
+void read_moe(const json& object, MoeModelConfig& moe) {
+  ObjectReader r(object, "model.moe");
+  r.read("expert_prefix", moe.expert_prefix);
+  if (const json* g = r.child("grid")) moe.grid = read_widths(*g, "model.moe.grid", 1024);
+  r.read("expert_inner", moe.expert_inner);
+  r.read("gating", moe.gating);
+  r.read("k_best", moe.k_best);
+  r.read("k_min", moe.k_min);
+  r.read("backward_k_min", moe.backward_k_min);
+  r.read("forward_timeout", moe.forward_timeout);
+  r.read("timeout_after_k_min", moe.timeout_after_k_min);
+  r.read("backward_timeout", moe.backward_timeout);
+  r.read("balancing_loss_weight", moe.balancing_loss_weight);
+  r.finish();
+}
+
+void validate_moe(const MoeModelConfig& moe) {
+  const auto& name = moe.expert_prefix;
+  bool name_ok = !name.empty() && name.size() <= 64 &&
+                 (std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_');
+  for (char ch : name)
+    name_ok = name_ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-');
+  require(name_ok,
+          "model.moe.expert_prefix must be a grid name like ffn ([A-Za-z_][A-Za-z0-9_-]*)");
+  require(!moe.grid.empty() && moe.grid.size() <= 4, "model.moe.grid must have 1 to 4 dimensions");
+  std::uint64_t cells = 1;
+  for (auto g : moe.grid) cells *= g;
+  require(one_of(moe.gating, {"softmax_top_k", "switch_top1"}),
+          "model.moe.gating must be softmax_top_k or switch_top1");
+  require(moe.k_best >= 1 && moe.k_best <= 64 && moe.k_best <= cells,
+          "model.moe.k_best must be in [1, 64] and at most the number of grid cells");
+  require(moe.k_min <= moe.k_best && moe.backward_k_min <= moe.k_best,
+          "model.moe.k_min and backward_k_min must be in [0, k_best]");
+  require(moe.forward_timeout > 0 && moe.forward_timeout <= 600 && moe.backward_timeout > 0 &&
+              moe.backward_timeout <= 600,
+          "model.moe.forward_timeout and backward_timeout must be in (0, 600] seconds");
+  require(moe.timeout_after_k_min >= 0 && moe.timeout_after_k_min <= moe.forward_timeout,
+          "model.moe.timeout_after_k_min must be in [0, forward_timeout]");
+  require(moe.balancing_loss_weight >= 0 && moe.balancing_loss_weight <= 100,
+          "model.moe.balancing_loss_weight must be in [0, 100]");
+}
+
 }  // namespace
 
 RunConfig RunConfig::parse_json(const std::string& text) {
@@ -100,18 +153,13 @@ RunConfig RunConfig::parse_json(const std::string& text) {
   if (const json* m = top.child("model")) {
     ObjectReader r(*m, "model");
     r.read("type", c.model.type);
-    if (const json* h = r.child("hidden")) {
-      if (!h->is_array()) bad("model.hidden must be an array of layer widths");
-      c.model.hidden.clear();
-      for (const auto& w : *h) {
-        if (!w.is_number_unsigned() || w.get<std::uint64_t>() == 0 ||
-            w.get<std::uint64_t>() > 65536)
-          bad("model.hidden entries must be integers in [1, 65536]");
-        c.model.hidden.push_back(w.get<std::uint32_t>());
-      }
-    }
+    if (const json* h = r.child("hidden")) c.model.hidden = read_widths(*h, "model.hidden", 65536);
     r.read("activation", c.model.activation);
     r.read("seed", c.model.seed);
+    if (const json* e = r.child("moe")) {
+      if (c.model.type != "moe-mlp") bad("model.moe is only for model.type moe-mlp");
+      read_moe(*e, c.model.moe);
+    }
     r.finish();
   }
   if (const json* d = top.child("dataset")) {
@@ -182,6 +230,7 @@ void RunConfig::validate() const {
   require(one_of(model.type, {"mlp", "moe-mlp"}), "model.type must be mlp or moe-mlp");
   require(!model.hidden.empty(), "model.hidden must name at least one hidden layer");
   require(one_of(model.activation, {"relu", "gelu"}), "model.activation must be relu or gelu");
+  if (model.type == "moe-mlp") validate_moe(model.moe);
   require(dataset.name == "fashion-mnist", "dataset.name must be fashion-mnist");
   require(target_batch_size > 0, "target_batch_size must be > 0");
   require(batch_size > 0 && batch_size <= target_batch_size,
@@ -225,6 +274,20 @@ std::string RunConfig::to_json() const {
                 {"hidden", model.hidden},
                 {"activation", model.activation},
                 {"seed", model.seed}};
+  if (model.type == "moe-mlp") {  // mlp configs keep their canonical text
+    const auto& moe = model.moe;
+    j["model"]["moe"] = {{"expert_prefix", moe.expert_prefix},
+                         {"grid", moe.grid},
+                         {"expert_inner", moe.expert_inner},
+                         {"gating", moe.gating},
+                         {"k_best", moe.k_best},
+                         {"k_min", moe.k_min},
+                         {"backward_k_min", moe.backward_k_min},
+                         {"forward_timeout", moe.forward_timeout},
+                         {"timeout_after_k_min", moe.timeout_after_k_min},
+                         {"backward_timeout", moe.backward_timeout},
+                         {"balancing_loss_weight", moe.balancing_loss_weight}};
+  }
   j["dataset"] = {{"name", dataset.name}, {"path", dataset.path}};
   j["optimizer"] = {{"name", optimizer.name},
                     {"lr", optimizer.lr},

@@ -12,11 +12,30 @@
 
 namespace apiary::optimizer {
 
+// The remote mixture-of-experts layer of a "moe-mlp" model: its input and
+// output width is the last model.hidden width, and its experts are FFNs hosted
+// by `apiary expert-server --experts '<expert_prefix>.[0:g0].[0:g1]…' --hidden
+// <last hidden> --inner <expert_inner>` processes, found through the DHT.
+struct MoeModelConfig {
+  std::string expert_prefix = "ffn";  // the grid's name: uids are <prefix>.<i>.<j>…
+  std::vector<std::uint32_t> grid = {4, 4};
+  std::uint32_t expert_inner = 0;        // the servers' --inner (0: their default, 4 × width)
+  std::string gating = "softmax_top_k";  // softmax_top_k | switch_top1
+  std::uint32_t k_best = 2;              // experts per sample
+  std::uint32_t k_min = 1;               // answers a sample needs for the forward to succeed
+  std::uint32_t backward_k_min = 1;
+  double forward_timeout = 10.0;     // seconds
+  double timeout_after_k_min = 1.0;  // grace period once every sample has k_min answers
+  double backward_timeout = 10.0;
+  double balancing_loss_weight = 0.01;  // switch_top1: weight of the load-balancing loss
+};
+
 struct ModelConfig {
-  std::string type = "mlp";  // mlp | moe-mlp
+  std::string type = "mlp";  // mlp | moe-mlp (dense hidden layers, then the MoE layer, then logits)
   std::vector<std::uint32_t> hidden = {256, 128};
   std::string activation = "relu";  // relu | gelu
   std::uint64_t seed = 0;           // initialization seed, same on every peer
+  MoeModelConfig moe;               // moe-mlp only ("moe" in JSON)
 };
 
 struct DatasetConfig {

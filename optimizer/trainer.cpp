@@ -3,8 +3,8 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "nn/fashion_mnist.hpp"
-#include "nn/mlp.hpp"
 #include "nn/solo_training.hpp"
+#include "optimizer/model_factory.hpp"
 
 #include <chrono>
 #include <thread>
@@ -68,14 +68,8 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
   const nn::Dataset test_full = nn::load_fashion_mnist(nn::Split::test, data_dir);
   const nn::Dataset test = first_samples(test_full, options.eval_samples);
 
-  nn::MlpConfig model_config;
-  model_config.layer_sizes = {train.features()};
-  for (auto h : config.model.hidden) model_config.layer_sizes.push_back(h);
-  model_config.layer_sizes.push_back(train.classes);
-  model_config.activation =
-      config.model.activation == "gelu" ? nn::Activation::gelu : nn::Activation::relu;
-  model_config.seed = config.model.seed;  // identical initial weights on every peer
-  nn::Mlp model(model_config);
+  const auto model = build_model(config.model, train.features(), train.classes, options.expert_dht);
+  log::info("model: {}", model->describe());
 
   CollaborativeOptions collab;
   collab.run = config.run;
@@ -84,7 +78,7 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
   collab.averaging = config.averaging;
   collab.client_mode = options.client_mode;
   collab.load_state_on_start = !options.initial_state;
-  auto& registry = model.parameters();
+  auto& registry = model->parameters();
   CollaborativeOptimizer optimizer(swarm, collab, registry.flat_parameters(),
                                    registry.flat_gradients(), registry.slices());
   if (options.initial_state) resume(optimizer, *options.initial_state);
@@ -130,7 +124,12 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
       batches.start_epoch(++data_epoch);
       continue;
     }
-    const float loss = model.forward_backward(batch.images, host_labels(batch.labels));
+    const auto step_loss = model->forward_backward(batch.images, host_labels(batch.labels));
+    if (!step_loss) {  // remote experts did not answer: nothing to step
+      ++status.skipped_batches;
+      continue;
+    }
+    const float loss = *step_loss;
     smoothed_loss = smoothed_loss < 0 ? loss : 0.98 * smoothed_loss + 0.02 * loss;
     optimizer.set_training_metrics(smoothed_loss, status.test_accuracy);
     status.local_samples += batch.labels.size();
@@ -144,7 +143,7 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
       status.last_group_size = round.gradients.group_size;
       if (optimizer.epoch() >= last_eval_epoch + options.eval_every_epochs) {
         last_eval_epoch = optimizer.epoch();
-        status.test_accuracy = nn::evaluate(model, test).accuracy;
+        status.test_accuracy = model->evaluate(test).accuracy;
         summary.best_test_accuracy = std::max(summary.best_test_accuracy, status.test_accuracy);
         if (config.target_accuracy > 0 && status.test_accuracy >= config.target_accuracy) {
           summary.reached_target_accuracy = true;
@@ -160,7 +159,7 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
     }
   }
   // The final figure is on the whole test set.
-  status.test_accuracy = nn::evaluate(model, test_full).accuracy;
+  status.test_accuracy = model->evaluate(test_full).accuracy;
   summary.best_test_accuracy = std::max(summary.best_test_accuracy, status.test_accuracy);
   summary.reached_target_accuracy =
       config.target_accuracy > 0 && status.test_accuracy >= config.target_accuracy;

@@ -1,6 +1,6 @@
 #pragma once
 // The training loop behind `apiary join` and `apiary train --solo --config`:
-// builds the run's model (the Fashion-MNIST MLP), feeds it mini-batches in a
+// builds the run's model (optimizer/model_factory.hpp), feeds it mini-batches in a
 // per-peer seeded order, and steps a CollaborativeOptimizer over whatever
 // SwarmServices it is given (the network, or SoloSwarm for a group of one).
 // Errors: throws apiary::Error (configuration) or nn::DatasetError (data).
@@ -14,6 +14,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+
+namespace apiary::dht {
+class DhtRunner;
+}
 
 namespace apiary::optimizer {
 
@@ -30,7 +34,8 @@ struct TrainerStatus {
   std::uint64_t averaged_rounds = 0;
   std::uint64_t local_rounds = 0;  // epochs that proceeded with local gradients
   std::size_t last_group_size = 0;
-  bool epoch_ended = false;  // this status was emitted at an epoch boundary
+  std::uint64_t skipped_batches = 0;  // not computed: remote experts did not answer
+  bool epoch_ended = false;           // this status was emitted at an epoch boundary
 };
 
 struct TrainerOptions {
@@ -53,6 +58,9 @@ struct TrainerOptions {
   std::optional<StateSnapshot> initial_state;
   // Called after every epoch boundary (e.g. to write a checkpoint of optimizer.snapshot()).
   std::function<void(const CollaborativeOptimizer&)> on_epoch_end;
+  // Where a moe-mlp model finds its remote experts (e.g. &NetworkSwarm::dht());
+  // must outlive run_training. Required for moe-mlp, unused otherwise.
+  dht::DhtRunner* expert_dht = nullptr;
 };
 
 struct TrainerSummary {

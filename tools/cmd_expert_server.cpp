@@ -70,13 +70,14 @@ experts::ExpertOptimizerConfig optimizer_config(const ExpertServerCliOptions& o)
 }
 
 int run_expert_server(const ExpertServerCliOptions& o) {
-  if (o.device == "cuda") {
-    // The FFN expert computes on host buffers; kernels/ CUDA dispatch is not wired in yet.
-    std::fprintf(stderr, "apiary expert-server: --device cuda is not supported yet (%s); use cpu\n",
+  if (o.device != "cpu" && o.device != "cuda")
+    throw Error(Errc::invalid_argument, "--device: expected cpu or cuda");
+  const auto device = o.device == "cuda" ? kernels::Device::cuda : kernels::Device::cpu;
+  if (device == kernels::Device::cuda && !kernels::cuda_available()) {
+    std::fprintf(stderr, "apiary expert-server: --device cuda: no usable CUDA device (%s)\n",
                  kernels::cuda_status().c_str());
     return 2;
   }
-  if (o.device != "cpu") throw Error(Errc::invalid_argument, "--device: expected cpu or cuda");
   if (o.hidden == 0) throw Error(Errc::invalid_argument, "--hidden must be positive");
   const auto uids = experts::expand_pattern(o.experts);
   std::vector<PeerAddress> peers;
@@ -101,14 +102,15 @@ int run_expert_server(const ExpertServerCliOptions& o) {
   for (const auto& uid : uids) {
     experts::FfnConfig config{o.hidden, o.inner ? o.inner : 4 * o.hidden, o.hidden, seed++};
     server.add_expert(std::make_shared<experts::ExpertBackend>(
-        uid, std::make_unique<experts::FfnExpert>(config), backend_options));
+        uid, std::make_unique<experts::FfnExpert>(config, device), backend_options));
   }
   server.start();
   rpc->start();
   std::printf("%s\n", rpc->local_address().to_string().c_str());
   std::fflush(stdout);
-  log::info("expert server {}: {} experts ({}), hidden {}", rpc->local_address().to_string(),
-            uids.size(), o.experts, o.hidden);
+  log::info("expert server {}: {} experts ({}), hidden {}, on {}", rpc->local_address().to_string(),
+            uids.size(), o.experts, o.hidden,
+            device == kernels::Device::cuda ? kernels::cuda_status() : "cpu");
 
   const auto period = std::chrono::seconds(std::max(o.update_period_s, 1));
   experts::ExpertDeclarer declarer(dht_node, uids, rpc->local_address(), period,

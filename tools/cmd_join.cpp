@@ -77,6 +77,7 @@ nlohmann::json summary_json(const optimizer::TrainerSummary& summary, const std:
           {"peers", s.swarm_peers},
           {"averaged_rounds", s.averaged_rounds},
           {"local_rounds", s.local_rounds},
+          {"skipped_batches", s.skipped_batches},
           {"seconds", s.seconds},
           {"reached_target_accuracy", summary.reached_target_accuracy},
           {"hit_time_limit", summary.hit_time_limit},
@@ -214,6 +215,7 @@ int run_join(const JoinOptions& o) {
   trainer.time_limit_seconds = o.time_limit;
   trainer.client_mode = o.client_mode;
   trainer.step_delay_seconds = o.step_delay;
+  trainer.expert_dht = &swarm->dht();  // remote experts (moe-mlp) are found in the run's DHT
   trainer.stop = &stop_requested();
   std::uint64_t seed = 0;
   for (int i = 0; i < 8; ++i) seed = seed << 8 | identity.peer_id().bytes[i];

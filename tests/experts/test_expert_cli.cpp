@@ -9,7 +9,9 @@
 #include "experts/dht_directory.hpp"
 #include "experts/mixture.hpp"
 #include "experts/remote_expert.hpp"
+#include "kernels/device.hpp"
 #include "tests/integration/process.hpp"
+#include "tests/optimizer/process_util.hpp"
 
 #include <gtest/gtest.h>
 #include <asio/co_spawn.hpp>
@@ -136,4 +138,26 @@ TEST(ExpertServerCli, MixtureOverTwoServerProcessesSurvivesAKill) {
   EXPECT_TRUE(std::filesystem::exists(checkpoints / "ffn.0.0.expert"));
   EXPECT_TRUE(std::filesystem::exists(checkpoints / "ffn.1.3.expert"));
   std::filesystem::remove_all(checkpoints);
+}
+
+// --device cuda computes the experts on the GPU; where there is none the server
+// refuses to start and says why (the driver's reason), exit code 2.
+TEST(ExpertServerCli, DeviceCudaRunsOnTheGpuOrSaysWhyNot) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("apiary-expert-cuda-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  apiary::testing::Process server({APIARY_BIN, "expert-server", "--experts", "ffn.[0:2]",
+                                   "--hidden", "16", "--device", "cuda", "--listen", "127.0.0.1:0"},
+                                  dir / "out", dir / "err");
+  if (kernels::cuda_available()) {
+    ASSERT_TRUE(server.wait_for_text("apiary://", 20s)) << server.stderr_text();
+    server.signal(SIGTERM);
+    EXPECT_EQ(server.wait_for(20s).value_or(-1), 0) << server.stderr_text();
+  } else {
+    EXPECT_EQ(server.wait_for(20s).value_or(-1), 2) << server.stderr_text();
+    EXPECT_NE(server.stderr_text().find("no usable CUDA device (" + kernels::cuda_status() + ")"),
+              std::string::npos)
+        << server.stderr_text();
+  }
+  std::filesystem::remove_all(dir);
 }

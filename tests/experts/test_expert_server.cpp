@@ -26,14 +26,6 @@ namespace {
 
 constexpr std::size_t kDim = 8;
 
-HostTensor random_tensor(std::vector<std::size_t> shape, std::uint64_t seed) {
-  auto t = HostTensor::zeros(std::move(shape));
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  for (auto& v : t.values) v = dist(rng);
-  return t;
-}
-
 std::unique_ptr<FfnExpert> ffn(std::uint64_t seed) {
   return std::make_unique<FfnExpert>(FfnConfig{kDim, 16, kDim, seed});
 }
@@ -82,7 +74,7 @@ TEST(ExpertServer, RemoteResultsMatchLocalComputeAndBackwardTrains) {
   EXPECT_EQ(info.schema.input.sample_shape, std::vector<std::size_t>{kDim});
   EXPECT_EQ(info.max_batch_size, 64u);
 
-  auto x = random_tensor({5, kDim}, 1);
+  auto x = HostTensor::normal({5, kDim}, 1);
   auto local = ffn(7)->forward(x);
   auto y = remote.forward(x, nullptr, 5s).get();
   ASSERT_EQ(y.shape, local.shape);
@@ -95,7 +87,7 @@ TEST(ExpertServer, RemoteResultsMatchLocalComputeAndBackwardTrains) {
   for (std::size_t i = 0; i < y32.values.size(); ++i) {
     EXPECT_NEAR(y32.values[i], local.values[i], 1e-6);
   }
-  auto dx = remote.backward(x, random_tensor({5, kDim}, 2), nullptr, 5s).get();
+  auto dx = remote.backward(x, HostTensor::normal({5, kDim}, 2), nullptr, 5s).get();
   EXPECT_EQ(dx.shape, x.shape);
   EXPECT_EQ(server.expert("ffn.0.0")->update_count(), 1u);
   EXPECT_EQ(server.stats().backward_rows, 5u);
@@ -113,8 +105,8 @@ TEST(ExpertServer, BadRequestsFailAloneAndTheServerKeepsServing) {
   RemoteExpert good(good_client, {"ffn.0.0", address});
 
   auto signal = std::make_shared<CompletionSignal>();
-  auto wrong_width = bad.forward(random_tensor({2, kDim - 1}, 3), signal, 5s);
-  auto good_call = good.forward(random_tensor({3, kDim}, 4), signal, 5s);
+  auto wrong_width = bad.forward(HostTensor::normal({2, kDim - 1}, 3), signal, 5s);
+  auto good_call = good.forward(HostTensor::normal({3, kDim}, 4), signal, 5s);
   std::string message;
   EXPECT_EQ(error_code(std::move(wrong_width), &message), Errc::invalid_argument);
   EXPECT_NE(message.find("[*, 8]"), std::string::npos) << message;
@@ -122,13 +114,14 @@ TEST(ExpertServer, BadRequestsFailAloneAndTheServerKeepsServing) {
   EXPECT_EQ(good_call.get().rows(), 3u);
 
   // Too many rows, a mismatched gradient, an unknown expert, garbage bytes.
-  EXPECT_EQ(error_code(bad.forward(random_tensor({65, kDim}, 5), nullptr, 5s)),
+  EXPECT_EQ(error_code(bad.forward(HostTensor::normal({65, kDim}, 5), nullptr, 5s)),
             Errc::invalid_argument);
-  EXPECT_EQ(error_code(bad.backward(random_tensor({2, kDim}, 5), random_tensor({3, kDim}, 6),
-                                    nullptr, 5s)),
+  EXPECT_EQ(error_code(bad.backward(HostTensor::normal({2, kDim}, 5),
+                                    HostTensor::normal({3, kDim}, 6), nullptr, 5s)),
             Errc::invalid_argument);
   RemoteExpert missing(bad_client, {"ffn.9.9", address});
-  EXPECT_EQ(error_code(missing.forward(random_tensor({1, kDim}, 5), nullptr, 5s)), Errc::not_found);
+  EXPECT_EQ(error_code(missing.forward(HostTensor::normal({1, kDim}, 5), nullptr, 5s)),
+            Errc::not_found);
   auto garbage = swarm.on_net([&] {
     return std::make_shared<std::future<Bytes>>(asio::co_spawn(
         bad_client.get_executor(),
@@ -141,13 +134,13 @@ TEST(ExpertServer, BadRequestsFailAloneAndTheServerKeepsServing) {
     EXPECT_EQ(e.code(), Errc::bad_message);
   }
   // A NaN is refused (by the worker), not computed.
-  auto nan_input = random_tensor({1, kDim}, 8);
+  auto nan_input = HostTensor::normal({1, kDim}, 8);
   nan_input.values[3] = std::numeric_limits<float>::quiet_NaN();
   RemoteExpert exact(bad_client, {"ffn.0.0", address}, {wire::TensorCodec::fp32});
   EXPECT_EQ(error_code(exact.forward(nan_input, nullptr, 5s)), Errc::invalid_argument);
 
-  EXPECT_EQ(good.forward(random_tensor({2, kDim}, 9), nullptr, 5s).get().rows(), 2u);
-  EXPECT_EQ(bad.forward(random_tensor({2, kDim}, 9), nullptr, 5s).get().rows(), 2u);
+  EXPECT_EQ(good.forward(HostTensor::normal({2, kDim}, 9), nullptr, 5s).get().rows(), 2u);
+  EXPECT_EQ(bad.forward(HostTensor::normal({2, kDim}, 9), nullptr, 5s).get().rows(), 2u);
   EXPECT_EQ(server.stats().refused, 5u);
 }
 
@@ -165,11 +158,11 @@ TEST(ExpertServer, ConcurrentRequestsShareBatches) {
   RemoteExpert remote(client, {"ffn.0.0", server.node().local_address()});
   auto signal = std::make_shared<CompletionSignal>();
   std::vector<PendingTensor> calls;
-  calls.push_back(remote.forward(random_tensor({2, kDim}, 0), signal, 10s));
+  calls.push_back(remote.forward(HostTensor::normal({2, kDim}, 0), signal, 10s));
   // The first batch is stuck in the worker; everything sent now queues up.
   while (entered->load() == 0) std::this_thread::yield();
   for (int i = 1; i < 16; ++i)
-    calls.push_back(remote.forward(random_tensor({2, kDim}, i), signal, 10s));
+    calls.push_back(remote.forward(HostTensor::normal({2, kDim}, i), signal, 10s));
   // Open the gate once the 15 requests wait in the server's queue.
   const auto deadline = Clock::now() + 10s;
   while (server.stats().queued_rows < 30 && Clock::now() < deadline) std::this_thread::yield();
@@ -192,11 +185,11 @@ TEST(ExpertServer, SlowExpertHitsTheCallerDeadline) {
   auto& client = swarm.add_node();
   RemoteExpert remote(client, {"ffn.0.0", server.node().local_address()});
   const auto start = Clock::now();
-  EXPECT_EQ(error_code(remote.forward(random_tensor({1, kDim}, 0), nullptr, 200ms)),
+  EXPECT_EQ(error_code(remote.forward(HostTensor::normal({1, kDim}, 0), nullptr, 200ms)),
             Errc::deadline_exceeded);
   EXPECT_LT(Clock::now() - start, 5s);
   gate.open();
-  EXPECT_EQ(remote.forward(random_tensor({1, kDim}, 0), nullptr, 5s).get().rows(), 1u);
+  EXPECT_EQ(remote.forward(HostTensor::normal({1, kDim}, 0), nullptr, 5s).get().rows(), 1u);
 }
 
 TEST(ExpertServer, MixtureSurvivesAServerKilledMidForward) {
@@ -228,7 +221,7 @@ TEST(ExpertServer, MixtureSurvivesAServerKilledMidForward) {
   config.forward_timeout = 20s;
   config.timeout_after_k_min = 20s;  // only the kill may end the wait early
   MixtureOfExperts moe(config, directory, remote_resolver(client));
-  auto x = random_tensor({4, kDim}, 42);
+  auto x = HostTensor::normal({4, kDim}, 42);
 
   const auto start = Clock::now();
   auto forward = std::async(std::launch::async, [&] { return moe.forward(x); });
@@ -242,7 +235,7 @@ TEST(ExpertServer, MixtureSurvivesAServerKilledMidForward) {
   gate.open();
 
   // Backward reaches the surviving experts, which train on it.
-  auto dx = moe.backward(result, random_tensor({4, kDim}, 43));
+  auto dx = moe.backward(result, HostTensor::normal({4, kDim}, 43));
   EXPECT_EQ(dx.shape, x.shape);
   for (std::uint32_t j = 0; j < 3; ++j) {
     EXPECT_EQ(healthy.expert("ffn.0." + std::to_string(j))->update_count(), 1u);
@@ -306,7 +299,8 @@ TEST(ExpertServer, CheckpointsOnStopAndResumesOnStart) {
     server.start();
     auto& client = swarm.add_node();
     RemoteExpert remote(client, {"ffn.0.0", server.node().local_address()});
-    remote.backward(random_tensor({3, kDim}, 1), random_tensor({3, kDim}, 2), nullptr, 5s).get();
+    remote.backward(HostTensor::normal({3, kDim}, 1), HostTensor::normal({3, kDim}, 2), nullptr, 5s)
+        .get();
     server.stop();
     EXPECT_EQ(server.stats().checkpoints, 1u);
     trained = server.expert("ffn.0.0")->state().parameters;

@@ -15,14 +15,6 @@ using namespace apiary::experts;
 
 namespace {
 
-HostTensor random_tensor(std::vector<std::size_t> shape, std::uint64_t seed, float scale = 1.0f) {
-  auto t = HostTensor::zeros(std::move(shape));
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  for (auto& v : t.values) v = dist(rng);
-  return t;
-}
-
 double dot(const HostTensor& a, const HostTensor& b) {
   double s = 0.0;
   for (std::size_t i = 0; i < a.values.size(); ++i) s += double(a.values[i]) * b.values[i];
@@ -37,8 +29,8 @@ std::unique_ptr<FfnExpert> small_ffn(std::uint64_t seed = 1) {
 
 TEST(FfnExpert, GradientsMatchFiniteDifferences) {
   auto ffn = small_ffn();
-  auto x = random_tensor({4, 5}, 2);
-  auto r = random_tensor({4, 3}, 3);  // loss = Σ y ⊙ r
+  auto x = HostTensor::normal({4, 5}, 2);
+  auto r = HostTensor::normal({4, 3}, 3);  // loss = Σ y ⊙ r
   auto dx = ffn->backward(x, r);
   std::vector<float> grads(ffn->gradients().begin(), ffn->gradients().end());
   const float eps = 1e-2f;
@@ -88,8 +80,8 @@ TEST(ExpertBackend, BackwardTakesAnOptimizerStepThatLowersTheLoss) {
   options.optimizer.kind = ExpertOptimizerConfig::Kind::sgd;
   options.optimizer.sgd.lr = 0.05f;
   ExpertBackend backend("ffn.1.2", small_ffn(), options);
-  auto x = random_tensor({16, 5}, 4);
-  auto target = random_tensor({16, 3}, 5, 0.5f);
+  auto x = HostTensor::normal({16, 5}, 4);
+  auto target = HostTensor::normal({16, 3}, 5, 0.5f);
   auto loss = [&] {
     auto y = backend.forward(x);
     double l = 0.0;
@@ -113,7 +105,7 @@ TEST(ExpertBackend, NoOptimizerLeavesWeightsAlone) {
   options.optimizer.kind = ExpertOptimizerConfig::Kind::none;
   ExpertBackend backend("ffn.0.1", small_ffn(), options);
   auto before = backend.state().parameters;
-  backend.backward(random_tensor({3, 5}, 6), random_tensor({3, 3}, 7));
+  backend.backward(HostTensor::normal({3, 5}, 6), HostTensor::normal({3, 3}, 7));
   EXPECT_EQ(backend.state().parameters, before);
 }
 
@@ -121,7 +113,7 @@ TEST(ExpertCheckpoint, RoundTripsAndDetectsCorruption) {
   auto dir = std::filesystem::path(::testing::TempDir()) / "apiary-expert-ckpt";
   std::filesystem::remove_all(dir);
   ExpertBackend a("ffn.2.3", small_ffn(11));
-  a.backward(random_tensor({4, 5}, 8), random_tensor({4, 3}, 9));  // adam state non-zero
+  a.backward(HostTensor::normal({4, 5}, 8), HostTensor::normal({4, 3}, 9));  // adam state non-zero
   save_checkpoint(dir, a);
   ExpertBackend b("ffn.2.3", small_ffn(12));
   ASSERT_TRUE(load_checkpoint(dir, b));

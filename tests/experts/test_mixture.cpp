@@ -1,7 +1,7 @@
 #include "core/error.hpp"
 #include "experts/ffn_expert.hpp"
 #include "experts/mixture.hpp"
-#include "fake_directory.hpp"
+#include "local_grid.hpp"
 
 #include <gtest/gtest.h>
 
@@ -15,14 +15,6 @@ using apiary::experts::testing::FakeDirectory;
 namespace {
 
 constexpr std::size_t kIn = 4, kOut = 3;
-
-HostTensor random_tensor(std::vector<std::size_t> shape, std::uint64_t seed) {
-  auto t = HostTensor::zeros(std::move(shape));
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  for (auto& v : t.values) v = dist(rng);
-  return t;
-}
 
 double dot(const HostTensor& a, const HostTensor& b) {
   double s = 0.0;
@@ -54,24 +46,13 @@ class DeadExpert : public ExpertHandle {
 // A 2×3 grid of small FFN experts that do not update themselves (so the
 // function being differentiated stays fixed).
 struct Swarm {
-  FakeDirectory directory;
+  FakeDirectory directory;  // before handles: fixed_ffn_grid declares into it
   std::map<std::string, ExpertHandlePtr> handles;
   std::set<std::string> dead;
 
-  Swarm() {
-    std::uint64_t seed = 100;
-    for (std::uint32_t i = 0; i < 2; ++i) {
-      for (std::uint32_t j = 0; j < 3; ++j) {
-        auto uid = "ffn." + std::to_string(i) + "." + std::to_string(j);
-        directory.declare(uid);
-        BackendOptions options;
-        options.optimizer.kind = ExpertOptimizerConfig::Kind::none;
-        auto backend = std::make_shared<ExpertBackend>(
-            uid, std::make_unique<FfnExpert>(FfnConfig{kIn, 5, kOut, seed++}), options);
-        handles[uid] = std::make_shared<LocalExpert>(backend);
-      }
-    }
-  }
+  Swarm()
+      : handles(apiary::experts::testing::fixed_ffn_grid(directory, 2, 3,
+                                                         FfnConfig{kIn, 5, kOut, 100})) {}
   ExpertResolver resolver() {
     return [this](const ExpertInfo& info) -> ExpertHandlePtr {
       if (dead.count(info.uid)) return std::make_shared<DeadExpert>(info.uid);
@@ -93,8 +74,8 @@ MoeConfig config(GatingMode mode, std::size_t k_best) {
 }
 
 void gradient_check(MixtureOfExperts& moe, float balance_weight) {
-  auto x = random_tensor({5, kIn}, 21);
-  auto r = random_tensor({5, kOut}, 22);
+  auto x = HostTensor::normal({5, kIn}, 21);
+  auto r = HostTensor::normal({5, kOut}, 22);
   auto loss = [&](const HostTensor& input) {
     auto f = moe.forward(input);
     return dot(f.output, r) + balance_weight * double(f.balancing_loss);
@@ -144,7 +125,7 @@ TEST(MixtureOfExperts, SoftmaxGradientCheckTopTwo) {
 TEST(MixtureOfExperts, SwitchGradientCheckWithBalancingLoss) {
   Swarm swarm;
   MixtureOfExperts moe(config(GatingMode::switch_top1, 1), swarm.directory, swarm.resolver());
-  auto f = moe.forward(random_tensor({8, kIn}, 5));
+  auto f = moe.forward(HostTensor::normal({8, kIn}, 5));
   EXPECT_GT(f.balancing_loss, 0.0f);
   for (auto n : f.answered) EXPECT_EQ(n, 1u);
   gradient_check(moe, 0.7f);
@@ -153,7 +134,7 @@ TEST(MixtureOfExperts, SwitchGradientCheckWithBalancingLoss) {
 TEST(MixtureOfExperts, OutputIsTheSoftmaxMixOfTheChosenExperts) {
   Swarm swarm;
   MixtureOfExperts moe(config(GatingMode::softmax_top_k, 6), swarm.directory, swarm.resolver());
-  auto x = random_tensor({1, kIn}, 3);
+  auto x = HostTensor::normal({1, kIn}, 3);
   auto f = moe.forward(x);
   // Recompute by hand from the gate and every expert.
   auto gate = moe.gate_parameters();
@@ -183,11 +164,11 @@ TEST(MixtureOfExperts, FailedExpertsAreMaskedAndKMinEnforced) {
   auto cfg = config(GatingMode::softmax_top_k, 6);
   cfg.k_min = 2;
   MixtureOfExperts moe(cfg, swarm.directory, swarm.resolver());
-  auto x = random_tensor({3, kIn}, 8);
+  auto x = HostTensor::normal({3, kIn}, 8);
   auto f = moe.forward(x);
   EXPECT_EQ(f.answered, (std::vector<std::size_t>{2, 2, 2}));
   // Gradients still flow, through the gate and the two live experts.
-  auto dx = moe.backward(f, random_tensor({3, kOut}, 9));
+  auto dx = moe.backward(f, HostTensor::normal({3, kOut}, 9));
   double norm = 0.0;
   for (float v : dx.values) norm += v * v;
   EXPECT_GT(norm, 0.0);
@@ -232,7 +213,7 @@ TEST(MixtureOfExperts, RowsWhoseExpertsAllFailRetryTheNextBest) {
   // Make row 0 of the grid (all dead) the clear favourite of every input.
   auto gate = moe.gate_parameters();
   gate[kIn * 5 + 0] = 50.0f;
-  auto x = random_tensor({4, kIn}, 12);
+  auto x = HostTensor::normal({4, kIn}, 12);
   auto f = moe.forward(x);
   EXPECT_EQ(f.answered, (std::vector<std::size_t>(4, 2)));  // both from the retry
   const int first_calls = dead_calls();
@@ -242,6 +223,6 @@ TEST(MixtureOfExperts, RowsWhoseExpertsAllFailRetryTheNextBest) {
   auto again = moe.forward(x);
   EXPECT_EQ(again.answered, (std::vector<std::size_t>(4, 2)));
   EXPECT_EQ(dead_calls(), first_calls);
-  auto dx = moe.backward(again, random_tensor({4, kOut}, 13));
+  auto dx = moe.backward(again, HostTensor::normal({4, kOut}, 13));
   EXPECT_EQ(dx.shape, x.shape);
 }

@@ -1,3 +1,4 @@
+#include "optimizer/model_factory.hpp"
 #include "optimizer/run_config.hpp"
 
 #include "core/error.hpp"
@@ -54,4 +55,65 @@ TEST(RunConfig, ClearErrorsNameTheField) {
   EXPECT_NE(error_of(R"({"run": "x", "compression": {"gradients": "4bit"}})")
                 .find("compression.gradients"),
             std::string::npos);
+}
+
+TEST(RunConfig, MoeModelParsesValidatesAndRoundTrips) {
+  auto c = RunConfig::parse_json(R"({
+    "run": "moe", "model": {"type": "moe-mlp", "hidden": [64],
+      "moe": {"expert_prefix": "expert", "grid": [2, 8], "expert_inner": 96, "k_best": 3,
+              "k_min": 2, "gating": "switch_top1", "forward_timeout": 4.5,
+              "timeout_after_k_min": 0.25, "balancing_loss_weight": 0.1}}})");
+  const auto& moe = c.model.moe;
+  EXPECT_EQ(moe.expert_prefix, "expert");
+  EXPECT_EQ(moe.grid, (std::vector<std::uint32_t>{2, 8}));
+  EXPECT_EQ(moe.expert_inner, 96u);
+  EXPECT_EQ(moe.k_best, 3u);
+  EXPECT_EQ(moe.k_min, 2u);
+  EXPECT_EQ(moe.backward_k_min, 1u);  // default
+  EXPECT_EQ(moe.gating, "switch_top1");
+  EXPECT_DOUBLE_EQ(moe.forward_timeout, 4.5);
+  EXPECT_DOUBLE_EQ(moe.timeout_after_k_min, 0.25);
+  auto again = RunConfig::parse_json(c.to_json());
+  EXPECT_EQ(again.to_json(), c.to_json());
+  EXPECT_EQ(again.model.moe.grid, moe.grid);
+  EXPECT_NE(c.to_json().find("\"moe\""), std::string::npos);
+  // A plain MLP's canonical text has no moe section (its signature is unchanged).
+  EXPECT_EQ(RunConfig::parse_json(R"({"run": "x"})").to_json().find("moe"), std::string::npos);
+}
+
+TEST(RunConfig, MoeErrorsNameTheField) {
+  auto moe = [](const std::string& fields) {
+    return error_of(R"({"run": "x", "model": {"type": "moe-mlp", "moe": {)" + fields + "}}}");
+  };
+  EXPECT_NE(error_of(R"({"run": "x", "model": {"moe": {}}})").find("only for model.type moe-mlp"),
+            std::string::npos);
+  EXPECT_NE(moe(R"("kbest": 2)").find("unknown field model.moe.kbest"), std::string::npos);
+  EXPECT_NE(moe(R"("grid": [])").find("model.moe.grid"), std::string::npos);
+  EXPECT_NE(moe(R"("grid": [4, 0])").find("model.moe.grid"), std::string::npos);
+  EXPECT_NE(moe(R"("grid": [2, 2], "k_best": 5)").find("model.moe.k_best"), std::string::npos);
+  EXPECT_NE(moe(R"("k_best": 2, "k_min": 3)").find("model.moe.k_min"), std::string::npos);
+  EXPECT_NE(moe(R"("gating": "top2")").find("model.moe.gating"), std::string::npos);
+  EXPECT_NE(moe(R"("expert_prefix": "ffn.3")").find("model.moe.expert_prefix"), std::string::npos);
+  EXPECT_NE(moe(R"("forward_timeout": 0)").find("forward_timeout"), std::string::npos);
+  EXPECT_NE(moe(R"("forward_timeout": 1, "timeout_after_k_min": 2)").find("timeout_after_k_min"),
+            std::string::npos);
+  EXPECT_NE(moe(R"("k_min": -1)").find("model.moe.k_min has the wrong type"), std::string::npos);
+}
+
+TEST(ModelFactory, BuildsTheMlpAndRefusesAnMoeModelWithoutADht) {
+  auto mlp = build_model(RunConfig::parse_json(R"({"run": "x"})").model, 784, 10);
+  EXPECT_EQ(mlp->describe(), "mlp 784-256-128-10");
+  EXPECT_EQ(mlp->parameters().total_size(), 784u * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10);
+  auto moe = RunConfig::parse_json(
+      R"({"run": "x", "model": {"type": "moe-mlp", "hidden": [64], "moe": {"grid": [2, 4]}}})");
+  EXPECT_TRUE(needs_expert_dht(moe.model));
+  try {
+    build_model(moe.model, 784, 10, nullptr);
+    FAIL() << "a moe-mlp model was built without a DHT";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::invalid_argument);
+    const std::string what = e.what();
+    EXPECT_NE(what.find("--peers"), std::string::npos) << what;
+    EXPECT_NE(what.find("--experts 'ffn.[0:2].[0:4]' --hidden 64"), std::string::npos) << what;
+  }
 }
