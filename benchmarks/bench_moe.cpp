@@ -11,7 +11,9 @@
 //     over the same forward in-process (batch `--local-batch`).
 //
 //   bench_moe [--hidden 1024] [--batch 2048] [--experts 16] [--clients 4]
-//             [--batches N] [--iterations N] [--quick] [--json]
+//             [--batches N] [--iterations N] [--device cpu|cuda] [--quick] [--json]
+// --device cuda computes the server's experts (and the in-process reference)
+// on the GPU; it exits with code 2 and the driver's reason where there is none.
 #include "core/identity.hpp"
 #include "core/rpc.hpp"
 #include "core/tcp_transport.hpp"
@@ -20,6 +22,7 @@
 #include "experts/ffn_expert.hpp"
 #include "experts/mixture.hpp"
 #include "experts/remote_expert.hpp"
+#include "kernels/device.hpp"
 
 #include <CLI/CLI.hpp>
 #include <asio/executor_work_guard.hpp>
@@ -144,7 +147,11 @@ int main(int argc, char** argv) {
   std::size_t hidden = 1024, batch = 2048, num_experts = 16, clients = 4, batches = 0,
               iterations = 20, client_batch = 32, local_batch = 256;
   bool quick = false, json = false;
+  std::string device_name = "cpu";
   app.add_option("--hidden", hidden, "expert width")->capture_default_str();
+  app.add_option("--device", device_name, "where the experts compute")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--batch", batch, "rows per throughput request")->capture_default_str();
   app.add_option("--experts", num_experts, "experts on the server (a 4×N/4 grid)")
       ->capture_default_str()
@@ -168,6 +175,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (batches == 0) batches = std::max<std::size_t>(1, num_experts / clients);
+  const auto device = device_name == "cuda" ? kernels::Device::cuda : kernels::Device::cpu;
+  if (device == kernels::Device::cuda && !kernels::cuda_available()) {
+    std::fprintf(stderr, "bench_moe: --device cuda: %s\n", kernels::cuda_status().c_str());
+    return 2;
+  }
 
   NetNode server_net, client_net;
   ExpertServerOptions server_options;
@@ -182,7 +194,8 @@ int main(int argc, char** argv) {
                std::to_string(i % (num_experts / 4));
     uids.push_back(uid);
     server.add_expert(std::make_shared<ExpertBackend>(
-        uid, std::make_unique<FfnExpert>(FfnConfig::for_hidden(hidden, i)), backend_options));
+        uid, std::make_unique<FfnExpert>(FfnConfig::for_hidden(hidden, i), device),
+        backend_options));
   }
   server.start();
   server_net.start();
@@ -229,7 +242,8 @@ int main(int argc, char** argv) {
   }
 
   // Remote vs in-process, same expert size and batch.
-  ExpertBackend local("ffn.local.0", std::make_unique<FfnExpert>(FfnConfig::for_hidden(hidden, 5)));
+  ExpertBackend local("ffn.local.0",
+                      std::make_unique<FfnExpert>(FfnConfig::for_hidden(hidden, 5), device));
   RemoteExpert remote(client_net.node(), {uids[0], address});
   auto x = HostTensor::normal({local_batch, hidden}, 3);
   std::vector<double> local_ms, remote_ms;
@@ -246,7 +260,8 @@ int main(int argc, char** argv) {
   server.stop();
 
   if (json) {
-    nlohmann::json out{{"hidden", hidden},
+    nlohmann::json out{{"device", device_name},
+                       {"hidden", hidden},
                        {"batch", batch},
                        {"experts", num_experts},
                        {"clients", clients},
@@ -263,8 +278,8 @@ int main(int argc, char** argv) {
                        {"remote_over_local", ratio}};
     std::printf("%s\n", out.dump().c_str());
   } else {
-    std::printf("bench_moe: %zu FFN experts (%zu → %zu → %zu), TCP loopback, fp16 on the wire\n",
-                num_experts, hidden, 4 * hidden, hidden);
+    std::printf("bench_moe: %zu FFN experts (%zu → %zu → %zu) on %s, TCP loopback, fp16 wire\n",
+                num_experts, hidden, 4 * hidden, hidden, device_name.c_str());
     std::printf("%-44s %12.0f samples/s\n", "server forward (batch rows)", fwd);
     std::printf("%-44s %12.0f samples/s\n", "server forward+backward+Adam", fwdbwd);
     for (auto& [name, v] : latency.items()) {
