@@ -172,6 +172,7 @@ struct Matchmaker::State {
     GroupInfo group;  // leader first, then followers in join order
   };
   std::optional<Leading> leading;
+  std::string deciding_key;  // declared under it, not yet decided whether to lead
   std::string following_key;
   std::optional<PeerAddress> following;
   Signal changed;
@@ -182,6 +183,11 @@ namespace {
 asio::awaitable<Bytes> handle_join(std::shared_ptr<Matchmaker::State> state,
                                    rpc::RequestContext context, Bytes request_bytes) {
   const JoinRequest request = decode_join(request_bytes);
+  // A joiner may see this peer's declaration before this peer has listed the
+  // others and decided to lead: wait for the decision rather than refuse.
+  const auto decide_by = Clock::now() + std::chrono::seconds(2);
+  while (state->deciding_key == request.group_key && Clock::now() < decide_by)
+    co_await state->changed.wait_until(decide_by);
   auto& leading = state->leading;
   if (!leading || leading->group_key != request.group_key) {
     std::optional<PeerAddress> hint;
@@ -252,6 +258,17 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
   state_->leading.reset();
   state_->following.reset();
   state_->following_key.clear();
+  state_->deciding_key = options_.client_mode ? std::string() : key;
+  // Ends the deciding phase: at the decision, or however find_group leaves.
+  struct Decision {
+    State& state;
+    void made() {
+      if (state.deciding_key.empty()) return;
+      state.deciding_key.clear();
+      state.changed.notify_all();
+    }
+    ~Decision() { made(); }
+  } decision{*state_};
 
   if (!options_.client_mode) {
     // (named locals, not temporaries, in co_await expressions: GCC 12 miscompiles those)
@@ -289,6 +306,7 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
     leading.group.schema_hash = schema_hash;
     leading.group.members.push_back({self, weight, options_.bandwidth, options_.auxiliary});
     state_->leading = std::move(leading);
+    decision.made();
     const auto stop = std::min(deadline, steady_from_system(expires));
     while (state_->leading->group.members.size() < options_.target_group_size &&
            Clock::now() < stop)
@@ -308,6 +326,7 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
   // Follow: join the earliest declaration, following not_a_leader hints.
   PeerAddress leader = earliest->address;
   state_->following_key = key;
+  decision.made();
   for (int attempt = 0; attempt < 4 && Clock::now() < deadline; ++attempt) {
     state_->following = leader;
     JoinRequest request{key, schema_hash, options_.bandwidth, options_.client_mode,

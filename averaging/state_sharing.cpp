@@ -100,6 +100,24 @@ struct StateDonor::State {
   Bytes meta;  // encoded once per publish
   std::size_t chunk_elements = 0;
   std::size_t served = 0;
+  std::function<std::optional<StateSnapshot>()> provider;  // serve_on_demand()
+  std::chrono::milliseconds busy_window{0};
+  Clock::time_point last_request{};  // of any meta or chunk request
+  bool has_snapshot = false;
+
+  void publish(StateSnapshot snapshot);
+  // On demand: a fresh snapshot unless a download may be using the current one.
+  void refresh() {
+    if (!provider) return;
+    const auto now = Clock::now();
+    const bool busy = has_snapshot && now - last_request < busy_window;
+    last_request = now;
+    if (busy) return;
+    auto fresh = provider();
+    if (!fresh) throw Error(Errc::not_found, "no state to serve");
+    publish(std::move(*fresh));
+    has_snapshot = true;
+  }
 };
 
 StateDonor::StateDonor(rpc::RpcNode& node, std::size_t chunk_elements)
@@ -110,6 +128,7 @@ StateDonor::StateDonor(rpc::RpcNode& node, std::size_t chunk_elements)
   publish({});
   node_.add_method(std::string(kMetaMethod),
                    [state = state_](const rpc::RequestContext&, Bytes) -> asio::awaitable<Bytes> {
+                     state->refresh();
                      co_return state->meta;
                    });
   node_.add_method(
@@ -120,6 +139,7 @@ StateDonor::StateDonor(rpc::RpcNode& node, std::size_t chunk_elements)
         r.expect_end();
         if (index >= state->table.size()) throw Error(Errc::not_found, "no such state chunk");
         const ChunkRef& c = state->table[index];
+        state->last_request = Clock::now();
         const auto values =
             std::span<const float>(state->snapshot.tensors[c.tensor]).subspan(c.offset, c.count);
         ++state->served;
@@ -129,9 +149,21 @@ StateDonor::StateDonor(rpc::RpcNode& node, std::size_t chunk_elements)
 }
 
 void StateDonor::publish(StateSnapshot snapshot) {
+  state_->publish(std::move(snapshot));
+}
+
+void StateDonor::serve_on_demand(std::function<std::optional<StateSnapshot>()> provider,
+                                 std::chrono::milliseconds busy_window) {
+  state_->provider = std::move(provider);
+  state_->busy_window = busy_window;
+  state_->has_snapshot = false;
+  if (!state_->provider) state_->publish({});  // nothing is served until the next publish()
+}
+
+void StateDonor::State::publish(StateSnapshot snapshot) {
   std::vector<std::size_t> sizes;
   for (const auto& t : snapshot.tensors) sizes.push_back(t.size());
-  auto table = chunk_table(sizes, state_->chunk_elements);
+  auto table = chunk_table(sizes, chunk_elements);
   Bytes meta;
   wire::Writer w(meta);
   w.u8(kStateVersion);
@@ -139,7 +171,7 @@ void StateDonor::publish(StateSnapshot snapshot) {
   w.bytes(snapshot.metadata);
   w.u32(static_cast<std::uint32_t>(sizes.size()));
   for (std::size_t s : sizes) w.u64(s);
-  w.u64(state_->chunk_elements);
+  w.u64(chunk_elements);
   w.u32(static_cast<std::uint32_t>(table.size()));
   for (const auto& c : table) {
     const auto values =
@@ -147,9 +179,9 @@ void StateDonor::publish(StateSnapshot snapshot) {
     const Hash256 h = hash256(bytes_of(values));
     w.raw(h.data(), h.size());
   }
-  state_->snapshot = std::move(snapshot);
-  state_->table = std::move(table);
-  state_->meta = std::move(meta);
+  this->snapshot = std::move(snapshot);
+  this->table = std::move(table);
+  this->meta = std::move(meta);
 }
 
 asio::awaitable<bool> StateDonor::announce(GroupKeyStore& store, const std::string& prefix,

@@ -19,7 +19,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +39,14 @@ class StateDonor {
   StateDonor(rpc::RpcNode& node, std::size_t chunk_elements = 1u << 18);
   // Replaces the snapshot served (hashes are computed here, on the caller's thread).
   void publish(StateSnapshot snapshot);
+  // Serves snapshots taken on demand instead (call on the node's thread): a
+  // metadata request takes a fresh one from `provider` on the node's thread
+  // (nullopt: nothing to serve, the request fails) — unless a download may
+  // still be fetching chunks of the current one (a request was served in the
+  // last `busy_window`), so a joiner never gets chunks newer than its hashes.
+  // An empty provider stops serving (until the next publish()).
+  void serve_on_demand(std::function<std::optional<StateSnapshot>()> provider,
+                       std::chrono::milliseconds busy_window = std::chrono::milliseconds(250));
   // Declares this donor under "<prefix>/state" until `expiration` (system seconds).
   asio::awaitable<bool> announce(GroupKeyStore& store, const std::string& prefix,
                                  double expiration);

@@ -2,10 +2,13 @@
 
 #include "averaging/averager.hpp"
 #include "averaging/butterfly.hpp"
+#include "averaging/group_key_store.hpp"
+#include "averaging/matchmaker.hpp"
+#include "averaging/state_sharing.hpp"
+#include "core/codec.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "dht/validator.hpp"
-#include "optimizer/state_sharing.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -19,15 +22,93 @@ namespace apiary::optimizer {
 using namespace std::chrono_literals;
 
 namespace {
+
 constexpr double kPublishPeriodSeconds = 1.0;
+constexpr double kDonorTtlSeconds = 60.0;
+
+// The optimizer's counters travel in the state's metadata: [optimizer_steps].
+Bytes encode_state_metadata(const StateSnapshot& state) {
+  codec::Writer w;
+  w.array(1).uint(state.optimizer_steps);
+  return w.take();
+}
+
+std::uint64_t decode_optimizer_steps(ByteSpan metadata) {
+  auto doc = codec::parse(metadata);
+  auto a = doc.root().array("state.metadata", 1, 1);
+  return a.next().uint("state.optimizer_steps");
+}
+
 }  // namespace
+
+GroupSourceFactory matchmaking_groups(const AveragingConfig& averaging, bool client_mode) {
+  averaging::MatchmakingOptions base;
+  base.matchmaking_time =
+      std::chrono::milliseconds(static_cast<long>(averaging.matchmaking_time * 1000));
+  // Long enough for declarations stored at about the same time to be seen.
+  base.settle_time = std::clamp(base.matchmaking_time / 10, std::chrono::milliseconds(50),
+                                std::chrono::milliseconds(200));
+  base.min_group_size = std::max<std::size_t>(2, averaging.min_group_size);
+  base.target_group_size = std::max<std::size_t>(base.min_group_size, averaging.target_group_size);
+  base.client_mode = client_mode;
+  return [base](dht::DhtNode& node, const std::string& group_key,
+                std::size_t expected) -> std::unique_ptr<averaging::GroupSource> {
+    auto options = base;
+    options.prefix = group_key;
+    // Start as soon as everyone expected is in (no later than the matchmaking time).
+    options.target_group_size =
+        std::clamp(expected, options.min_group_size, base.target_group_size);
+    return std::make_unique<averaging::Matchmaker>(
+        node.rpc(), std::make_shared<averaging::DhtGroupKeyStore>(node.shared_from_this()),
+        options);
+  };
+}
+
+asio::awaitable<std::optional<StateSnapshot>> download_run_state(
+    dht::DhtNode& node, std::string run, std::uint64_t min_epoch,
+    std::vector<std::size_t> expected_sizes, std::chrono::milliseconds timeout) {
+  averaging::DhtGroupKeyStore donors(node.shared_from_this());
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  averaging::StateSnapshot downloaded;
+  averaging::DownloadStats stats;
+  try {
+    downloaded = co_await averaging::download_state(node.rpc(), donors, run, deadline, &stats);
+  } catch (const std::exception& e) {
+    log::info("state download: {}", e.what());
+    co_return std::nullopt;
+  }
+  if (downloaded.epoch < min_epoch) {
+    log::info("state download: the newest donors are at epoch {}, older than {}", downloaded.epoch,
+              min_epoch);
+    co_return std::nullopt;
+  }
+  StateSnapshot state;
+  state.epoch = downloaded.epoch;
+  try {
+    state.optimizer_steps = decode_optimizer_steps(downloaded.metadata);
+  } catch (const Error& e) {
+    log::warn("state download: bad metadata ({})", e.what());
+    co_return std::nullopt;
+  }
+  std::vector<std::size_t> sizes;
+  for (const auto& t : downloaded.tensors) sizes.push_back(t.size());
+  if (!expected_sizes.empty() && sizes != expected_sizes) {
+    log::warn("state download: the donors' tensor sizes do not match this model");
+    co_return std::nullopt;
+  }
+  log::debug("state of epoch {} downloaded from {} donor(s), {} chunks, {} retried", state.epoch,
+             stats.donors_used, stats.chunks, stats.retries);
+  state.tensors = std::move(downloaded.tensors);
+  co_return state;
+}
 
 struct NetworkSwarm::Impl {
   NetworkSwarmOptions options;
   dht::DhtNode* node = nullptr;  // owned by the runner; used on its thread only
   std::unique_ptr<ProgressTracker> tracker;
   std::unique_ptr<averaging::AllReduceService> allreduce;
-  std::unique_ptr<StateServer> state_server;
+  std::unique_ptr<averaging::StateDonor> donor;
+  std::shared_ptr<averaging::DhtGroupKeyStore> donors;  // where donors announce themselves
 
   std::mutex mutex;  // guards what the training thread reads
   std::vector<PeerProgress> reports;
@@ -35,8 +116,35 @@ struct NetworkSwarm::Impl {
   bool have_local = false;
   std::uint64_t published_epoch = 0;
   double published_time = 0;
+  // The optimizer's state, taken on demand. Its own mutex: a donor holds it
+  // while a snapshot is taken on the network thread, and serve_state({})
+  // waits for that, so the optimizer may be destroyed as soon as it returns.
+  std::mutex snapshot_mutex;
   std::function<StateSnapshot()> snapshot;
   std::atomic<bool> stopping{false};
+
+  std::optional<averaging::StateSnapshot> take_snapshot() {
+    std::lock_guard lock(snapshot_mutex);
+    if (!snapshot) return std::nullopt;
+    StateSnapshot s = snapshot();
+    averaging::StateSnapshot out;
+    out.epoch = s.epoch;
+    out.metadata = encode_state_metadata(s);
+    out.tensors = std::move(s.tensors);
+    return out;
+  }
+
+  bool serving() {
+    std::lock_guard lock(snapshot_mutex);
+    return static_cast<bool>(snapshot);
+  }
+
+  asio::awaitable<void> announce_donor() {
+    if (!donor || !donors) co_return;
+    const double expiration = dht::system_dht_time() + kDonorTtlSeconds;
+    const bool stored = co_await donor->announce(*donors, options.run, expiration);
+    if (!stored) log::debug("donor announcement not stored");
+  }
 
   std::vector<PeerProgress> reports_with_local() {
     std::lock_guard lock(mutex);
@@ -84,15 +192,9 @@ struct NetworkSwarm::Impl {
   asio::awaitable<void> donor_loop() {
     asio::steady_timer timer(co_await asio::this_coro::executor);
     while (!stopping) {
-      if (state_server->serving()) {
-        std::uint64_t epoch = 0;
-        {
-          std::lock_guard lock(mutex);
-          epoch = local.epoch;
-        }
+      if (serving()) {
         try {
-          co_await state_server->announce(*node, options.identity.public_key(), options.run, epoch,
-                                          60.0);
+          co_await announce_donor();
         } catch (const std::exception& e) {
           log::debug("donor announcement failed: {}", e.what());
         }
@@ -106,7 +208,7 @@ struct NetworkSwarm::Impl {
 NetworkSwarm::NetworkSwarm(NetworkSwarmOptions options) : impl_(std::make_shared<Impl>()) {
   impl_->options = std::move(options);
   auto& o = impl_->options;
-  if (!o.groups) throw Error(Errc::invalid_argument, "network swarm: no group source configured");
+  if (!o.groups) o.groups = matchmaking_groups(o.averaging, o.client_mode);
   dht::DhtOptions dht_options;
   dht_options.client_mode = o.client_mode;
   dht_options.validator = std::make_shared<dht::OwnerSignatureValidator>(o.identity);
@@ -126,7 +228,8 @@ NetworkSwarm::NetworkSwarm(NetworkSwarmOptions options) : impl_(std::make_shared
             node.shared_from_this(), impl->options.identity.public_key(), impl->options.run,
             impl->options.target_batch_size);
         impl->allreduce = std::make_unique<averaging::AllReduceService>(node.rpc());
-        impl->state_server = std::make_unique<StateServer>(node.rpc());
+        impl->donor = std::make_unique<averaging::StateDonor>(node.rpc());
+        impl->donors = std::make_shared<averaging::DhtGroupKeyStore>(node.shared_from_this());
         auto executor = co_await asio::this_coro::executor;
         asio::co_spawn(executor, impl->refresh_loop(), asio::detached);
         if (!impl->options.client_mode)
@@ -141,7 +244,8 @@ NetworkSwarm::~NetworkSwarm() {
   // Tear down on the network thread, then stop it.
   runner_
       ->run([impl = impl_](dht::DhtNode&) -> asio::awaitable<void> {
-        impl->state_server.reset();
+        impl->donor.reset();
+        impl->donors.reset();
         impl->allreduce.reset();
         impl->tracker.reset();
         co_return;
@@ -241,17 +345,16 @@ std::optional<StateSnapshot> NetworkSwarm::download_state(std::uint64_t min_epoc
                                                           std::chrono::duration<double> timeout) {
   std::vector<std::size_t> sizes;
   {
-    std::lock_guard lock(impl_->mutex);
+    std::lock_guard lock(impl_->snapshot_mutex);
     if (impl_->snapshot) {
       for (const auto& t : impl_->snapshot().tensors) sizes.push_back(t.size());
     }
   }
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
   try {
     return runner_
         ->run([impl = impl_, min_epoch, sizes, ms](dht::DhtNode& node) {
-          return optimizer::download_state(node, node.rpc(), impl->options.run, min_epoch, sizes,
-                                           ms);
+          return download_run_state(node, impl->options.run, min_epoch, sizes, ms);
         })
         .get();
   } catch (const std::exception& e) {
@@ -261,23 +364,23 @@ std::optional<StateSnapshot> NetworkSwarm::download_state(std::uint64_t min_epoc
 }
 
 void NetworkSwarm::serve_state(std::function<StateSnapshot()> snapshot) {
+  const bool serving = static_cast<bool>(snapshot);
   {
-    std::lock_guard lock(impl_->mutex);
-    impl_->snapshot = snapshot;
+    std::lock_guard lock(impl_->snapshot_mutex);
+    impl_->snapshot = std::move(snapshot);
   }
-  (void)runner_->run([impl = impl_, snapshot](dht::DhtNode&) -> asio::awaitable<void> {
-    if (!impl->state_server) co_return;
-    impl->state_server->set_snapshot(snapshot);
-    // Announce at once: a joiner may be looking for donors right now.
-    if (snapshot && !impl->options.client_mode && impl->node) {
-      std::uint64_t epoch = 0;
-      {
-        std::lock_guard lock(impl->mutex);
-        epoch = impl->local.epoch;
-      }
-      co_await impl->state_server->announce(*impl->node, impl->options.identity.public_key(),
-                                            impl->options.run, epoch, 60.0);
+  (void)runner_->run([impl = impl_, serving](dht::DhtNode&) -> asio::awaitable<void> {
+    if (!impl->donor) co_return;
+    if (!serving) {
+      impl->donor->serve_on_demand({});
+      co_return;
     }
+    impl->donor->serve_on_demand([weak = std::weak_ptr<Impl>(impl)] {
+      auto alive = weak.lock();
+      return alive ? alive->take_snapshot() : std::nullopt;
+    });
+    // Announce at once: a joiner may be looking for donors right now.
+    if (!impl->options.client_mode) co_await impl->announce_donor();
   });
 }
 

@@ -1,9 +1,11 @@
 #pragma once
 // NetworkSwarm: SwarmServices over the real network — a DHT node on its own
 // thread (dht::DhtRunner over the encrypted TCP transport), the progress
-// tracker refreshed in the background, averaging groups found through the
-// DHT and averaged with the butterfly all-reduce, and state sharing for
-// late joiners.
+// tracker refreshed in the background, averaging groups found through the DHT
+// (averaging::Matchmaker) and averaged with the butterfly all-reduce, and state
+// sharing for late joiners (averaging::StateDonor / download_state: snapshots
+// taken on demand, downloaded from several donors at once, hash-verified).
+// One averaging round at a time per swarm (the optimizer's rounds are sequential).
 // Errors: the constructor throws apiary::Error when the DHT cannot bootstrap;
 // network failures later come back as outcomes (see swarm_services.hpp).
 #include "averaging/group_source.hpp"
@@ -34,11 +36,28 @@ struct NetworkSwarmOptions {
   Bytes token;
   std::function<bool(const PublicKey&, ByteSpan)> admit;
   // How a round finds its group: given the DHT node, the round's group key and
-  // the number of live peers the progress tracker sees (optimizer/groups.hpp).
+  // the number of live peers the progress tracker sees. Empty:
+  // matchmaking_groups(averaging, client_mode).
   std::function<std::unique_ptr<averaging::GroupSource>(dht::DhtNode&, const std::string& group_key,
                                                         std::size_t expected_peers)>
       groups;
 };
+
+using GroupSourceFactory = std::function<std::unique_ptr<averaging::GroupSource>(
+    dht::DhtNode&, const std::string& group_key, std::size_t expected_peers)>;
+
+// DHT matchmaking (averaging::Matchmaker under "<group_key>/0") with the run's
+// group sizes and matchmaking time; the leader starts as soon as the live
+// peers it expects have joined.
+GroupSourceFactory matchmaking_groups(const AveragingConfig& averaging, bool client_mode);
+
+// The newest state of `run` with epoch ≥ min_epoch from its donors (tensor
+// sizes checked against `expected_sizes` unless empty); nullopt if none
+// delivered by `timeout`. Runs on the node's thread (the coordinator uses it
+// for checkpoints).
+asio::awaitable<std::optional<StateSnapshot>> download_run_state(
+    dht::DhtNode& node, std::string run, std::uint64_t min_epoch,
+    std::vector<std::size_t> expected_sizes, std::chrono::milliseconds timeout);
 
 class NetworkSwarm : public SwarmServices {
  public:

@@ -4,8 +4,8 @@
 // The optimizer's logic (when to average, what to do when averaging fails,
 // when to catch up) is written against this interface so it can be tested
 // with an in-memory fake (tests/optimizer) and run over the real network
-// through optimizer/swarm.hpp (DHT progress tracker, matchmaking, butterfly
-// all-reduce, state download). Every method may be called from the training
+// through optimizer/network_swarm.hpp (DHT progress tracker, matchmaking,
+// butterfly all-reduce, state download). Every method may be called from the training
 // thread; implementations hand network work to their own thread.
 // Errors: none thrown for remote failures — they come back as outcomes.
 #include "optimizer/progress_estimate.hpp"

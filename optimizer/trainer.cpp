@@ -158,6 +158,8 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
       next_status = elapsed() + options.status_period_seconds;
     }
   }
+  // With overlap: apply the round in flight, so the model holds the agreed parameters.
+  optimizer.finish_overlap();
   // The final figure is on the whole test set.
   status.test_accuracy = model->evaluate(test_full).accuracy;
   summary.best_test_accuracy = std::max(summary.best_test_accuracy, status.test_accuracy);

@@ -7,10 +7,10 @@
 #include "dht/runner.hpp"
 #include "dht/validator.hpp"
 #include "optimizer/membership.hpp"
+#include "optimizer/network_swarm.hpp"
 #include "optimizer/progress_tracker.hpp"
 #include "optimizer/run_directory.hpp"
 #include "optimizer/state_checkpoints.hpp"
-#include "optimizer/state_sharing.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/command.hpp"
 
@@ -168,8 +168,8 @@ int run_coordinator(CoordinatorOptions o) {
   auto save_checkpoint = [&](std::uint64_t min_epoch) {
     auto state = runner
                      .run([&](dht::DhtNode& node) {
-                       return optimizer::download_state(node, node.rpc(), config.run, min_epoch, {},
-                                                        std::chrono::milliseconds(20000));
+                       return optimizer::download_run_state(node, config.run, min_epoch, {},
+                                                            std::chrono::milliseconds(20000));
                      })
                      .get();
     if (!state) {

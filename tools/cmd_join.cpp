@@ -6,7 +6,6 @@
 // the current step first).
 #include "core/log.hpp"
 #include "kernels/device.hpp"
-#include "optimizer/groups.hpp"
 #include "optimizer/membership.hpp"
 #include "optimizer/network_swarm.hpp"
 #include "optimizer/run_directory.hpp"
@@ -203,7 +202,6 @@ int run_join(const JoinOptions& o) {
   swarm_options.target_batch_size = config.target_batch_size;
   swarm_options.averaging = config.averaging;
   swarm_options.compression = config.compression;
-  swarm_options.groups = optimizer::matchmaking_groups(config, identity, o.client_mode);
   auto swarm = std::make_shared<optimizer::NetworkSwarm>(swarm_options);
   if (!o.quiet) std::fprintf(stderr, "joined as %s\n", swarm->address().to_string().c_str());
 

@@ -1,0 +1,133 @@
+// NetworkSwarm over real loopback TCP, in one process: DHT matchmaking and the
+// butterfly all-reduce (averaging::Matchmaker), and on-demand state download
+// (averaging::StateDonor / download_state) as the collaborative optimizer uses them.
+#include "optimizer/network_swarm.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+using namespace apiary;
+using namespace apiary::optimizer;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::size_t kPeers = 3;
+
+struct LoopbackSwarm {
+  std::vector<std::shared_ptr<NetworkSwarm>> peers;
+
+  LoopbackSwarm() {
+    for (std::size_t i = 0; i < kPeers; ++i) {
+      NetworkSwarmOptions o;
+      o.run = "swarm-test";
+      o.target_batch_size = 1000;
+      o.averaging.matchmaking_time = 2.0;
+      if (i > 0) o.initial_peers = {peers[0]->address()};
+      peers.push_back(std::make_shared<NetworkSwarm>(o));
+    }
+  }
+
+  // Every peer reports and waits (bounded) until it sees all of them.
+  bool everyone_sees_everyone() {
+    const auto give_up = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < give_up) {
+      std::size_t seeing_all = 0;
+      for (auto& p : peers) {
+        PeerProgress progress;
+        progress.report_time = dht::system_dht_time();
+        progress.samples_per_second = 1;
+        p->report_progress(progress);
+        seeing_all += p->global_progress(0).num_peers == kPeers;
+      }
+      if (seeing_all == kPeers) return true;
+      std::this_thread::sleep_for(200ms);
+    }
+    return false;
+  }
+};
+
+StateSnapshot make_state(std::uint64_t epoch, float base) {
+  StateSnapshot s;
+  s.epoch = epoch;
+  s.optimizer_steps = epoch * 3 + 1;
+  s.tensors = {std::vector<float>(1000, base), std::vector<float>(300000, base + 1)};
+  for (std::size_t i = 0; i < s.tensors[1].size(); ++i) s.tensors[1][i] += 1e-3f * (i % 97);
+  return s;
+}
+
+}  // namespace
+
+TEST(NetworkSwarm, PeersAverageToTheWeightedMean) {
+  LoopbackSwarm swarm;
+  ASSERT_TRUE(swarm.everyone_sees_everyone()) << "the progress reports did not spread";
+  std::vector<std::vector<float>> tensors(kPeers);
+  std::vector<AveragingOutcome> outcomes(kPeers);
+  const std::vector<float> weights = {1.0f, 2.0f, 5.0f};
+  for (std::size_t i = 0; i < kPeers; ++i) {
+    tensors[i].resize(50000);
+    for (std::size_t k = 0; k < tensors[i].size(); ++k)
+      tensors[i][k] = static_cast<float>(i + 1) * 0.5f + 1e-4f * static_cast<float>(k % 113);
+  }
+  auto expected = tensors[0];
+  for (std::size_t k = 0; k < expected.size(); ++k) {
+    double sum = 0;
+    for (std::size_t i = 0; i < kPeers; ++i) sum += weights[i] * tensors[i][k];
+    expected[k] = static_cast<float>(sum / 8.0);
+  }
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < kPeers; ++i) {
+    threads.emplace_back([&, i] {
+      outcomes[i] = swarm.peers[i]->average("swarm-test.grad.0", {std::span<float>(tensors[i])},
+                                            weights[i], 20s);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (std::size_t i = 0; i < kPeers; ++i) {
+    EXPECT_TRUE(outcomes[i].ok) << i << ": " << outcomes[i].error;
+    EXPECT_EQ(outcomes[i].group_size, kPeers) << i;
+    EXPECT_EQ(tensors[i], tensors[0]) << "survivors hold bit-identical results: " << i;
+    for (std::size_t k = 0; k < expected.size(); k += 997)
+      EXPECT_NEAR(tensors[i][k], expected[k], 1e-6 * std::abs(expected[k]) + 1e-7) << k;
+  }
+}
+
+TEST(NetworkSwarm, StateIsDownloadedOnDemandFromDonors) {
+  LoopbackSwarm swarm;
+  // Peer 0 and 1 are donors; peer 1 is newer, so a joiner takes its state.
+  std::atomic<std::uint64_t> epoch0{4}, epoch1{5};
+  swarm.peers[0]->serve_state([&] { return make_state(epoch0, 1.0f); });
+  swarm.peers[1]->serve_state([&] { return make_state(epoch1, 2.0f); });
+  // A snapshot of the right shape lets the joiner check the donors' sizes.
+  swarm.peers[2]->serve_state([&] { return make_state(0, 0.0f); });
+
+  std::optional<StateSnapshot> state;
+  for (int attempt = 0; attempt < 50 && !state; ++attempt) {  // donors announce asynchronously
+    state = swarm.peers[2]->download_state(5, 10s);
+    if (!state) std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_TRUE(state.has_value());
+  const auto want = make_state(5, 2.0f);
+  EXPECT_EQ(state->epoch, 5u);
+  EXPECT_EQ(state->optimizer_steps, want.optimizer_steps);
+  EXPECT_EQ(state->tensors, want.tensors);
+
+  // Taken on demand: the donor's newer state is what the next joiner gets.
+  epoch1 = 9;
+  std::this_thread::sleep_for(300ms);  // past the donor's busy window
+  state = swarm.peers[2]->download_state(9, 10s);
+  ASSERT_TRUE(state.has_value());
+  EXPECT_EQ(state->epoch, 9u);
+
+  // Nobody has epoch 10 yet; and a donor that stops serving is not used.
+  EXPECT_FALSE(swarm.peers[2]->download_state(10, 5s).has_value());
+  swarm.peers[1]->serve_state({});
+  std::this_thread::sleep_for(300ms);
+  state = swarm.peers[2]->download_state(0, 10s);
+  ASSERT_TRUE(state.has_value());
+  EXPECT_EQ(state->epoch, 4u) << "only peer 0 still serves";
+  EXPECT_EQ(state->tensors[0][0], 1.0f);
+}
