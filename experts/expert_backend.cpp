@@ -72,7 +72,7 @@ void ExpertBackend::step_locked() {
   auto params = module_->parameters();
   std::span<const float> g = module_->gradients();
   if (opt.clip_grad_norm > 0.0f) {
-    if (grad_scratch_.numel() != g.size()) {
+    if (!grad_scratch_.owns_storage() || grad_scratch_.numel() != g.size()) {
       grad_scratch_ = nn::Tensor::empty({g.size()}, nn::DType::f32, device);
     }
     auto clipped = grad_scratch_.span<float>();

@@ -117,7 +117,9 @@ class MoeMlpModel final : public RunModel {
       return model_->forward_backward(images, labels);
     } catch (const Error& e) {
       if (e.code() != Errc::unavailable) throw;
-      unavailable(e);
+      explain(e);
+      // Back off a little, so that a peer waiting for expert servers does not spin.
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
       return std::nullopt;
     }
   }
@@ -142,7 +144,7 @@ class MoeMlpModel final : public RunModel {
         evaluated += n;
       } catch (const Error& e) {
         if (e.code() != Errc::unavailable) throw;
-        unavailable(e);
+        explain(e);
       }
     }
     if (evaluated < data.size()) {
@@ -159,9 +161,8 @@ class MoeMlpModel final : public RunModel {
   std::string describe() const override { return description_; }
 
  private:
-  // Says why (at most every few seconds) and backs off a little, so that a
-  // peer waiting for expert servers does not spin.
-  void unavailable(const Error& e) {
+  // Says why a batch was not computed, at most every few seconds.
+  void explain(const Error& e) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= next_warning_) {
       const auto& why = model_->mixture().last_expert_error();
@@ -169,7 +170,6 @@ class MoeMlpModel final : public RunModel {
                 why.empty() ? "no expert found in the DHT" : "last expert error: " + why, hint_);
       next_warning_ = now + std::chrono::seconds(5);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
 
   std::shared_ptr<dht::DhtNode> node_;
