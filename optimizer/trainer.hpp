@@ -30,7 +30,12 @@ struct TrainerStatus {
   std::uint64_t swarm_samples_this_epoch = 0;
   double loss = 0;            // smoothed training loss
   double test_accuracy = -1;  // last evaluation (-1: none yet)
+  // Since the trainer started, not counting the final evaluation.
   double seconds = 0;
+  // Time the training thread was blocked on the swarm and not computing: the
+  // optimizer steps that ended an epoch, less the local optimizer step they
+  // include, plus state downloads (the one on start included).
+  double communication_seconds = 0;
   std::uint64_t averaged_rounds = 0;
   std::uint64_t local_rounds = 0;  // epochs that proceeded with local gradients
   std::size_t last_group_size = 0;
@@ -45,6 +50,7 @@ struct TrainerOptions {
   std::uint32_t batch_size = 0;   // 0: config.batch_size
   std::uint32_t max_epochs = 0;   // 0: config.max_epochs (0 there: unbounded)
   double time_limit_seconds = 0;  // 0: none
+  // 0: only the final evaluation (on the whole test set, as always)
   std::uint32_t eval_every_epochs = 1;
   std::size_t eval_samples = 10000;  // test samples per evaluation
   double status_period_seconds = 1.0;

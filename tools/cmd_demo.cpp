@@ -4,16 +4,13 @@
 // writes a summary to OUT/summary.json.
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/subprocess.hpp"
 #include "optimizer/run_config.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/command.hpp"
 
 #include <nlohmann/json.hpp>
 
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -21,8 +18,6 @@
 #include <fstream>
 #include <memory>
 #include <thread>
-
-extern char** environ;
 
 namespace apiary::tools {
 namespace {
@@ -35,6 +30,7 @@ struct DemoOptions {
   std::string out_dir = "build/demo";
   double time_limit = 240;
   double target_accuracy = 0.85;
+  std::uint32_t eval_every = 1;  // passed to every `apiary join`
 };
 
 constexpr const char* kDemoConfig = R"({
@@ -49,51 +45,11 @@ constexpr const char* kDemoConfig = R"({
   "max_epochs": 400
 })";
 
-// A child process whose stdout goes to a pipe (or a file) and stderr to a log file.
-struct Child {
-  pid_t pid = -1;
-  FILE* out = nullptr;  // read end of the stdout pipe, when piped
-
-  ~Child() {
-    if (out) std::fclose(out);
-  }
-};
-
-Child spawn(const std::vector<std::string>& args, const fs::path& stderr_log, bool pipe_stdout,
-            const fs::path& stdout_file = {}) {
-  int fds[2] = {-1, -1};
-  if (pipe_stdout && pipe(fds) != 0) throw Error(Errc::io_error, "pipe() failed");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  if (pipe_stdout) {
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclose(&actions, fds[0]);
-    posix_spawn_file_actions_addclose(&actions, fds[1]);
-  } else {
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, stdout_file.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  }
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, stderr_log.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  Child child;
-  const int rc = posix_spawn(&child.pid, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (pipe_stdout) {
-    close(fds[1]);
-    if (rc == 0)
-      child.out = fdopen(fds[0], "r");
-    else
-      close(fds[0]);
-  }
-  if (rc != 0) throw Error(Errc::io_error, "cannot start " + args[1]);
-  return child;
-}
-
-bool exited(pid_t pid, int* status) {
-  return waitpid(pid, status, WNOHANG) == pid;
+// `apiary ARGS…` again (this executable), stderr to `log`, stdout piped or to `stdout_file`.
+Subprocess spawn_apiary(const std::vector<std::string>& args, const fs::path& log,
+                        const fs::path& stdout_file = {}) {
+  return Subprocess::spawn("/proc/self/exe", args,
+                           SpawnOptions{.stdout_file = stdout_file, .stderr_file = log});
 }
 
 int run_demo(const DemoOptions& o) {
@@ -122,12 +78,11 @@ int run_demo(const DemoOptions& o) {
   std::fflush(stdout);
 
   const auto started = std::chrono::steady_clock::now();
-  Child coordinator = spawn({"apiary", "coordinator", "--config", config_path.string(), "--listen",
-                             "127.0.0.1:0", "--status-period", "3"},
-                            out / "coordinator.log", /*pipe_stdout=*/true);
+  Subprocess coordinator = spawn_apiary({"apiary", "coordinator", "--config", config_path.string(),
+                                         "--listen", "127.0.0.1:0", "--status-period", "3"},
+                                        out / "coordinator.log");
   char line[1024];
-  if (!std::fgets(line, sizeof(line), coordinator.out)) {
-    kill(coordinator.pid, SIGTERM);
+  if (!std::fgets(line, sizeof(line), coordinator.out())) {
     throw Error(Errc::unavailable,
                 "the coordinator did not start (see " + (out / "coordinator.log").string() + ")");
   }
@@ -135,16 +90,17 @@ int run_demo(const DemoOptions& o) {
   while (!address.empty() && (address.back() == '\n' || address.back() == '\r')) address.pop_back();
   std::printf("demo: coordinator at %s\n", address.c_str());
 
-  std::vector<Child> peers;
+  std::vector<Subprocess> peers;
   const double peer_limit = std::max(10.0, o.time_limit - 5);
   char limit_text[32];
   std::snprintf(limit_text, sizeof(limit_text), "%.0f", peer_limit);
   for (int i = 0; i < o.peers; ++i) {
     const std::string name = "peer" + std::to_string(i + 1);
     peers.push_back(
-        spawn({"apiary", "join", "--peers", address, "--run", config.run, "--time-limit",
-               limit_text, "--summary", (out / (name + ".json")).string()},
-              out / (name + ".log"), /*pipe_stdout=*/false, out / (name + ".out")));
+        spawn_apiary({"apiary", "join", "--peers", address, "--run", config.run, "--time-limit",
+                      limit_text, "--eval-every", std::to_string(o.eval_every), "--summary",
+                      (out / (name + ".json")).string()},
+                     out / (name + ".log"), out / (name + ".out")));
   }
   std::printf("demo: started %d peers; progress every 3 s from the coordinator:\n", o.peers);
   std::fflush(stdout);
@@ -152,7 +108,7 @@ int run_demo(const DemoOptions& o) {
   // Relay the coordinator's progress lines on a thread (fgets blocks).
   std::thread relay([&] {
     char buffer[1024];
-    while (std::fgets(buffer, sizeof(buffer), coordinator.out)) {
+    while (std::fgets(buffer, sizeof(buffer), coordinator.out())) {
       std::printf("  %s", buffer);
       std::fflush(stdout);
     }
@@ -163,10 +119,9 @@ int run_demo(const DemoOptions& o) {
   std::size_t remaining = peers.size();
   while (remaining > 0) {
     for (std::size_t i = 0; i < peers.size(); ++i) {
-      int status = 0;
-      if (!done[i] && exited(peers[i].pid, &status)) {
+      if (!done[i] && peers[i].exit_code()) {
         done[i] = true;
-        codes[i] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        codes[i] = *peers[i].exit_code();
         --remaining;
       }
     }
@@ -174,13 +129,12 @@ int run_demo(const DemoOptions& o) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (stop_requested() || elapsed > o.time_limit + 60) {
       for (std::size_t i = 0; i < peers.size(); ++i)
-        if (!done[i]) kill(peers[i].pid, SIGTERM);
+        if (!done[i]) peers[i].signal(SIGTERM);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  kill(coordinator.pid, SIGTERM);
-  int coordinator_status = 0;
-  waitpid(coordinator.pid, &coordinator_status, 0);
+  coordinator.signal(SIGTERM);
+  coordinator.wait();
   relay.join();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -253,6 +207,9 @@ const Registration registration{
           ->capture_default_str();
       cmd->add_option("--target-accuracy", o->target_accuracy,
                       "test accuracy at which the peers stop")
+          ->capture_default_str();
+      cmd->add_option("--eval-every", o->eval_every,
+                      "peers evaluate every N epochs (0: only at the end)")
           ->capture_default_str();
       return [o] { return run_demo(*o); };
     }};

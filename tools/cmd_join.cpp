@@ -13,6 +13,7 @@
 #include "optimizer/trainer.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/command.hpp"
+#include "tools/training_report.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -40,6 +41,7 @@ struct JoinOptions {
   std::string run_key_hex;
   std::uint32_t max_epochs = 0;
   double time_limit = 0;
+  std::uint32_t eval_every = 1;
   double step_delay = 0;
   std::string summary_file;
   std::string checkpoint_dir;
@@ -48,42 +50,12 @@ struct JoinOptions {
   bool quiet = false;
 };
 
-std::string progress_line(const optimizer::TrainerStatus& s) {
-  char line[256];
-  std::snprintf(
-      line, sizeof(line),
-      "epoch %4llu | local %8llu samples %6.0f/s | swarm %zu peers %7.0f samples/s | loss %.4f | "
-      "test acc %s",
-      static_cast<unsigned long long>(s.epoch), static_cast<unsigned long long>(s.local_samples),
-      s.local_samples_per_second, s.swarm_peers, s.swarm_samples_per_second, s.loss,
-      s.test_accuracy < 0 ? "  -  "
-                          : (std::to_string(s.test_accuracy * 100).substr(0, 5) + "%").c_str());
-  return line;
-}
-
-nlohmann::json summary_json(const optimizer::TrainerSummary& summary, const std::string& run,
+nlohmann::json join_summary(const optimizer::TrainerSummary& summary, const std::string& run,
                             const PeerId& self) {
-  const auto& s = summary.last;
-  return {{"run", run},
-          {"peer", self.to_string()},
-          {"epochs", s.epoch},
-          {"test_accuracy", s.test_accuracy},
-          {"best_test_accuracy", summary.best_test_accuracy},
-          {"loss", s.loss},
-          {"local_samples", s.local_samples},
-          {"samples_per_s", s.seconds > 0 ? static_cast<double>(s.local_samples) / s.seconds : 0.0},
-          {"swarm_samples_per_s", s.swarm_samples_per_second},
-          {"peers", s.swarm_peers},
-          {"averaged_rounds", s.averaged_rounds},
-          {"local_rounds", s.local_rounds},
-          {"skipped_batches", s.skipped_batches},
-          {"seconds", s.seconds},
-          {"reached_target_accuracy", summary.reached_target_accuracy},
-          {"hit_time_limit", summary.hit_time_limit},
-          // Peers that averaged the same rounds hold the same bytes.
-          {"parameters_hash", summary.final_state.tensors.empty()
-                                  ? std::string()
-                                  : optimizer::parameters_hash(summary.final_state.tensors[0])}};
+  auto out = summary_json(summary);
+  out["run"] = run;
+  out["peer"] = self.to_string();
+  return out;
 }
 
 // The DHT bootstrap says only that no peer answered. Dial them once more to
@@ -211,6 +183,7 @@ int run_join(const JoinOptions& o) {
   trainer.batch_size = o.batch_size;
   trainer.max_epochs = o.max_epochs;
   trainer.time_limit_seconds = o.time_limit;
+  trainer.eval_every_epochs = o.eval_every;
   trainer.client_mode = o.client_mode;
   trainer.step_delay_seconds = o.step_delay;
   trainer.expert_dht = &swarm->dht();  // remote experts (moe-mlp) are found in the run's DHT
@@ -243,21 +216,14 @@ int run_join(const JoinOptions& o) {
   if (checkpoints && (summary.final_state.epoch > 0 || summary.last.local_samples > 0)) {
     checkpoints->save(summary.final_state);
   }
-  const auto out = summary_json(summary, o.run, identity.peer_id());
+  const auto out = join_summary(summary, o.run, identity.peer_id());
   if (!o.summary_file.empty()) {
     std::ofstream(o.summary_file) << out.dump(2) << '\n';
   }
   if (o.json) {
     std::printf("%s\n", out.dump().c_str());
   } else {
-    std::printf("finished: epoch %llu, test accuracy %.2f%%, %llu local samples in %.1f s (%s)\n",
-                static_cast<unsigned long long>(summary.last.epoch),
-                100 * summary.last.test_accuracy,
-                static_cast<unsigned long long>(summary.last.local_samples), summary.last.seconds,
-                summary.reached_target_accuracy ? "target accuracy reached"
-                : summary.hit_time_limit        ? "time limit"
-                : stop_requested()              ? "stopped"
-                                                : "epoch limit");
+    std::printf("%s\n", finished_line(summary, stop_requested()).c_str());
   }
   return 0;
 }
@@ -284,6 +250,9 @@ const Registration registration{
                       "peer id of the run key to trust (default: the --peers)");
       cmd->add_option("--max-epochs", o->max_epochs, "stop after this epoch (default: the run's)");
       cmd->add_option("--time-limit", o->time_limit, "stop after this many seconds");
+      cmd->add_option("--eval-every", o->eval_every,
+                      "evaluate on the test set every N epochs (0: only at the end)")
+          ->capture_default_str();
       cmd->add_option("--step-delay", o->step_delay,
                       "seconds to sleep per step (simulates a slow peer)");
       cmd->add_option("--summary", o->summary_file, "write the final summary as JSON to this file");
