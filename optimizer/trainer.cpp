@@ -4,10 +4,8 @@
 #include "core/log.hpp"
 #include "nn/fashion_mnist.hpp"
 #include "nn/solo_training.hpp"
-#include "optimizer/local_optimizer.hpp"
 #include "optimizer/model_factory.hpp"
 
-#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -48,21 +46,6 @@ void resume(CollaborativeOptimizer& optimizer, const StateSnapshot& state) {
   optimizer.load_state_from_peers(state.epoch + 1);
 }
 
-// The local optimizer step inside an epoch-ending step() is compute, not
-// communication: time the same optimizer on scratch buffers (best of three).
-double local_step_seconds(const OptimizerConfig& config, std::size_t size,
-                          std::vector<kernels::TensorSlice> slices) {
-  LocalOptimizer local(config, size, std::move(slices));
-  std::vector<float> params(size, 0.0f), grads(size, 1e-3f);
-  double best = 1e300;
-  for (std::uint64_t i = 0; i < 3; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    local.step(params, grads, i);
-    best = std::min(best, seconds_since(t0));
-  }
-  return best;
-}
-
 }  // namespace
 
 void SoloSwarm::report_progress(const PeerProgress& local) {
@@ -100,8 +83,6 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
   collab.client_mode = options.client_mode;
   collab.load_state_on_start = !options.initial_state;
   auto& registry = model->parameters();
-  const double local_step =
-      local_step_seconds(config.optimizer, registry.flat_parameters().size(), registry.slices());
   // The clock starts before the optimizer, whose constructor downloads the state.
   const auto start = std::chrono::steady_clock::now();
   CollaborativeOptimizer optimizer(swarm, collab, registry.flat_parameters(),
@@ -117,7 +98,6 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
   TrainerStatus status;
   status.epoch = optimizer.epoch();
   auto elapsed = [&] { return seconds_since(start); };
-  status.communication_seconds = elapsed();
   double next_status = options.status_period_seconds;
   double smoothed_loss = -1;
   nn::Batch batch;
@@ -126,6 +106,7 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
   auto emit = [&](bool epoch_ended) {
     status.epoch = optimizer.epoch();
     status.seconds = elapsed();
+    status.communication_seconds = optimizer.communication_blocked_seconds();
     status.loss = smoothed_loss;
     status.local_samples_per_second = optimizer.samples_per_second();
     const GlobalProgress g = swarm->global_progress(optimizer.epoch());
@@ -158,10 +139,8 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
     status.local_samples += batch.labels.size();
     if (options.step_delay_seconds > 0)
       std::this_thread::sleep_for(std::chrono::duration<double>(options.step_delay_seconds));
-    const auto step_started = std::chrono::steady_clock::now();
     const bool epoch_ended = optimizer.step(batch.labels.size());
     if (epoch_ended) {
-      status.communication_seconds += std::max(0.0, seconds_since(step_started) - local_step);
       if (options.on_epoch_end) options.on_epoch_end(optimizer);
       const auto& round = optimizer.last_round();
       if (round.applied) (round.averaged ? status.averaged_rounds : status.local_rounds)++;
@@ -188,6 +167,7 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
   optimizer.finish_overlap();
   // The final figure is on the whole test set (not counted in the training time).
   status.seconds = elapsed();
+  status.communication_seconds = optimizer.communication_blocked_seconds();
   status.test_accuracy = model->evaluate(test_full).accuracy;
   summary.best_test_accuracy = std::max(summary.best_test_accuracy, status.test_accuracy);
   summary.reached_target_accuracy =

@@ -32,9 +32,9 @@ struct TrainerStatus {
   double test_accuracy = -1;  // last evaluation (-1: none yet)
   // Since the trainer started, not counting the final evaluation.
   double seconds = 0;
-  // Time the training thread was blocked on the swarm and not computing: the
-  // optimizer steps that ended an epoch, less the local optimizer step they
-  // include, plus state downloads (the one on start included).
+  // Time the training thread was blocked on the network, not computing
+  // (CollaborativeOptimizer::communication_blocked_seconds: averaging rounds
+  // it waited for, state averaging, state downloads, the one on start included).
   double communication_seconds = 0;
   std::uint64_t averaged_rounds = 0;
   std::uint64_t local_rounds = 0;  // epochs that proceeded with local gradients
