@@ -8,7 +8,6 @@
 //       ADDR is any peer of it, e.g. the address `apiary dht --listen 127.0.0.1:0` prints.
 #include "nn/fashion_mnist.hpp"
 #include "optimizer/collaborative_optimizer.hpp"
-#include "optimizer/groups.hpp"
 #include "optimizer/network_swarm.hpp"
 #include "optimizer/trainer.hpp"
 
@@ -92,7 +91,6 @@ int main(int argc, char** argv) {
       o.run = run;
       o.target_batch_size = config.target_batch_size;
       o.averaging = config.averaging;
-      o.groups = optimizer::matchmaking_groups(config, o.identity, false);
       auto network = std::make_shared<optimizer::NetworkSwarm>(o);
       std::fprintf(stderr, "joined as %s\n", network->address().to_string().c_str());
       swarm = network;
