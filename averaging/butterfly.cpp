@@ -29,9 +29,14 @@ constexpr std::uint8_t kStreamVersion = 1;
 // Chunk messages: u32 chunk index, u8 codec, 3 zero bytes, payload. Eight
 // bytes keep the payload aligned for in-place fp32/fp16 reads.
 constexpr std::size_t kChunkHeaderBytes = 8;
+// Where the payload starts in a chunk message built by chunk_header().
+constexpr std::size_t kPayloadOffset = rpc::kStreamHeadroom + kChunkHeaderBytes;
 
-Bytes chunk_header(std::uint32_t index, Codec codec) {
-  Bytes message;
+// A chunk message with the stream's headroom in front (Stream::write_framed),
+// sized for `payload_bytes` more so encoding appends without reallocating.
+Bytes chunk_header(std::uint32_t index, Codec codec, std::size_t payload_bytes) {
+  Bytes message(rpc::kStreamHeadroom);
+  message.reserve(rpc::kStreamHeadroom + 8 + payload_bytes);
   wire::Writer w(message);
   w.u32(index);
   w.u8(static_cast<std::uint8_t>(codec));
@@ -275,11 +280,12 @@ class Round : public std::enable_shared_from_this<Round> {
       auto storage = std::make_unique_for_overwrite<float[]>(range.count);
       const std::span<float> average(storage.get(), range.count);
       if (!average_chunk(inputs, average)) return;
-      *message = chunk_header(static_cast<std::uint32_t>(c), codec);
+      *message =
+          chunk_header(static_cast<std::uint32_t>(c), codec, encoded_size(codec, range.count));
       encode_append(codec, average, *message);
       // Keep exactly what the others will decode, so all copies are identical.
       if (!is_auxiliary())
-        decode(codec, ByteSpan(*message).subspan(kChunkHeaderBytes), tensors_.view(range));
+        decode(codec, ByteSpan(*message).subspan(kPayloadOffset), tensors_.view(range));
       averaged = true;
     };
     try {
@@ -312,22 +318,22 @@ class Round : public std::enable_shared_from_this<Round> {
     HandlerGuard guard(*self);
     try {
       while (reducer_->is_active(sender) && !expired_) {
-        auto message = co_await stream->read(time_left(deadline_, options_.sender_timeout));
+        auto message = co_await stream->read_message(time_left(deadline_, options_.sender_timeout));
         if (!message) {
           if (reducer_->delivered(sender) < reducer_->num_chunks())
             exclude_sender(sender, "closed its stream before sending every chunk");
           break;
         }
         result_.bytes_received += message->size();
-        const ChunkHeader header = parse_chunk_header(*message);
+        const ChunkHeader header = parse_chunk_header(message->view());
         if (header.index >= plan_.part(me_).chunks.size())
           throw Error(Errc::bad_message, "chunk index out of range");
-        validate_payload(header.codec, ByteSpan(*message).subspan(kChunkHeaderBytes),
+        validate_payload(header.codec, message->view().subspan(kChunkHeaderBytes),
                          plan_.part(me_).chunks[header.index].count);
         Contribution contribution;
         contribution.codec = header.codec;
-        contribution.owned = std::move(*message);
-        contribution.payload_offset = kChunkHeaderBytes;
+        contribution.payload_offset = message->offset + kChunkHeaderBytes;
+        contribution.owned = std::move(message->storage);
         on_completed(reducer_->add(sender, header.index, std::move(contribution)));
       }
     } catch (const std::exception& e) {
@@ -352,9 +358,10 @@ class Round : public std::enable_shared_from_this<Round> {
           continue;
         }
         if (slot.state == ResultSlot::ready) {
+          // Each stream encrypts its frame in place, so each needs its own copy.
           Bytes copy(*slot.message);
-          result_.bytes_sent += copy.size();
-          co_await stream->write(std::move(copy));
+          result_.bytes_sent += copy.size() - rpc::kStreamHeadroom;
+          co_await stream->write_framed(std::move(copy));
         }
         ++next;
       }
@@ -430,15 +437,15 @@ class Round : public std::enable_shared_from_this<Round> {
           throw Error(Errc::bad_message, "reducer did not accept the stream");
         result_.bytes_received += 1;
         while (received < part.chunks.size()) {
-          auto message = co_await stream->read(time_left(deadline_, kNoCap));
+          auto message = co_await stream->read_message(time_left(deadline_, kNoCap));
           if (!message) break;
           result_.bytes_received += message->size();
-          const ChunkHeader h = parse_chunk_header(*message);
+          const ChunkHeader h = parse_chunk_header(message->view());
           // A result may only follow our own contribution to that chunk.
           if (h.index >= part.chunks.size() || got[h.index] || h.index >= progress->sent)
             throw Error(Errc::bad_message, "unexpected result chunk");
           const ChunkRange range = part.chunks[h.index];
-          const ByteSpan payload = ByteSpan(*message).subspan(kChunkHeaderBytes);
+          const ByteSpan payload = message->view().subspan(kChunkHeaderBytes);
           validate_payload(h.codec, payload, range.count);
           auto work = [&] { decode(h.codec, payload, tensors_.view(range)); };
           co_await run_compute(options_.compute, work);
@@ -476,7 +483,8 @@ class Round : public std::enable_shared_from_this<Round> {
       for (std::size_t c = 0; c < part.chunks.size(); ++c) {
         const ChunkRange range = part.chunks[c];
         const Codec codec = codecs_[range.tensor];
-        Bytes message = chunk_header(static_cast<std::uint32_t>(c), codec);
+        Bytes message =
+            chunk_header(static_cast<std::uint32_t>(c), codec, encoded_size(codec, range.count));
         auto work = [&] {
           if (options_.compression.error_feedback && residuals_) {
             encode_with_feedback(codec, tensors_.view(range), residuals_->view(range), message);
@@ -485,11 +493,11 @@ class Round : public std::enable_shared_from_this<Round> {
           }
         };
         co_await run_compute(options_.compute, work);
-        result_.bytes_sent += message.size();
+        result_.bytes_sent += message.size() - rpc::kStreamHeadroom;
         // Count the chunk as sent before the write completes: the reducer may
         // answer as soon as the bytes leave, and the values were read already.
         ++progress->sent;
-        co_await stream->write(std::move(message));
+        co_await stream->write_framed(std::move(message));
       }
       co_await stream->close_write();
     } catch (const std::exception& e) {

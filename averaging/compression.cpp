@@ -93,6 +93,20 @@ bool is_lossy(Codec codec) noexcept {
   return codec != Codec::none;
 }
 
+double codec_error_bound(Codec codec, double absmax) noexcept {
+  switch (codec) {
+    case Codec::none:
+      return 0;
+    case Codec::fp16:
+      return absmax / 2048.0;
+    case Codec::bf16:
+      return absmax / 256.0;
+    case Codec::blockwise8:
+      return absmax / 254.0;
+  }
+  return absmax;
+}
+
 std::size_t encoded_size(Codec codec, std::size_t count) noexcept {
   switch (codec) {
     case Codec::none:

@@ -43,6 +43,12 @@ std::optional<Codec> parse_codec(std::string_view name) noexcept;
 // nullopt for a byte that names no codec (untrusted input).
 std::optional<Codec> codec_from_byte(std::uint8_t value) noexcept;
 bool is_lossy(Codec codec) noexcept;
+// Largest error one encode→decode of a value |x| ≤ absmax can add: fp16
+// 2^-11·absmax (round to nearest, normal range), bf16 2^-8·absmax, 8-bit
+// absmax/254 (half a code step of its block, whose absmax ≤ absmax); 0 for none.
+// A butterfly round encodes twice (sender → reducer, average → everyone), so
+// a weighted mean is within 2× this of the exact one (plus fp32 rounding).
+double codec_error_bound(Codec codec, double absmax) noexcept;
 
 std::size_t encoded_size(Codec codec, std::size_t count) noexcept;
 

@@ -28,6 +28,10 @@ install(FILES ${PROJECT_BINARY_DIR}/apiaryConfig.cmake ${PROJECT_BINARY_DIR}/api
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/apiary)
 
 set(APIARY_PC_LIBS "")
+set(APIARY_PC_CRYPTO "")
+if(APIARY_HAVE_OPENSSL)
+  set(APIARY_PC_CRYPTO "-lcrypto ")
+endif()
 foreach(lib ${apiary_libs})
   get_target_property(type ${lib} TYPE)
   if(NOT type STREQUAL "INTERFACE_LIBRARY")

@@ -7,6 +7,10 @@
 #include <limits>
 #include <string>
 
+#if APIARY_HAVE_OPENSSL
+#include <openssl/evp.h>
+#endif
+
 namespace apiary {
 
 std::string_view cipher_name(CipherSuite suite) noexcept {
@@ -29,19 +33,87 @@ static_assert(crypto_aead_xchacha20poly1305_ietf_ABYTES == frame_tag_size);
 
 namespace {
 
+#if APIARY_HAVE_OPENSSL
+// OpenSSL's AES-256-GCM: the same algorithm as libsodium's (identical frames),
+// but with VAES/VPCLMULQDQ code paths it runs ~2.5x faster on CPUs that have
+// them, and the transport's throughput is bound by this cipher. The context
+// keeps the key schedule; each frame only sets its nonce.
+class EvpAesGcm {
+ public:
+  EvpAesGcm(const SessionKey& key, bool encrypt) : ctx_(EVP_CIPHER_CTX_new()) {
+    if (ctx_ == nullptr ||
+        EVP_CipherInit_ex(ctx_, EVP_aes_256_gcm(), nullptr, nullptr, nullptr, encrypt ? 1 : 0) !=
+            1 ||
+        EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_GCM_SET_IVLEN, 12, nullptr) != 1 ||
+        EVP_CipherInit_ex(ctx_, nullptr, nullptr, key.data(), nullptr, -1) != 1) {
+      EVP_CIPHER_CTX_free(ctx_);
+      throw Error(Errc::internal, "OpenSSL AES-256-GCM setup failed");
+    }
+  }
+  ~EvpAesGcm() { EVP_CIPHER_CTX_free(ctx_); }
+  EvpAesGcm(const EvpAesGcm&) = delete;
+  EvpAesGcm& operator=(const EvpAesGcm&) = delete;
+
+  // Encrypts `text` in place and writes the tag.
+  void seal(const std::uint8_t* nonce, ByteSpan aad, MutableByteSpan text, std::uint8_t* tag) {
+    int n = 0;
+    bool ok = EVP_CipherInit_ex(ctx_, nullptr, nullptr, nullptr, nonce, -1) == 1 &&
+              EVP_CipherUpdate(ctx_, nullptr, &n, aad.data(), static_cast<int>(aad.size())) == 1 &&
+              update(text) && EVP_CipherFinal_ex(ctx_, nullptr, &n) == 1 &&
+              EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_GCM_GET_TAG, frame_tag_size, tag) == 1;
+    if (!ok) throw Error(Errc::internal, "OpenSSL AES-256-GCM seal failed");
+  }
+  // Decrypts `text` in place; false when the tag does not authenticate it
+  // (the caller then discards the bytes).
+  bool open(const std::uint8_t* nonce, ByteSpan aad, MutableByteSpan text,
+            const std::uint8_t* tag) {
+    int n = 0;
+    std::array<std::uint8_t, frame_tag_size> expected;
+    std::memcpy(expected.data(), tag, expected.size());
+    return EVP_CipherInit_ex(ctx_, nullptr, nullptr, nullptr, nonce, -1) == 1 &&
+           EVP_CipherUpdate(ctx_, nullptr, &n, aad.data(), static_cast<int>(aad.size())) == 1 &&
+           update(text) &&
+           EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_GCM_SET_TAG, frame_tag_size, expected.data()) == 1 &&
+           EVP_CipherFinal_ex(ctx_, nullptr, &n) == 1;
+  }
+
+ private:
+  // In place, in pieces that fit OpenSSL's int lengths.
+  bool update(MutableByteSpan text) {
+    constexpr std::size_t piece = std::size_t{1} << 30;
+    for (std::size_t at = 0; at < text.size(); at += piece) {
+      const int len = static_cast<int>(std::min(piece, text.size() - at));
+      int n = 0;
+      if (EVP_CipherUpdate(ctx_, text.data() + at, &n, text.data() + at, len) != 1 || n != len)
+        return false;
+    }
+    return true;
+  }
+  EVP_CIPHER_CTX* ctx_;
+};
+#endif
+
 // Key material for one direction: the expanded AES key schedule (libsodium
-// wants it 16-byte aligned) or the raw XChaCha key.
+// wants it 16-byte aligned, OpenSSL keeps its own) or the raw XChaCha key.
 struct CipherState {
   CipherSuite suite;
   alignas(16) crypto_aead_aes256gcm_state aes;
   SessionKey key;
+#if APIARY_HAVE_OPENSSL
+  std::unique_ptr<EvpAesGcm> evp;
+#endif
 
-  CipherState(CipherSuite s, const SessionKey& k) : suite(s), key(k) {
+  CipherState(CipherSuite s, const SessionKey& k, [[maybe_unused]] bool encrypt)
+      : suite(s), key(k) {
     ensure_sodium();
     if (suite == CipherSuite::aes256_gcm) {
       if (!aes_gcm_available())
         throw Error(Errc::failed_precondition, "AES-256-GCM is not available on this CPU");
+#if APIARY_HAVE_OPENSSL
+      evp = std::make_unique<EvpAesGcm>(key, encrypt);
+#else
       crypto_aead_aes256gcm_beforenm(&aes, key.data());
+#endif
     } else if (suite != CipherSuite::xchacha20_poly1305) {
       throw Error(Errc::invalid_argument, "unknown cipher suite");
     }
@@ -75,10 +147,10 @@ std::uint32_t get_be32(const std::uint8_t* in) {
 }  // namespace
 
 struct FrameSealer::State : CipherState {
-  using CipherState::CipherState;
+  State(CipherSuite s, const SessionKey& k) : CipherState(s, k, true) {}
 };
 struct FrameOpener::State : CipherState {
-  using CipherState::CipherState;
+  State(CipherSuite s, const SessionKey& k) : CipherState(s, k, false) {}
 };
 
 FrameSealer::FrameSealer(CipherSuite suite, const SessionKey& key)
@@ -98,6 +170,17 @@ void FrameSealer::seal(ByteSpan plaintext, MutableByteSpan out) {
   put_be32(out.data(), body_len);
   std::uint8_t* body = out.data() + frame_header_size;
   unsigned long long clen = 0;
+#if APIARY_HAVE_OPENSSL
+  if (state_->suite == CipherSuite::aes256_gcm) {
+    auto nonce = counter_nonce<crypto_aead_aes256gcm_NPUBBYTES>(counter_);
+    if (!plaintext.empty() && body != plaintext.data())
+      std::memmove(body, plaintext.data(), plaintext.size());
+    state_->evp->seal(nonce.data(), ByteSpan(out.data(), frame_header_size),
+                      MutableByteSpan(body, plaintext.size()), body + plaintext.size());
+    ++counter_;
+    return;
+  }
+#endif
   if (state_->suite == CipherSuite::aes256_gcm) {
     auto nonce = counter_nonce<crypto_aead_aes256gcm_NPUBBYTES>(counter_);
     crypto_aead_aes256gcm_encrypt_afternm(body, &clen, plaintext.data(), plaintext.size(),
@@ -124,6 +207,14 @@ void FrameSealer::seal_in_place(MutableByteSpan message,
   std::uint8_t empty = 0;
   std::uint8_t* text = message.empty() ? &empty : message.data();
   unsigned long long tag_len = 0;
+#if APIARY_HAVE_OPENSSL
+  if (state_->suite == CipherSuite::aes256_gcm) {
+    auto nonce = counter_nonce<crypto_aead_aes256gcm_NPUBBYTES>(counter_);
+    state_->evp->seal(nonce.data(), ByteSpan(header.data(), header.size()), message, tag.data());
+    ++counter_;
+    return;
+  }
+#endif
   if (state_->suite == CipherSuite::aes256_gcm) {
     auto nonce = counter_nonce<crypto_aead_aes256gcm_NPUBBYTES>(counter_);
     crypto_aead_aes256gcm_encrypt_detached_afternm(text, tag.data(), &tag_len, text, message.size(),
@@ -168,7 +259,18 @@ std::size_t FrameOpener::open(std::span<const std::uint8_t, frame_header_size> h
     throw Error(Errc::bad_message, "frame body length does not match its header");
   unsigned long long mlen = 0;
   int rc;
+#if APIARY_HAVE_OPENSSL
   if (state_->suite == CipherSuite::aes256_gcm) {
+    auto nonce = counter_nonce<crypto_aead_aes256gcm_NPUBBYTES>(counter_);
+    const std::size_t text_size = body.size() - frame_tag_size;
+    const bool ok = state_->evp->open(nonce.data(), ByteSpan(header.data(), header.size()),
+                                      body.first(text_size), body.data() + text_size);
+    rc = ok ? 0 : -1;
+    mlen = text_size;
+    if (!ok) sodium_memzero(body.data(), text_size);  // never leave unauthenticated plaintext
+  } else
+#endif
+      if (state_->suite == CipherSuite::aes256_gcm) {
     auto nonce = counter_nonce<crypto_aead_aes256gcm_NPUBBYTES>(counter_);
     rc = crypto_aead_aes256gcm_decrypt_afternm(body.data(), &mlen, nullptr, body.data(),
                                                body.size(), header.data(), header.size(),

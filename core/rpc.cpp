@@ -347,4 +347,18 @@ asio::awaitable<StreamPtr> RpcNode::open_stream(const PeerAddress& to, std::stri
   rethrow_as_error(failure, "open stream " + method_name);
 }
 
+asio::awaitable<void> Stream::write_framed(Bytes frame) {
+  if (frame.size() < kStreamHeadroom)
+    throw Error(Errc::invalid_argument, "write_framed: frame shorter than its headroom");
+  frame.erase(frame.begin(), frame.begin() + kStreamHeadroom);
+  co_await write(std::move(frame));
+}
+
+asio::awaitable<std::optional<StreamMessage>> Stream::read_message(
+    std::chrono::milliseconds timeout) {
+  auto message = co_await read(timeout);
+  if (!message) co_return std::nullopt;
+  co_return StreamMessage{std::move(*message), 0};
+}
+
 }  // namespace apiary::rpc

@@ -37,6 +37,18 @@ struct RequestContext {
   std::optional<PeerAddress> reply_address;  // where the caller listens (nullopt: client mode)
 };
 
+// Bytes a write_framed() frame reserves in front of its message for the stream's framing.
+inline constexpr std::size_t kStreamHeadroom = 16;
+
+// A received stream message that may sit at an offset inside its buffer (the
+// transport's frame), so that it reaches the reader without a copy.
+struct StreamMessage {
+  Bytes storage;
+  std::size_t offset = 0;
+  ByteSpan view() const { return ByteSpan(storage).subspan(offset); }
+  std::size_t size() const { return storage.size() - offset; }
+};
+
 // One direction of a stream carries a sequence of messages; the receiver grants
 // credit (window in bytes) so a fast sender cannot grow the receiver's memory
 // beyond the window.
@@ -51,6 +63,14 @@ class Stream {
   // {connection_closed} when the stream is reset.
   virtual asio::awaitable<std::optional<Bytes>> read(
       std::chrono::milliseconds timeout = std::chrono::milliseconds{30000}) = 0;
+  // Zero-copy forms. write_framed(): `frame` is kStreamHeadroom bytes of
+  // scratch space followed by the message; the stream writes its framing
+  // into the scratch space and hands the whole buffer to the transport.
+  // read_message(): like read(), without moving the message to the front of
+  // its buffer. The defaults fall back to write()/read().
+  virtual asio::awaitable<void> write_framed(Bytes frame);
+  virtual asio::awaitable<std::optional<StreamMessage>> read_message(
+      std::chrono::milliseconds timeout = std::chrono::milliseconds{30000});
   // Half-close: the peer's read() returns nullopt after the last message.
   virtual asio::awaitable<void> close_write() = 0;
   // Resets both directions; the peer sees Error{cancelled}.

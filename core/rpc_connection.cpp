@@ -229,7 +229,15 @@ void RpcConnection::handle_frame(Bytes& message) {
       return;
     case FrameType::stream_data:
       if (auto stream = find_stream(frame.id)) {
-        stream->on_data(take_payload(message, frame.payload));
+        // The data stays where it is, after the frame header (no copy, no move).
+        const auto offset = frame.payload.empty()
+                                ? message.size()
+                                : static_cast<std::size_t>(frame.payload.data() - message.data());
+        if (!frame.payload.empty() && offset + frame.payload.size() == message.size()) {
+          stream->on_data(std::move(message), offset);
+        } else {
+          stream->on_data(Bytes(frame.payload.begin(), frame.payload.end()), 0);
+        }
       } else {
         send_detached(encode_stream_reset(frame.id, Errc::not_found, "no such stream"));
       }

@@ -3,6 +3,7 @@
 #include "core/codec.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 
 namespace apiary::rpc::detail {
@@ -111,10 +112,26 @@ Bytes encode_stream_open(std::uint64_t id, std::string_view method) {
   return w.take();
 }
 
+void write_stream_data_header(std::uint64_t id, std::size_t data_size,
+                              std::span<std::uint8_t, stream_data_header_size> out) {
+  if (data_size > std::numeric_limits<std::uint32_t>::max())
+    throw Error(Errc::resource_exhausted, "stream message too large");
+  out[0] = 0x93;  // fixarray of 3
+  out[1] = static_cast<std::uint8_t>(FrameType::stream_data);
+  out[2] = 0xcf;  // uint64, big-endian
+  for (int i = 0; i < 8; ++i) out[3 + i] = static_cast<std::uint8_t>(id >> (56 - 8 * i));
+  out[11] = 0xc6;  // bin32, big-endian length
+  for (int i = 0; i < 4; ++i)
+    out[12 + i] = static_cast<std::uint8_t>(static_cast<std::uint32_t>(data_size) >> (24 - 8 * i));
+}
+
 Bytes encode_stream_data(std::uint64_t id, ByteSpan data) {
-  codec::Writer w(header_reserve + data.size());
-  w.array(3).uint(static_cast<std::uint8_t>(FrameType::stream_data)).uint(id).bin(data);
-  return w.take();
+  Bytes frame(stream_data_header_size + data.size());
+  write_stream_data_header(
+      id, data.size(),
+      std::span<std::uint8_t, stream_data_header_size>(frame.data(), stream_data_header_size));
+  if (!data.empty()) std::memcpy(frame.data() + stream_data_header_size, data.data(), data.size());
+  return frame;
 }
 
 Bytes encode_stream_credit(std::uint64_t id, std::uint64_t bytes) {

@@ -13,8 +13,10 @@
 // whose call an id belongs to. Errors: decode_frame throws Error{bad_message}.
 #include "core/bytes.hpp"
 #include "core/error.hpp"
+#include "core/rpc.hpp"
 
 #include <cstdint>
+#include <span>
 #include <string_view>
 
 namespace apiary::rpc::detail {
@@ -53,6 +55,14 @@ Bytes encode_error(std::uint64_t id, Errc code, std::string_view message);
 Bytes encode_cancel(std::uint64_t id);
 Bytes encode_stream_open(std::uint64_t id, std::string_view method);
 Bytes encode_stream_data(std::uint64_t id, ByteSpan data);
+// stream_data frames always use this fixed-size header (uint64 id, bin32
+// length: valid, if not minimal, msgpack), so the sender can write it into
+// headroom in front of its data (Stream::write_framed) and the receiver finds
+// the data at a 16-byte-aligned offset of the frame.
+inline constexpr std::size_t stream_data_header_size = 16;
+static_assert(stream_data_header_size == kStreamHeadroom);
+void write_stream_data_header(std::uint64_t id, std::size_t data_size,
+                              std::span<std::uint8_t, stream_data_header_size> out);
 Bytes encode_stream_credit(std::uint64_t id, std::uint64_t bytes);
 Bytes encode_stream_close(std::uint64_t id);
 Bytes encode_stream_reset(std::uint64_t id, Errc code, std::string_view message);

@@ -35,12 +35,12 @@ void StreamImpl::grant(std::uint64_t bytes) {
   connection_->send_detached(encode_stream_credit(id_, bytes));
 }
 
-asio::awaitable<void> StreamImpl::write(Bytes message) {
+asio::awaitable<void> StreamImpl::acquire_credit(std::size_t size) {
   if (reset_) throw *reset_;
   if (write_closed_) throw Error(Errc::failed_precondition, "stream write after close_write");
   if (writing_) throw Error(Errc::failed_precondition, "concurrent stream writes");
-  if (peer_window_ && message.size() > *peer_window_) {
-    throw Error(Errc::invalid_argument, "stream message of " + std::to_string(message.size()) +
+  if (peer_window_ && size > *peer_window_) {
+    throw Error(Errc::invalid_argument, "stream message of " + std::to_string(size) +
                                             " bytes exceeds the peer's window of " +
                                             std::to_string(*peer_window_));
   }
@@ -50,18 +50,32 @@ asio::awaitable<void> StreamImpl::write(Bytes message) {
     ~Reset() { flag = false; }
   } reset_writing{writing_};
   const auto deadline = deadline_after(connection_->options().idle_timeout);
-  while (credit_ < message.size()) {
+  while (credit_ < size) {
     if (reset_) throw *reset_;
     if (!co_await writable_.wait_until(deadline)) {
       throw Error(Errc::deadline_exceeded, "stream peer granted no window in time");
     }
-    if (peer_window_ && message.size() > *peer_window_) {
+    if (peer_window_ && size > *peer_window_) {
       throw Error(Errc::invalid_argument, "stream message exceeds the peer's window");
     }
   }
   if (reset_) throw *reset_;
-  credit_ -= message.size();
+  credit_ -= size;
+}
+
+asio::awaitable<void> StreamImpl::write(Bytes message) {
+  co_await acquire_credit(message.size());
   send_ordered(encode_stream_data(id_, message));
+}
+
+asio::awaitable<void> StreamImpl::write_framed(Bytes frame) {
+  if (frame.size() < stream_data_header_size)
+    throw Error(Errc::invalid_argument, "write_framed: frame shorter than its headroom");
+  const std::size_t size = frame.size() - stream_data_header_size;
+  co_await acquire_credit(size);
+  write_stream_data_header(
+      id_, size, std::span<std::uint8_t, stream_data_header_size>(frame.data(), frame.size()));
+  send_ordered(std::move(frame));
 }
 
 void StreamImpl::send_ordered(Bytes frame) {
@@ -91,10 +105,20 @@ void StreamImpl::send_ordered(Bytes frame) {
 }
 
 asio::awaitable<std::optional<Bytes>> StreamImpl::read(std::chrono::milliseconds timeout) {
+  auto message = co_await read_message(timeout);
+  if (!message) co_return std::nullopt;
+  Bytes bytes = std::move(message->storage);
+  if (message->offset > 0)
+    bytes.erase(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(message->offset));
+  co_return bytes;
+}
+
+asio::awaitable<std::optional<StreamMessage>> StreamImpl::read_message(
+    std::chrono::milliseconds timeout) {
   const auto deadline = deadline_after(timeout);
   for (;;) {
     if (!inbox_.empty()) {
-      Bytes message = std::move(inbox_.front());
+      StreamMessage message = std::move(inbox_.front());
       inbox_.pop_front();
       consumed_unacked_ += message.size();
       if (consumed_unacked_ >= window_ / 4) {
@@ -146,8 +170,9 @@ void StreamImpl::cancel() noexcept {
   connection_->forget_stream(id_);
 }
 
-void StreamImpl::on_data(Bytes data) {
+void StreamImpl::on_data(Bytes frame, std::size_t offset) {
   if (reset_) return;
+  StreamMessage data{std::move(frame), offset};
   received_total_ += data.size();
   if (received_total_ > granted_total_ || peer_closed_) {
     const std::string why =

@@ -26,11 +26,15 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
   const PeerId& peer() const noexcept override { return connection_->remote_peer(); }
   asio::awaitable<void> write(Bytes message) override;
   asio::awaitable<std::optional<Bytes>> read(std::chrono::milliseconds timeout) override;
+  asio::awaitable<void> write_framed(Bytes frame) override;
+  asio::awaitable<std::optional<StreamMessage>> read_message(
+      std::chrono::milliseconds timeout) override;
   asio::awaitable<void> close_write() override;
   void cancel() noexcept override;
 
   // Frame input from the connection.
-  void on_data(Bytes data);
+  // `frame` holds the data from `offset` on (the frame's own header before it).
+  void on_data(Bytes frame, std::size_t offset);
   void on_credit(std::uint64_t bytes);
   void on_close();
   void on_reset(Errc code, std::string_view message);
@@ -42,6 +46,8 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
 
  private:
   void grant(std::uint64_t bytes);
+  // Waits until `size` bytes of credit are available and takes them.
+  asio::awaitable<void> acquire_credit(std::size_t size);
   // Queues a frame of this stream; frames go out in call order.
   void send_ordered(Bytes frame);
   void forget_if_finished() noexcept;
@@ -52,7 +58,7 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
   std::uint64_t window_;
 
   // Receive side.
-  std::deque<Bytes> inbox_;
+  std::deque<StreamMessage> inbox_;
   std::uint64_t granted_total_ = 0;   // credit given to the peer so far
   std::uint64_t received_total_ = 0;  // bytes the peer sent so far
   std::uint64_t consumed_unacked_ = 0;

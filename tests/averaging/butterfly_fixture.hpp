@@ -42,6 +42,20 @@ inline asio::awaitable<void> sleep_for(std::chrono::milliseconds duration) {
   co_await timer.async_wait(asio::use_awaitable);
 }
 
+// Kills `peer` on `network` after `delay` (spawn it detached on the swarm's context).
+inline asio::awaitable<void> kill_after(std::shared_ptr<InprocNetwork> network, PeerId peer,
+                                        std::chrono::milliseconds delay) {
+  co_await sleep_for(delay);
+  network->kill(peer);
+}
+
+// Seconds since the epoch, plus `ahead`: an expiration for declarations.
+inline double system_seconds_from_now(double ahead) {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+             .count() +
+         ahead;
+}
+
 struct Peer {
   std::unique_ptr<rpc::RpcNode> node;
   std::unique_ptr<AllReduceService> service;

@@ -169,13 +169,8 @@ TEST(Butterfly, SenderKilledMidRound) {
   auto options = small_chunks();
   options.chunk_elements = 2048;
   auto futures = swarm.start(group, {0, 1, 2, 3}, options, 10s);
-  asio::co_spawn(
-      swarm.ctx,
-      [](std::shared_ptr<InprocNetwork> network, PeerId victim) -> asio::awaitable<void> {
-        co_await test::sleep_for(60ms);
-        network->kill(victim);
-      }(swarm.network, swarm.peers[3].node->peer_id()),
-      asio::detached);
+  asio::co_spawn(swarm.ctx, test::kill_after(swarm.network, swarm.peers[3].node->peer_id(), 60ms),
+                 asio::detached);
   std::vector<AllReduceResult> results;
   for (std::size_t i = 0; i < 3; ++i) results.push_back(test::wait(swarm.ctx, futures[i]));
   try {

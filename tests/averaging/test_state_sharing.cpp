@@ -1,6 +1,7 @@
 // State download from several donors: newest epoch only, hashes verified,
 // a corrupt donor's chunks fetched again from others.
 #include "averaging/state_sharing.hpp"
+#include "core/link_emulator.hpp"
 #include "tests/averaging/butterfly_fixture.hpp"
 
 #include <gtest/gtest.h>
@@ -74,6 +75,48 @@ TEST(StateSharing, DownloadsTheNewestStateFromSeveralDonors) {
     served += donors[i]->chunks_served();
   }
   EXPECT_EQ(served, stats.chunks);
+}
+
+// Three donors, one killed in the middle of the download: its chunks come
+// from the other two, and the result verifies.
+TEST(StateSharing, DonorKilledMidwayTheDownloadStillCompletes) {
+  test::Swarm swarm;
+  // 2 MB/s links: 1.6 MB of state takes ~0.3 s from three donors.
+  LinkProfile slow;
+  slow.bandwidth_bytes_per_s = 2e6;
+  swarm.add_peers(4, {1}, [&](TransportPtr inner) { return make_link_emulator(inner, slow); });
+  StateSnapshot big;
+  big.epoch = 9;
+  big.metadata = Bytes{9, 9};
+  big.tensors = {std::vector<float>(400000)};
+  for (std::size_t k = 0; k < big.tensors[0].size(); ++k)
+    big.tensors[0][k] = static_cast<float>(k % 1009) * 0.5f;
+  InMemoryGroupKeyStore store;
+  std::vector<std::unique_ptr<StateDonor>> donors;
+  for (std::size_t i = 0; i < 3; ++i) {
+    donors.push_back(std::make_unique<StateDonor>(*swarm.peers[i].node, 8192));
+    donors.back()->publish(big);
+  }
+  for (auto& d : donors) {
+    auto announced = asio::co_spawn(
+        swarm.ctx, d->announce(store, "run", test::system_seconds_from_now(60)), asio::use_future);
+    test::wait(swarm.ctx, announced);
+  }
+  DownloadStats stats;
+  auto future = asio::co_spawn(
+      swarm.ctx, download_state(*swarm.peers[3].node, store, "run", Clock::now() + 20s, &stats),
+      asio::use_future);
+  asio::co_spawn(swarm.ctx, test::kill_after(swarm.network, swarm.peers[1].node->peer_id(), 100ms),
+                 asio::detached);
+  const StateSnapshot got = test::wait(swarm.ctx, future);
+  EXPECT_EQ(got.epoch, 9u);
+  EXPECT_EQ(got.metadata, big.metadata);
+  EXPECT_EQ(got.tensors, big.tensors);
+  EXPECT_EQ(stats.donors_used, 3u);
+  EXPECT_GE(stats.retries, 1u) << "the killed donor's chunk in flight was not retried";
+  EXPECT_GT(donors[1]->chunks_served(), 0u) << "killed before it served anything";
+  EXPECT_LT(donors[1]->chunks_served(), stats.chunks) << "killed after it served everything";
+  EXPECT_GT(donors[0]->chunks_served() + donors[2]->chunks_served(), stats.chunks / 2);
 }
 
 TEST(StateSharing, NoDonorIsAnError) {

@@ -349,6 +349,47 @@ TEST_P(FrameCipherTest, LengthLimitsAreCheckedBeforeAllocation) {
   EXPECT_EQ(code_of([&] { opener.body_size(header_for(0)); }), Errc::bad_message);
 }
 
+// Whatever library seals AES-256-GCM frames (OpenSSL when built with it,
+// libsodium otherwise), the frames are plain AES-256-GCM: peers built either
+// way interoperate. Checked against libsodium directly, both directions.
+TEST(FrameCipher, AesGcmFramesMatchLibsodium) {
+  if (!aes_gcm_available()) GTEST_SKIP() << "AES-256-GCM is not available on this CPU";
+  SessionKey key;
+  for (std::size_t i = 0; i < key.size(); ++i) key[i] = static_cast<std::uint8_t>(i * 31 + 7);
+  FrameSealer sealer(CipherSuite::aes256_gcm, key);
+  FrameOpener opener(CipherSuite::aes256_gcm, key, 1 << 20);
+  for (std::uint64_t counter = 0; counter < 3; ++counter) {
+    Bytes message(1000 + 4099 * counter);
+    for (std::size_t i = 0; i < message.size(); ++i)
+      message[i] = static_cast<std::uint8_t>(i * 5 + counter);
+    std::array<std::uint8_t, crypto_aead_aes256gcm_NPUBBYTES> nonce{};
+    nonce[0] = static_cast<std::uint8_t>(counter);
+    // Ours → libsodium.
+    Bytes frame = sealer.seal(message);
+    Bytes plain(message.size());
+    unsigned long long plain_len = 0;
+    ASSERT_EQ(crypto_aead_aes256gcm_decrypt(plain.data(), &plain_len, nullptr,
+                                            frame.data() + frame_header_size,
+                                            frame.size() - frame_header_size, frame.data(),
+                                            frame_header_size, nonce.data(), key.data()),
+              0);
+    EXPECT_EQ(plain, message);
+    // libsodium → ours.
+    Bytes theirs(frame.size());
+    std::copy_n(frame.begin(), frame_header_size, theirs.begin());
+    unsigned long long cipher_len = 0;
+    crypto_aead_aes256gcm_encrypt(theirs.data() + frame_header_size, &cipher_len, message.data(),
+                                  message.size(), theirs.data(), frame_header_size, nullptr,
+                                  nonce.data(), key.data());
+    EXPECT_EQ(theirs, frame);
+    std::array<std::uint8_t, frame_header_size> header;
+    std::copy_n(theirs.begin(), frame_header_size, header.begin());
+    ASSERT_EQ(opener.open(header, MutableByteSpan(theirs).subspan(frame_header_size)),
+              message.size());
+    EXPECT_TRUE(std::equal(message.begin(), message.end(), theirs.begin() + frame_header_size));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Suites, FrameCipherTest,
                          ::testing::Values(CipherSuite::xchacha20_poly1305,
                                            CipherSuite::aes256_gcm),
