@@ -37,29 +37,35 @@ LocalOptimizer::LocalOptimizer(ParameterRegistry& registry, LocalOptimizerConfig
   if (config_.kind != OptimizerKind::sgd) second_moment_ = Tensor::zeros({n}, DType::f32, device);
 }
 
+void apply_optimizer_step(const LocalOptimizerConfig& config, std::span<float> params,
+                          std::span<const float> grads, std::span<float> first_moment,
+                          std::span<float> second_moment,
+                          std::span<const kernels::TensorSlice> slices, std::uint64_t step,
+                          Device device) {
+  switch (config.kind) {
+    case OptimizerKind::sgd:
+      kernels::sgd_step(params, grads, first_moment, config.sgd, device);
+      break;
+    case OptimizerKind::adam:
+      kernels::adam_step(params, grads, first_moment, second_moment, step, config.adam, device);
+      break;
+    case OptimizerKind::lamb:
+      kernels::lamb_step(params, grads, first_moment, second_moment, slices, step, config.lamb,
+                         device);
+      break;
+  }
+}
+
 float LocalOptimizer::step() {
   const Device device = registry_.device();
-  auto params = registry_.flat_parameters();
   auto grads = registry_.flat_gradients();
   float norm = 0.0f;
   if (config_.clip_norm > 0.0f)
     norm = kernels::clip_by_global_norm(grads, config_.clip_norm, device);
   ++step_;
-  switch (config_.kind) {
-    case OptimizerKind::sgd:
-      kernels::sgd_step(params, grads, first_moment_.span<float>(), config_.sgd, device);
-      break;
-    case OptimizerKind::adam:
-      kernels::adam_step(params, grads, first_moment_.span<float>(), second_moment_.span<float>(),
-                         step_, config_.adam, device);
-      break;
-    case OptimizerKind::lamb: {
-      auto slices = registry_.slices();
-      kernels::lamb_step(params, grads, first_moment_.span<float>(), second_moment_.span<float>(),
-                         slices, step_, config_.lamb, device);
-      break;
-    }
-  }
+  auto slices = registry_.slices();
+  apply_optimizer_step(config_, registry_.flat_parameters(), grads, first_moment_.span<float>(),
+                       second_moment_.span<float>(), slices, step_, device);
   return norm;
 }
 

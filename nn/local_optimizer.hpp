@@ -7,6 +7,7 @@
 #include "nn/parameters.hpp"
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 namespace apiary::nn {
@@ -23,6 +24,17 @@ struct LocalOptimizerConfig {
   float clip_norm = 0.0f;  // > 0: clip gradients to this global norm first
   void set_learning_rate(float lr);
 };
+
+// One step of `config`'s optimizer over flat buffers — the core shared by
+// LocalOptimizer and the collaborative optimizer's (optimizer/local_optimizer).
+// `step` counts the steps including this one (Adam/LAMB bias correction);
+// `first_moment` may be empty for SGD without momentum; `second_moment` is
+// unused by SGD; `slices` are LAMB's tensors. Clipping is the caller's.
+void apply_optimizer_step(const LocalOptimizerConfig& config, std::span<float> params,
+                          std::span<const float> grads, std::span<float> first_moment,
+                          std::span<float> second_moment,
+                          std::span<const kernels::TensorSlice> slices, std::uint64_t step,
+                          Device device = Device::cpu);
 
 class LocalOptimizer {
  public:

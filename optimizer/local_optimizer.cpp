@@ -2,6 +2,8 @@
 
 #include "core/error.hpp"
 
+#include <stdexcept>
+
 #include <cmath>
 
 namespace apiary::optimizer {
@@ -10,6 +12,21 @@ LocalOptimizer::LocalOptimizer(OptimizerConfig config, std::size_t num_params,
                                std::vector<kernels::TensorSlice> slices)
     : config_(std::move(config)), num_params_(num_params), slices_(std::move(slices)) {
   if (slices_.empty()) slices_.push_back({0, num_params_});
+  const auto& c = config_;
+  try {
+    // AdamW is Adam with decoupled weight decay.
+    kernel_config_.kind = nn::parse_optimizer_kind(c.name == "adamw" ? "adam" : c.name);
+  } catch (const std::invalid_argument& e) {
+    throw Error(Errc::invalid_argument, e.what());
+  }
+  kernel_config_.sgd = {static_cast<float>(c.lr), static_cast<float>(c.momentum),
+                        static_cast<float>(c.weight_decay), c.nesterov};
+  kernel_config_.adam = {static_cast<float>(c.lr),           static_cast<float>(c.beta1),
+                         static_cast<float>(c.beta2),        static_cast<float>(c.eps),
+                         static_cast<float>(c.weight_decay), c.name == "adamw"};
+  kernel_config_.lamb = {static_cast<float>(c.lr), static_cast<float>(c.beta1),
+                         static_cast<float>(c.beta2), static_cast<float>(c.eps),
+                         static_cast<float>(c.weight_decay)};
   if (config_.name == "sgd") {
     if (config_.momentum > 0) buf1_.assign(num_params_, 0.0f);
   } else {
@@ -35,29 +52,10 @@ void LocalOptimizer::step(std::span<float> params, std::span<const float> grads,
                                             std::to_string(params.size()) + " and " +
                                             std::to_string(grads.size()));
   }
-  const auto lr = static_cast<float>(learning_rate(epoch));
   ++steps_;
-  const auto& c = config_;
-  if (c.name == "sgd") {
-    kernels::SgdConfig sgd{lr, static_cast<float>(c.momentum), static_cast<float>(c.weight_decay),
-                           c.nesterov};
-    std::vector<float> no_momentum;
-    kernels::sgd_step(params, grads,
-                      c.momentum > 0 ? std::span<float>(buf1_) : std::span<float>(no_momentum),
-                      sgd);
-  } else if (c.name == "adam" || c.name == "adamw") {
-    kernels::AdamConfig adam{lr,
-                             static_cast<float>(c.beta1),
-                             static_cast<float>(c.beta2),
-                             static_cast<float>(c.eps),
-                             static_cast<float>(c.weight_decay),
-                             c.name == "adamw"};
-    kernels::adam_step(params, grads, buf1_, buf2_, steps_, adam);
-  } else {
-    kernels::LambConfig lamb{lr, static_cast<float>(c.beta1), static_cast<float>(c.beta2),
-                             static_cast<float>(c.eps), static_cast<float>(c.weight_decay)};
-    kernels::lamb_step(params, grads, buf1_, buf2_, slices_, steps_, lamb);
-  }
+  nn::LocalOptimizerConfig step_config = kernel_config_;
+  step_config.set_learning_rate(static_cast<float>(learning_rate(epoch)));
+  nn::apply_optimizer_step(step_config, params, grads, buf1_, buf2_, slices_, steps_);
 }
 
 std::vector<std::span<float>> LocalOptimizer::state_buffers() {

@@ -1,11 +1,12 @@
 #pragma once
 // The local optimizer a peer applies at each collaborative step: SGD (momentum,
-// Nesterov), Adam, AdamW or LAMB from kernels/, over one flat fp32 parameter
-// buffer, with a per-epoch learning-rate schedule (linear warmup, then
-// multiplicative decay). Its statistics are exposed as flat buffers so they can
-// be averaged with peers, checkpointed and downloaded by late joiners.
-// Errors: throws apiary::Error{invalid_argument} on size mismatches.
+// Nesterov), Adam, AdamW or LAMB (nn::apply_optimizer_step over kernels/), over
+// one flat fp32 parameter buffer on the host, with a per-epoch learning-rate
+// schedule (linear warmup, then multiplicative decay). Its statistics are exposed as flat buffers
+// so they can be averaged with peers, checkpointed and downloaded by late joiners. Errors: throws
+// apiary::Error{invalid_argument} on size mismatches.
 #include "kernels/optimizer.hpp"
+#include "nn/local_optimizer.hpp"
 #include "optimizer/run_config.hpp"
 
 #include <cstdint>
@@ -36,6 +37,7 @@ class LocalOptimizer {
 
  private:
   OptimizerConfig config_;
+  nn::LocalOptimizerConfig kernel_config_;  // the same, as kernel settings (lr set per step)
   std::size_t num_params_;
   std::vector<kernels::TensorSlice> slices_;
   std::vector<float> buf1_;  // momentum (sgd) or exp_avg (adam/lamb)
