@@ -3,8 +3,10 @@
 // and two `apiary join` peers training the model (dense layers + gate + head
 // averaged between the peers; experts stepped by their servers). One expert
 // server is SIGKILLed mid-training: the peers keep training on the surviving
-// experts (no batch skipped for long) and reach >= 80 % test accuracy within
-// the 55 s time limit; the test takes about 60 s.
+// experts (no batch skipped for long) and reach >= 80 % test accuracy. The
+// peers stop at 82 % (on the full test set, evaluated every epoch) or after
+// 75 s, whichever comes first, so a machine busy with other tests gets more
+// time; the test takes 30-80 s.
 #include "tests/optimizer/process_util.hpp"
 
 #include <nlohmann/json.hpp>
@@ -53,7 +55,7 @@ TEST(MoeJoinProcesses, TwoPeersTrainWithRemoteExpertsAndSurviveAServerKill) {
   config["model"]["moe"]["timeout_after_k_min"] = 0.3;
   config["target_batch_size"] = 1024;
   config["max_epochs"] = 0;
-  config["target_accuracy"] = 0;
+  config["target_accuracy"] = 0.82;
   std::ofstream(dir / "run.json") << config.dump(2);
 
   Process coordinator(
@@ -76,7 +78,7 @@ TEST(MoeJoinProcesses, TwoPeersTrainWithRemoteExpertsAndSurviveAServerKill) {
   auto join = [&](const std::string& name) {
     return std::make_unique<Process>(
         std::vector<std::string>{APIARY_BIN, "join", "--peers", address, "--run", "it-moe",
-                                 "--time-limit", "55", "--summary",
+                                 "--time-limit", "75", "--summary",
                                  (dir / (name + ".json")).string()},
         dir / (name + ".out"), dir / (name + ".err"));
   };
@@ -111,8 +113,9 @@ TEST(MoeJoinProcesses, TwoPeersTrainWithRemoteExpertsAndSurviveAServerKill) {
         << summary.dump();
     EXPECT_GT(summary["averaged_rounds"].get<int>(), 0) << summary.dump();
     // Issue 6's bar, on the full test set, for a model whose hidden features
-    // reach the head only through the experts (10 % by chance). Measured: 85.0 %
-    // after ~55 s, 84 epochs (load average ~9); 80 % takes ~20k samples.
+    // reach the head only through the experts (10 % by chance). Measured with
+    // a 55 s limit instead of the 82 % stop: 84.0-85.0 % in 74-84 epochs (load
+    // average ~9); 80 % takes ~20k samples.
     EXPECT_GE(summary["test_accuracy"].get<double>(), 0.80) << summary.dump();
   }
   EXPECT_TRUE(survivor->running()) << survivor->stderr_text();
