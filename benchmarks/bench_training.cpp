@@ -1,7 +1,8 @@
 // bench_training — what does training together cost in accuracy and time?
 // Trains the Fashion-MNIST MLP for --epochs epochs of --target-batch samples
 // with --peers collaborating processes (`apiary demo`: a coordinator and N
-// `apiary join` on loopback), once per gradient compression, and alone
+// `apiary join` on loopback), once per --runs entry (gradient compression,
+// with or without averaging.overlap), and alone
 // (`apiary train --solo --config`, the same run with a swarm of one): once for
 // the same number of epochs (the speed reference), and once per collaborative
 // run on the same total number of samples that run processed (peers overshoot
@@ -12,8 +13,8 @@
 // communication not overlapped with compute (TrainerStatus::communication_seconds).
 //
 //   bench_training [--epochs 30] [--target-batch 4096] [--peers 4]
-//                  [--batch-size 64] [--lr 0.003] [--compression none,8bit]
-//                  [--overlap] [--time-limit 150] [--out DIR] [--json]
+//                  [--batch-size 64] [--lr 0.003] [--runs none,8bit,none+overlap]
+//                  [--average-state-every 10] [--time-limit 150] [--out DIR] [--json]
 #include "core/subprocess.hpp"
 
 #include <CLI/CLI.hpp>
@@ -41,8 +42,9 @@ struct BenchOptions {
   std::uint64_t target_batch = 4096;
   std::uint32_t batch_size = 64;
   double lr = 0.003;
-  std::vector<std::string> compression = {"none", "8bit"};
-  bool overlap = false;  // also run every compression with averaging.overlap
+  std::uint32_t average_state_every = 10;  // as `apiary demo`
+  // Collaborative runs: gradient compression, "+overlap" for averaging.overlap.
+  std::vector<std::string> variants = {"none", "8bit", "none+overlap"};
   double time_limit = 150;
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   std::string out_dir;
@@ -62,7 +64,7 @@ fs::path write_config(const BenchOptions& o, const fs::path& dir, const std::str
       {"optimizer", {{"name", "adam"}, {"lr", o.lr}, {"lr_decay_per_epoch", 0.995}}},
       {"averaging",
        {{"mode", "target_batch"},
-        {"average_state_every", 10},
+        {"average_state_every", o.average_state_every},
         {"target_group_size", 16},
         {"min_group_size", 2},
         {"matchmaking_time", 1.0},
@@ -184,8 +186,8 @@ json run_swarm(const BenchOptions& o, const fs::path& dir, const std::string& co
 void print_table(const BenchOptions& o, const json& solo, const json& rows) {
   std::printf(
       "bench_training: MLP 784-256-128-10 on Fashion-MNIST, Adam lr %g, epochs of %llu "
-      "samples (batch %u)\n",
-      o.lr, static_cast<unsigned long long>(o.target_batch), o.batch_size);
+      "samples (batch %u), state averaged every %u epochs\n",
+      o.lr, static_cast<unsigned long long>(o.target_batch), o.batch_size, o.average_state_every);
   std::printf("%-28s %7s %9s %9s %10s %8s %12s %9s\n", "run", "epochs", "samples", "test_acc",
               "samples/s", "seconds", "comm_blocked", "avg/local");
   auto print_solo = [](const char* name, const json& r) {
@@ -229,10 +231,14 @@ int main(int argc, char** argv) {
   app.add_option("--target-batch", o.target_batch, "samples per epoch")->capture_default_str();
   app.add_option("--batch-size", o.batch_size, "samples per local step")->capture_default_str();
   app.add_option("--lr", o.lr, "Adam learning rate")->capture_default_str();
-  app.add_option("--compression", o.compression, "gradient compressions to run")
+  app.add_option("--average-state-every", o.average_state_every,
+                 "epochs between averages of parameters and Adam statistics")
+      ->capture_default_str();
+  app.add_option("--runs", o.variants,
+                 "collaborative runs: gradient compression (none|fp16|bf16|8bit), with "
+                 "+overlap for averaging.overlap")
       ->delimiter(',')
       ->capture_default_str();
-  app.add_flag("--overlap", o.overlap, "also run each compression with averaging.overlap");
   app.add_option("--time-limit", o.time_limit, "seconds each run may train")->capture_default_str();
   app.add_option("--data", o.data_dir, "Fashion-MNIST directory")->capture_default_str();
   app.add_option("--out", o.out_dir, "folder for configurations and logs (default: a temp dir)");
@@ -254,8 +260,11 @@ int main(int argc, char** argv) {
            " samples in one process");
   const json solo = run_solo(o, dir, o.epochs);
   json rows = json::array();
-  for (const bool overlap : o.overlap ? std::vector<bool>{false, true} : std::vector<bool>{false}) {
-    for (const auto& compression : o.compression) {
+  for (const auto& variant : o.variants) {
+    {
+      const auto plus = variant.find("+overlap");
+      const bool overlap = plus != std::string::npos;
+      const std::string compression = variant.substr(0, plus);
       progress(std::to_string(o.peers) + " processes, gradients " + compression +
                (overlap ? ", overlap" : ""));
       json row = run_swarm(o, dir, compression, overlap);
@@ -295,6 +304,7 @@ int main(int argc, char** argv) {
              {"target_batch_size", o.target_batch},
              {"batch_size", o.batch_size},
              {"lr", o.lr},
+             {"average_state_every", o.average_state_every},
              {"peers", o.peers},
              {"solo", solo},
              {"collaborative", rows},
