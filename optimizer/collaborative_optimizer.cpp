@@ -395,6 +395,19 @@ bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
   ++inner_steps_;
   report(false);
   if (inner_steps_ % options_.averaging.local_steps != 0) return false;
+  // A peer whose round failed while the others averaged stays behind for
+  // good (each round's key is its epoch, and a failed round costs it the
+  // matchmaking wait): take the state of a peer that is ahead instead.
+  const GlobalProgress global = swarm_->global_progress(epoch_);
+  if (global.global_epoch > epoch_) {
+    log::info("outer step {} is behind the swarm ({}): loading state from peers", epoch_,
+              global.global_epoch);
+    // Any peer ahead will do: donors announce their epoch only now and then.
+    if (load_state_from_peers(epoch_ + 1)) {
+      last_step_time_ = now();
+      return true;
+    }
+  }
 
   RoundReport round;
   round.epoch = epoch_;
