@@ -182,6 +182,14 @@ class MoeMlpModel final : public RunModel {
 
 }  // namespace
 
+std::unique_ptr<dht::DhtRunner> connect_expert_dht(std::vector<PeerAddress> peers) {
+  dht::DhtOptions options;
+  options.client_mode = true;  // looks experts up, stores nothing for others
+  return std::make_unique<dht::DhtRunner>(
+      dht::DhtRunner::tcp(Identity::generate(), {"127.0.0.1", 0}, /*client_mode=*/true),
+      std::move(peers), options);
+}
+
 bool needs_expert_dht(const ModelConfig& config) {
   return config.type == "moe-mlp";
 }

@@ -16,9 +16,12 @@
 #include "nn/solo_training.hpp"
 #include "optimizer/run_config.hpp"
 
+#include "core/address.hpp"
+
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace apiary::dht {
 class DhtRunner;
@@ -43,6 +46,11 @@ class RunModel {
 
 // True when the model calls remote experts (it then needs a DHT).
 bool needs_expert_dht(const ModelConfig& config);
+
+// A client-mode DHT node (on its own thread) bootstrapped from `peers`, for
+// finding a run's experts where no swarm provides a DHT (e.g. a solo run of a
+// moe-mlp configuration). Throws apiary::Error when bootstrap fails.
+std::unique_ptr<dht::DhtRunner> connect_expert_dht(std::vector<PeerAddress> peers);
 
 // `expert_dht`: the DHT where the experts are declared (moe-mlp; the runner
 // must outlive the model).

@@ -2,6 +2,8 @@
 #include "optimizer/run_config.hpp"
 
 #include "core/error.hpp"
+#include "core/identity.hpp"
+#include "dht/runner.hpp"
 
 #include <gtest/gtest.h>
 
@@ -116,4 +118,26 @@ TEST(ModelFactory, BuildsTheMlpAndRefusesAnMoeModelWithoutADht) {
     EXPECT_NE(what.find("--peers"), std::string::npos) << what;
     EXPECT_NE(what.find("--experts 'ffn.[0:2].[0:4]' --hidden 64"), std::string::npos) << what;
   }
+}
+
+// A moe-mlp model over a real (loopback) DHT in which no expert server has
+// declared anything yet: batches are skipped (nullopt), not thrown, and an
+// evaluation says it covered nothing.
+TEST(ModelFactory, AMoeModelWithoutExpertServersSkipsItsBatches) {
+  dht::DhtRunner first(dht::DhtRunner::tcp(Identity::generate(), {"127.0.0.1", 0}), {});
+  auto expert_dht = connect_expert_dht({first.address()});
+  auto config = RunConfig::parse_json(R"({"run": "x", "model": {"type": "moe-mlp",
+      "hidden": [8], "moe": {"grid": [2, 2], "forward_timeout": 1}}})");
+  auto model = build_model(config.model, 16, 3, expert_dht.get());
+  EXPECT_EQ(model->describe(), "moe-mlp 16-8-[moe ffn 2x2, k=2]-3");
+  nn::Dataset data;
+  data.rows = 4;
+  data.cols = 4;
+  data.classes = 3;
+  data.images.assign(5 * 16, 0.25f);
+  data.labels = {0, 1, 2, 1, 0};
+  auto images = nn::Tensor::view(data.images.data(), {5, 16}, nn::DType::f32, nn::Device::cpu);
+  auto labels = nn::Tensor::view(data.labels.data(), {5}, nn::DType::i32, nn::Device::cpu);
+  EXPECT_FALSE(model->forward_backward(images, labels).has_value());
+  EXPECT_EQ(model->evaluate(data).accuracy, 0.0);
 }
