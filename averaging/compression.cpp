@@ -146,6 +146,11 @@ void encode(Codec codec, std::span<const float> in, MutableByteSpan out) {
 }
 
 void encode_append(Codec codec, std::span<const float> in, Bytes& out) {
+  if (codec == Codec::none) {  // one pass: no zero-fill before the copy
+    const auto* bytes = reinterpret_cast<const std::uint8_t*>(in.data());
+    out.insert(out.end(), bytes, bytes + in.size_bytes());
+    return;
+  }
   const std::size_t start = out.size();
   out.resize(start + encoded_size(codec, in.size()));
   encode(codec, in, MutableByteSpan(out).subspan(start));
