@@ -46,6 +46,8 @@ class MoeMlp {
   // (cross-entropy, plus the weighted balancing loss in switch mode).
   float forward_backward(const nn::Tensor& input, const nn::Tensor& labels);
 
+  // The switch_top1 load-balancing loss of the latest forward (0 otherwise), unweighted.
+  float last_balancing_loss() const noexcept { return moe_forward_.balancing_loss; }
   nn::ParameterRegistry& parameters() noexcept { return registry_; }
   MixtureOfExperts& mixture() noexcept { return *moe_; }
   const MoeMlpConfig& config() const noexcept { return config_; }

@@ -50,9 +50,11 @@ MoeMlpConfig small_config() {
 
 }  // namespace
 
-TEST(MoeMlp, LocalParametersGetExactGradientsThroughTheExperts) {
-  Experts experts;
-  MoeMlp model(small_config(), experts.directory, experts.resolver());
+namespace {
+
+// Checks every other local parameter's gradient (dense layers, gate, head)
+// against central differences of the loss forward_backward() reports.
+void check_local_gradients(MoeMlp& model, float balancing_weight) {
   auto& registry = model.parameters();
   // The gate lives inside the registry's flat buffer.
   auto flat = registry.flat_parameters();
@@ -69,7 +71,10 @@ TEST(MoeMlp, LocalParametersGetExactGradientsThroughTheExperts) {
   auto y = nn::Tensor::view(labels.data(), {4}, nn::DType::i32, nn::Device::cpu);
   model.forward_backward(x, y);
   std::vector<float> grads(registry.flat_gradients().begin(), registry.flat_gradients().end());
-  auto loss = [&] { return nn::SoftmaxCrossEntropy::loss(model.forward(x), y); };
+  auto loss = [&] {
+    const double ce = nn::SoftmaxCrossEntropy::loss(model.forward(x), y);
+    return ce + balancing_weight * model.last_balancing_loss();
+  };
   const float eps = 2e-3f;
   std::size_t checked = 0, gate_checked = 0;
   for (std::size_t i = 0; i < flat.size(); i += 2) {
@@ -86,6 +91,25 @@ TEST(MoeMlp, LocalParametersGetExactGradientsThroughTheExperts) {
   }
   EXPECT_GT(gate_checked, 10u);
   EXPECT_GT(checked, 30u);
+}
+
+}  // namespace
+
+TEST(MoeMlp, LocalParametersGetExactGradientsThroughTheExperts) {
+  Experts experts;
+  MoeMlp model(small_config(), experts.directory, experts.resolver());
+  check_local_gradients(model, 0.0f);
+}
+
+TEST(MoeMlp, SwitchGatingGradientsIncludeTheBalancingLoss) {
+  Experts experts;
+  auto config = small_config();
+  config.moe.mode = GatingMode::switch_top1;
+  config.moe.k_best = 1;
+  config.balancing_loss_weight = 0.5f;
+  MoeMlp model(config, experts.directory, experts.resolver());
+  check_local_gradients(model, 0.5f);
+  EXPECT_GT(model.last_balancing_loss(), 0.0f);
 }
 
 TEST(MoeMlp, SameSeedSameWeights) {
