@@ -267,5 +267,49 @@ TEST(Matchmaker, MoshpitGridKeysReachTheGlobalMeanInTwoRounds) {
     for (std::size_t k = 0; k < mean.size(); ++k) ASSERT_NEAR(p.tensors[0][k], mean[k], 1e-4);
 }
 
+// A store whose list() answers late, as a busy DHT does: its peer decides late.
+class SlowListStore final : public GroupKeyStore {
+ public:
+  SlowListStore(std::shared_ptr<GroupKeyStore> inner, std::chrono::milliseconds delay)
+      : inner_(std::move(inner)), delay_(delay) {}
+  asio::awaitable<bool> declare(std::string key, Declaration declaration) override {
+    co_return co_await inner_->declare(std::move(key), std::move(declaration));
+  }
+  asio::awaitable<std::vector<Declaration>> list(std::string key, double now) override {
+    co_await test::sleep_for(delay_);
+    co_return co_await inner_->list(std::move(key), now);
+  }
+
+ private:
+  std::shared_ptr<GroupKeyStore> inner_;
+  std::chrono::milliseconds delay_;
+};
+
+TEST(Matchmaker, AJoinWhileTheLeaderStillDecidesWaitsForItsDecision) {
+  test::Swarm swarm;
+  swarm.add_peers(2, {100});
+  auto shared = std::make_shared<InMemoryGroupKeyStore>();
+  // Peer 0 declares first (it leads) but lists 400 ms late; peer 1 joins it long before.
+  Matchmaker leader(*swarm.peers[0].node, std::make_shared<SlowListStore>(shared, 400ms), fast(2));
+  Matchmaker follower(*swarm.peers[1].node, shared, fast(2));
+  auto first =
+      asio::co_spawn(swarm.ctx, leader.find_group(1.0f, 7, Clock::now() + 5s), asio::use_future);
+  auto second = asio::co_spawn(
+      swarm.ctx,
+      [&]() -> asio::awaitable<std::optional<GroupInfo>> {
+        co_await test::sleep_for(20ms);  // declares after the leader
+        co_return co_await follower.find_group(1.0f, 7, Clock::now() + 5s);
+      },
+      asio::use_future);
+  auto led = test::wait(swarm.ctx, first);
+  auto joined = test::wait(swarm.ctx, second);
+  ASSERT_TRUE(led.has_value());
+  ASSERT_TRUE(joined.has_value()) << "refused: "
+                                  << join_status_name(follower.stats().last_rejection);
+  EXPECT_TRUE(leader.stats().led_last_round);
+  EXPECT_EQ(peers_of(*joined), peers_of(*led));
+  EXPECT_EQ(led->members.size(), 2u);
+}
+
 }  // namespace
 }  // namespace apiary::averaging
