@@ -211,10 +211,11 @@ void print_table(const BenchOptions& o, const json& solo, const json& rows) {
                 number(r, "local_rounds"));
     if (r.contains("solo_same_samples")) print_solo("  solo, same samples", r["solo_same_samples"]);
     std::printf(
-        "  accuracy vs solo at equal samples %+.2f points; samples/s %.2fx solo's; "
-        "blocked in communication: mean %.1f%%, worst peer %.1f%%\n",
-        -number(r, "accuracy_gap_points"), number(r, "speedup_vs_solo"),
-        100 * number(r, "communication_fraction"), 100 * number(r, "communication_fraction_max"));
+        "  accuracy vs solo: %+.2f points at equal samples, %+.2f at equal epochs; samples/s "
+        "%.2fx solo's; blocked in communication: mean %.1f%%, worst peer %.1f%%\n",
+        -number(r, "accuracy_gap_points"), -number(r, "accuracy_gap_same_epochs_points"),
+        number(r, "speedup_vs_solo"), 100 * number(r, "communication_fraction"),
+        100 * number(r, "communication_fraction_max"));
   }
 }
 
@@ -284,6 +285,11 @@ int main(int argc, char** argv) {
             100 * (row["solo_same_samples"]["test_accuracy"].get<double>() -
                    row["test_accuracy"].get<double>());
       }
+      // The same number of optimizer steps (epochs), whatever the samples.
+      if (number(solo, "test_accuracy") >= 0) {
+        row["accuracy_gap_same_epochs_points"] =
+            100 * (number(solo, "test_accuracy") - number(row, "test_accuracy"));
+      }
       if (number(solo, "samples_per_s") > 0)
         row["speedup_vs_solo"] = number(row, "samples_per_s") / number(solo, "samples_per_s");
       rows.push_back(row);
@@ -292,12 +298,16 @@ int main(int argc, char** argv) {
   progress("done; logs in " + dir.string());
 
   // Targets: within 1 point of solo at equal samples; <= 10 % blocked in communication.
-  bool accuracy_met = !rows.empty(), communication_met = !rows.empty();
-  for (const auto& r : rows) {
-    accuracy_met = accuracy_met && r.contains("accuracy_gap_points") &&
-                   r["accuracy_gap_points"].get<double>() <= 1.0;
-    communication_met = communication_met && number(r, "communication_fraction") >= 0 &&
-                        number(r, "communication_fraction") <= 0.10;
+  std::string accuracy_met, communication_met;  // the runs that meet each
+  for (auto& r : rows) {
+    const std::string name =
+        r["compression"].get<std::string>() + (r["overlap"].get<bool>() ? "+overlap" : "");
+    r["accuracy_target_met"] =
+        r.contains("accuracy_gap_points") && number(r, "accuracy_gap_points") <= 1.0;
+    r["communication_target_met"] =
+        number(r, "communication_fraction") >= 0 && number(r, "communication_fraction") <= 0.10;
+    if (r["accuracy_target_met"].get<bool>()) accuracy_met += " " + name;
+    if (r["communication_target_met"].get<bool>()) communication_met += " " + name;
   }
   if (o.json) {
     json out{{"epochs", o.epochs},
@@ -308,16 +318,15 @@ int main(int argc, char** argv) {
              {"peers", o.peers},
              {"solo", solo},
              {"collaborative", rows},
-             {"accuracy_within_1_point", accuracy_met},
-             {"communication_at_most_10_percent", communication_met},
              {"logs", dir.string()}};
     std::printf("%s\n", out.dump().c_str());
     return 0;
   }
   print_table(o, solo, rows);
   std::printf(
-      "targets: accuracy within 1 point of solo at equal samples: %s; blocked in "
-      "communication <= 10 %% of wall time: %s\n",
-      accuracy_met ? "met" : "NOT met", communication_met ? "met" : "NOT met");
+      "targets met by: accuracy within 1 point of solo at equal samples:%s; blocked in "
+      "communication <= 10 %% of wall time:%s\n",
+      accuracy_met.empty() ? " none" : accuracy_met.c_str(),
+      communication_met.empty() ? " none" : communication_met.c_str());
   return 0;
 }

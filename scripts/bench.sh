@@ -20,4 +20,5 @@ run bench_dht --nodes 128 --keys 2048 --transport tcp
 run bench_allreduce --peers 4 --size 8388608 --link-mbps 100 --transport inproc --rounds 3
 run bench_allreduce --peers 4 --size 8388608 --link-mbps 100 --transport inproc --compression 8bit --rounds 3
 run bench_moe --quick
+run bench_training
 echo "JSON results in $OUT"
