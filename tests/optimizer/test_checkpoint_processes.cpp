@@ -273,3 +273,64 @@ TEST(CheckpointProcesses, DiskTroubleIsReportedAndTrainingGoesOn) {
   coordinator.stop();
   fs::remove_all(dir);
 }
+
+// The coordinator keeps checkpoints of the swarm's state under the same rules
+// and in the same format: written periodically and on SIGTERM, usable by a
+// peer to resume from; a coordinator whose checkpoint folder cannot be
+// created says so and serves the run anyway.
+TEST(CheckpointProcesses, CoordinatorCheckpointsResumeAPeer) {
+  const auto dir = fresh_work_dir("coordinator-ck");
+  write_config(dir / "run.json", "it-coord-ck", 2, 1.0);
+  std::string last_hash;
+  std::uint64_t last_epoch = 0;
+  {
+    Coordinator coordinator(
+        dir, {"--checkpoint-dir", (dir / "swarm").string(), "--checkpoint-every", "2"});
+    const std::string address = coordinator.address();
+    ASSERT_FALSE(address.empty()) << coordinator.process().stderr_text();
+    std::vector<std::unique_ptr<Process>> peers;
+    for (const char* name : {"p1", "p2"})
+      peers.push_back(std::make_unique<Process>(
+          join_args(address, "it-coord-ck",
+                    {"--max-epochs", "12", "--time-limit", "90", "--quiet"}),
+          dir / (std::string(name) + ".out"), dir / (std::string(name) + ".err")));
+    ASSERT_TRUE(coordinator.process().wait_for_text("checkpoint of epoch", 90s, true))
+        << coordinator.process().stderr_text();
+    coordinator.stop();  // the final checkpoint is downloaded while the peers still train
+    const auto written = checkpoints_written(coordinator.process().stderr_text());
+    ASSERT_GE(written.size(), 1u) << coordinator.process().stderr_text();
+    last_epoch = written.back().epoch;
+    last_hash = written.back().hash;
+    EXPECT_GE(last_epoch, 2u);
+    for (auto& p : peers) {
+      auto code = p->wait_for(100s);
+      ASSERT_TRUE(code.has_value());
+      EXPECT_EQ(*code, 0) << p->stderr_text();  // training outlives the coordinator
+    }
+  }
+  std::ofstream(dir / "a-file") << "not a folder";
+  Coordinator coordinator(dir, {"--checkpoint-dir", (dir / "a-file" / "ck").string()});
+  const std::string address = coordinator.address();
+  ASSERT_FALSE(address.empty()) << coordinator.process().stderr_text();
+  EXPECT_NE(coordinator.process().stderr_text().find("cannot create checkpoint folder"),
+            std::string::npos)
+      << coordinator.process().stderr_text();
+  // A peer resumes from the coordinator's folder (nothing to train: it stops at that epoch).
+  Process peer(join_args(address, "it-coord-ck",
+                         {"--checkpoint-dir", (dir / "swarm").string(), "--max-epochs",
+                          std::to_string(last_epoch), "--quiet", "--summary",
+                          (dir / "resumed.json").string()}),
+               dir / "resumed.out", dir / "resumed.err");
+  auto code = peer.wait_for(60s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0) << peer.stderr_text();
+  auto resumed = resumed_from(peer.stderr_text());
+  ASSERT_TRUE(resumed.has_value()) << peer.stderr_text();
+  EXPECT_EQ(resumed->epoch, last_epoch);
+  EXPECT_EQ(resumed->hash, last_hash);
+  const auto summary = read_json(dir / "resumed.json");
+  ASSERT_TRUE(summary.is_object());
+  EXPECT_EQ(summary["parameters_hash"].get<std::string>(), last_hash);
+  coordinator.stop();
+  fs::remove_all(dir);
+}
