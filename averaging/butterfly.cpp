@@ -29,6 +29,8 @@ constexpr std::uint8_t kStreamVersion = 1;
 // Chunk messages: u32 chunk index, u8 codec, 3 zero bytes, payload. Eight
 // bytes keep the payload aligned for in-place fp32/fp16 reads.
 constexpr std::size_t kChunkHeaderBytes = 8;
+// Chunks smaller than this are processed on the network thread (compute_for).
+constexpr std::size_t kPoolChunkBytes = 64u << 10;
 // Where the payload starts in a chunk message built by chunk_header().
 constexpr std::size_t kPayloadOffset = rpc::kStreamHeadroom + kChunkHeaderBytes;
 
@@ -231,6 +233,14 @@ class Round : public std::enable_shared_from_this<Round> {
     return total;
   }
   bool is_auxiliary() const { return group_.members[me_].auxiliary; }
+
+  // Where to encode, reduce or decode a chunk of `elements`: small chunks take
+  // less time than handing them to the pool and back (two thread hops, each a
+  // wait for a CPU on a busy machine), so they stay on the network thread.
+  const std::optional<asio::any_io_executor>& compute_for(std::size_t elements) const {
+    static const std::optional<asio::any_io_executor> here;
+    return elements * sizeof(float) >= kPoolChunkBytes ? options_.compute : here;
+  }
   const PeerId& peer_of(std::size_t index) const { return group_.members[index].address.peer; }
 
   void add_local_contribution() {
@@ -289,7 +299,7 @@ class Round : public std::enable_shared_from_this<Round> {
       averaged = true;
     };
     try {
-      co_await run_compute(options_.compute, work);
+      co_await run_compute(compute_for(range.count), work);
     } catch (const std::exception& e) {
       log::warn("all-reduce: reducing chunk {} failed: {}", c, e.what());
       averaged = false;
@@ -448,7 +458,7 @@ class Round : public std::enable_shared_from_this<Round> {
           const ByteSpan payload = message->view().subspan(kChunkHeaderBytes);
           validate_payload(h.codec, payload, range.count);
           auto work = [&] { decode(h.codec, payload, tensors_.view(range)); };
-          co_await run_compute(options_.compute, work);
+          co_await run_compute(compute_for(range.count), work);
           got[h.index] = true;
           ++received;
         }
@@ -492,7 +502,7 @@ class Round : public std::enable_shared_from_this<Round> {
             encode_append(codec, tensors_.view(range), message);
           }
         };
-        co_await run_compute(options_.compute, work);
+        co_await run_compute(compute_for(range.count), work);
         result_.bytes_sent += message.size() - rpc::kStreamHeadroom;
         // Count the chunk as sent before the write completes: the reducer may
         // answer as soon as the bytes leave, and the values were read already.

@@ -20,8 +20,8 @@
 // under way).
 //
 // Threading: AllReduceService and run() live on the RpcNode's executor.
-// Encoding, reduction and decoding run on AllReduceOptions::compute (a worker
-// pool) when given. Errors: run() throws apiary::Error{invalid_argument} for a
+// Encoding, reduction and decoding of chunks of 64 KiB or more run on
+// AllReduceOptions::compute (a worker pool) when given; smaller ones inline. Errors: run() throws apiary::Error{invalid_argument} for a
 // group this peer is not in or that does not match the tensors; faults of
 // other peers never throw — they are reported in AllReduceResult.
 #include "averaging/compression.hpp"
