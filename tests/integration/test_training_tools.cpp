@@ -115,3 +115,34 @@ TEST(CustomLoopExample, LossFallsAndAccuracyBeatsChance) {
   EXPECT_LT(last_loss, 0.7 * first_loss) << out;
   EXPECT_GT(std::stod(m[4]), 0.6) << "chance is 0.1\n" << out;
 }
+
+// Two custom_loop processes train together through a DHT node: every round is
+// averaged, so both end with the same parameters (the same test accuracy).
+TEST(CustomLoopExample, TwoProcessesTrainTogether) {
+  if (!have_data()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  const auto dir = work_dir("custom-swarm");
+  Process dht({APIARY_BIN, "dht", "--listen", "127.0.0.1:0"}, dir / "dht.out", dir / "dht.err");
+  ASSERT_TRUE(dht.wait_for_text("apiary://", 15s)) << dht.stderr_text();
+  const std::string address = apiary::testing::first_address(dht.stdout_text());
+  std::vector<std::unique_ptr<Process>> loops;
+  for (int i = 0; i < 2; ++i) {
+    const auto name = "loop" + std::to_string(i);
+    loops.push_back(
+        std::make_unique<Process>(std::vector<std::string>{CUSTOM_LOOP_BIN, "--peers", address,
+                                                           "--run", "it-custom", "--epochs", "12"},
+                                  dir / (name + ".out"), dir / (name + ".err")));
+  }
+  std::vector<std::string> accuracies;
+  for (auto& loop : loops) {
+    const auto code = loop->wait_for(120s);
+    ASSERT_TRUE(code.has_value()) << "did not finish";
+    ASSERT_EQ(*code, 0) << loop->stderr_text();
+    const std::string out = loop->stdout_text();
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(out, m, std::regex(R"(test accuracy ([0-9.]+))"))) << out;
+    EXPECT_GT(std::stod(m[1]), 0.4) << out;
+    accuracies.push_back(m[1]);
+    EXPECT_EQ(out.find("not averaged"), std::string::npos) << out;
+  }
+  EXPECT_EQ(accuracies[0], accuracies[1]) << "averaged every epoch: the same parameters";
+}
