@@ -2,6 +2,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "optimizer/membership.hpp"
 
 #include <unistd.h>
 #include <csignal>
@@ -38,6 +39,19 @@ Identity load_or_create_identity(const std::string& file) {
   identity.save(file);
   log::info("created identity {} in {}", identity.peer_id().to_string(), file);
   return identity;
+}
+
+Membership load_membership(const std::string& token_file, const Identity& identity,
+                           const std::string& run) {
+  auto file = optimizer::load_token(token_file);
+  if (file.token.peer != identity.peer_id()) {
+    throw Error(Errc::permission_denied, "--token " + token_file + " was issued for peer " +
+                                             file.token.peer.to_string() + ", not for this peer (" +
+                                             identity.peer_id().to_string() + "; pass --identity)");
+  }
+  return {file.token.encode(),
+          optimizer::make_admit_check(file.run_key, run.empty() ? file.token.run : run),
+          file.run_key};
 }
 
 std::vector<PeerAddress> parse_peers(const std::vector<std::string>& texts) {

@@ -7,6 +7,7 @@
 #include "core/tcp_transport.hpp"
 
 #include <atomic>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,18 @@ TcpEndpoint parse_listen(const std::string& text);
 Identity load_or_create_identity(const std::string& file);
 // Every --peers entry in the printed form apiary://<peer-id>@host:port.
 std::vector<PeerAddress> parse_peers(const std::vector<std::string>& texts);
+
+// A --token file of a permissioned run, for this identity: the token to present
+// in handshakes and the check applied to every other peer's token for `run`
+// (empty: the run the token names). Throws Error{permission_denied} when the
+// token was issued for another peer.
+struct Membership {
+  Bytes token;
+  std::function<bool(const PublicKey&, ByteSpan)> admit;
+  PublicKey run_key;
+};
+Membership load_membership(const std::string& token_file, const Identity& identity,
+                           const std::string& run = {});
 
 // Sets `flag` on SIGINT/SIGTERM (installed once per process); a second signal
 // exits at once, for a user who really wants out.

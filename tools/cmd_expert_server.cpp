@@ -44,6 +44,7 @@ struct ExpertServerCliOptions {
   std::string checkpoint_dir;
   std::string listen = "127.0.0.1:0";
   std::string identity_file;
+  std::string token_file;
   std::string optimizer = "adam";
   float learning_rate = 1e-3f;
   std::size_t max_batch_size = 4096;
@@ -85,8 +86,14 @@ int run_expert_server(const ExpertServerCliOptions& o) {
 
   const Identity identity = load_or_create_identity(o.identity_file);
   asio::io_context ctx;
+  TransportOptions transport;
+  if (!o.token_file.empty()) {  // a permissioned run: members only, both ways
+    auto membership = load_membership(o.token_file, identity);
+    transport.own_token = std::move(membership.token);
+    transport.admit = std::move(membership.admit);
+  }
   auto rpc = std::make_shared<rpc::RpcNode>(
-      make_tcp_transport(ctx.get_executor(), identity, parse_listen(o.listen)));
+      make_tcp_transport(ctx.get_executor(), identity, parse_listen(o.listen), transport));
   auto dht_node = dht::DhtNode::create(rpc);
 
   experts::ExpertServerOptions server_options;
@@ -164,6 +171,8 @@ const Registration registration{
                       "resume experts from and save them to this folder");
       cmd->add_option("--listen", o->listen, "HOST:PORT (port 0: any free)")->capture_default_str();
       cmd->add_option("--identity", o->identity_file, "key file (default: ephemeral key)");
+      cmd->add_option("--token", o->token_file,
+                      "membership token of a permissioned run (with the --identity it names)");
       cmd->add_option("--optimizer", o->optimizer, "adam|sgd|none")->capture_default_str();
       cmd->add_option("--lr", o->learning_rate, "expert learning rate")->capture_default_str();
       cmd->add_option("--max-batch-size", o->max_batch_size, "rows per request and batch")

@@ -117,16 +117,10 @@ int run_join(const JoinOptions& o) {
   swarm_options.run = o.run;
   std::vector<PeerId> trusted;
   if (!o.token_file.empty()) {
-    auto token = optimizer::load_token(o.token_file);
-    if (token.token.peer != identity.peer_id()) {
-      throw Error(Errc::permission_denied,
-                  "--token " + o.token_file + " was issued for peer " +
-                      token.token.peer.to_string() + ", not for this peer (" +
-                      identity.peer_id().to_string() + "; pass --identity)");
-    }
-    swarm_options.token = token.token.encode();
-    swarm_options.admit = optimizer::make_admit_check(token.run_key, o.run);
-    trusted.push_back(token.run_key.peer_id());
+    auto membership = load_membership(o.token_file, identity, o.run);
+    swarm_options.token = std::move(membership.token);
+    swarm_options.admit = std::move(membership.admit);
+    trusted.push_back(membership.run_key.peer_id());
   }
   if (!o.run_key_hex.empty()) {
     auto id = PeerId::parse(o.run_key_hex);

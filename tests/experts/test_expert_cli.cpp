@@ -2,6 +2,7 @@
 // mixture of experts in this process finds their experts by beam search
 // through the DHT, calls them, keeps working when one server is SIGKILLed, and
 // the other one checkpoints on SIGTERM and exits 0.
+#include "client_peer.hpp"
 #include "core/identity.hpp"
 #include "core/rpc.hpp"
 #include "core/tcp_transport.hpp"
@@ -10,6 +11,7 @@
 #include "experts/mixture.hpp"
 #include "experts/remote_expert.hpp"
 #include "kernels/device.hpp"
+#include "optimizer/membership.hpp"
 #include "tests/integration/process.hpp"
 #include "tests/optimizer/process_util.hpp"
 
@@ -20,6 +22,7 @@
 #include <asio/post.hpp>
 #include <asio/use_future.hpp>
 
+#include <ctime>
 #include <filesystem>
 #include <future>
 #include <set>
@@ -27,6 +30,7 @@
 
 using namespace apiary;
 using namespace apiary::experts;
+using apiary::experts::testing::ClientPeer;
 using namespace std::chrono_literals;
 
 namespace {
@@ -41,40 +45,6 @@ std::unique_ptr<test::ChildProcess> start_server(const std::string& pattern,
   if (!checkpoint_dir.empty()) argv.insert(argv.end(), {"--checkpoint-dir", checkpoint_dir});
   return std::make_unique<test::ChildProcess>(argv);
 }
-
-// A DHT peer and RPC endpoint in this process, on its own network thread.
-class ClientPeer {
- public:
-  explicit ClientPeer(const PeerAddress& bootstrap) {
-    rpc_ = std::make_shared<rpc::RpcNode>(
-        make_tcp_transport(ctx_.get_executor(), Identity::generate(), {"127.0.0.1", 0}));
-    dht_ = dht::DhtNode::create(rpc_);
-    rpc_->start();
-    thread_ = std::thread([this] { ctx_.run(); });
-    asio::co_spawn(ctx_, dht_->bootstrap({bootstrap}), asio::use_future).get();
-  }
-  ~ClientPeer() {
-    std::promise<void> done;
-    asio::post(ctx_, [&] {
-      dht_->stop();
-      rpc_->stop();
-      done.set_value();
-    });
-    done.get_future().wait();
-    guard_.reset();
-    ctx_.stop();
-    thread_.join();
-  }
-  std::shared_ptr<dht::DhtNode> dht() { return dht_; }
-  rpc::RpcNode& rpc() { return *rpc_; }
-
- private:
-  asio::io_context ctx_;
-  asio::executor_work_guard<asio::io_context::executor_type> guard_{ctx_.get_executor()};
-  std::shared_ptr<rpc::RpcNode> rpc_;
-  std::shared_ptr<dht::DhtNode> dht_;
-  std::thread thread_;
-};
 
 }  // namespace
 
@@ -159,5 +129,44 @@ TEST(ExpertServerCli, DeviceCudaRunsOnTheGpuOrSaysWhyNot) {
               std::string::npos)
         << server.stderr_text();
   }
+  std::filesystem::remove_all(dir);
+}
+
+// A server of a permissioned run (--identity + --token) serves members and
+// refuses everyone else, like every peer of a token run.
+TEST(ExpertServerCli, TokenRunServesMembersOnly) {
+  const auto dir = apiary::testing::fresh_work_dir("expert-token");
+  const auto run_key = Identity::generate();
+  const auto server_identity = Identity::generate();
+  const auto expires = static_cast<std::uint64_t>(std::time(nullptr)) + 3600;
+  server_identity.save(dir / "server.key");
+  optimizer::save_token(
+      dir / "server.token",
+      {optimizer::issue_token(run_key, "moe-run", server_identity.peer_id(), expires),
+       run_key.public_key()});
+  test::ChildProcess server({APIARY_BIN, "expert-server", "--experts", "ffn.[0:2]", "--hidden",
+                             "16", "--identity", (dir / "server.key").string(), "--token",
+                             (dir / "server.token").string(), "--listen", "127.0.0.1:0"});
+  auto line = server.read_line(20s);
+  ASSERT_TRUE(line);
+  const auto address = PeerAddress::parse(*line);
+
+  const auto member_identity = Identity::generate();
+  TransportOptions member_options;
+  member_options.own_token =
+      optimizer::issue_token(run_key, "moe-run", member_identity.peer_id(), expires).encode();
+  member_options.admit = optimizer::make_admit_check(run_key.public_key(), "moe-run");
+  ClientPeer member(member_options, member_identity);
+  member.bootstrap(address);
+  RemoteExpert expert(member.rpc(), {"ffn.1", address});
+  EXPECT_EQ(expert.forward(HostTensor::normal({3, 16}, 1), nullptr, 10s).get().rows(), 3u);
+
+  ClientPeer outsider;  // no token
+  EXPECT_THROW(outsider.bootstrap(address), Error);
+  RemoteExpert refused(outsider.rpc(), {"ffn.1", address});
+  EXPECT_THROW(refused.forward(HostTensor::normal({3, 16}, 2), nullptr, 10s).get(), Error);
+
+  server.signal(SIGTERM);
+  EXPECT_EQ(server.wait(20s).value_or(-1), 0);
   std::filesystem::remove_all(dir);
 }

@@ -6,6 +6,7 @@
 // Model: x (784) → MoE(784 → 784, grid 4×4, 2 experts per sample; experts are
 // FFN 784 → 64 → 784 that train themselves on the server) → Linear(784 → 10),
 // softmax cross-entropy. The gate and the head are trained here with Adam.
+#include "client_peer.hpp"
 #include "core/identity.hpp"
 #include "core/rpc.hpp"
 #include "core/tcp_transport.hpp"
@@ -35,6 +36,7 @@
 
 using namespace apiary;
 using namespace apiary::experts;
+using apiary::experts::testing::ClientPeer;
 using namespace std::chrono_literals;
 namespace k = apiary::kernels;
 
@@ -51,39 +53,6 @@ std::unique_ptr<test::ChildProcess> start_server(const std::string& pattern,
   if (!peers.empty()) argv.insert(argv.end(), {"--peers", peers});
   return std::make_unique<test::ChildProcess>(argv);
 }
-
-class ClientPeer {
- public:
-  explicit ClientPeer(const PeerAddress& bootstrap) {
-    rpc_ = std::make_shared<rpc::RpcNode>(
-        make_tcp_transport(ctx_.get_executor(), Identity::generate(), {"127.0.0.1", 0}));
-    dht_ = dht::DhtNode::create(rpc_);
-    rpc_->start();
-    thread_ = std::thread([this] { ctx_.run(); });
-    asio::co_spawn(ctx_, dht_->bootstrap({bootstrap}), asio::use_future).get();
-  }
-  ~ClientPeer() {
-    std::promise<void> done;
-    asio::post(ctx_, [&] {
-      dht_->stop();
-      rpc_->stop();
-      done.set_value();
-    });
-    done.get_future().wait();
-    guard_.reset();
-    ctx_.stop();
-    thread_.join();
-  }
-  std::shared_ptr<dht::DhtNode> dht() { return dht_; }
-  rpc::RpcNode& rpc() { return *rpc_; }
-
- private:
-  asio::io_context ctx_;
-  asio::executor_work_guard<asio::io_context::executor_type> guard_{ctx_.get_executor()};
-  std::shared_ptr<rpc::RpcNode> rpc_;
-  std::shared_ptr<dht::DhtNode> dht_;
-  std::thread thread_;
-};
 
 struct Adam {
   explicit Adam(std::size_t n) : m(n, 0.0f), v(n, 0.0f) {}
