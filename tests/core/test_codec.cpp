@@ -124,6 +124,27 @@ TEST(Codec, FuzzedBytesNeverCrash) {
   EXPECT_GT(errors, 19000);
 }
 
+// stream_data frames carry a fixed 16-byte header (written into the sender's
+// headroom); the data starts right after it whatever the id and size.
+TEST(RpcFrame, StreamDataHasAFixedHeader) {
+  using namespace rpc::detail;
+  for (std::uint64_t id : {std::uint64_t{1}, std::uint64_t{300}, std::uint64_t{1} << 40}) {
+    for (std::size_t size : {std::size_t{0}, std::size_t{5}, std::size_t{70000}}) {
+      Bytes data(size);
+      for (std::size_t i = 0; i < size; ++i) data[i] = static_cast<std::uint8_t>(i * 3 + id);
+      const Bytes wire = encode_stream_data(id, data);
+      ASSERT_EQ(wire.size(), stream_data_header_size + size);
+      const Frame frame = decode_frame(wire);
+      EXPECT_EQ(frame.type, FrameType::stream_data);
+      EXPECT_EQ(frame.id, id);
+      EXPECT_EQ(Bytes(frame.payload.begin(), frame.payload.end()), data);
+      if (size > 0) {
+        EXPECT_EQ(frame.payload.data(), wire.data() + stream_data_header_size);
+      }
+    }
+  }
+}
+
 TEST(RpcFrame, RoundTripsEveryType) {
   using namespace rpc::detail;
   const Bytes payload{9, 8, 7};
