@@ -3,8 +3,10 @@
 // `apiary join` (run configuration, optimizer/trainer) in one process, the
 // baseline that collaborative runs are compared against.
 #include "core/error.hpp"
+#include "dht/runner.hpp"
 #include "kernels/device.hpp"
 #include "nn/solo_training.hpp"
+#include "optimizer/model_factory.hpp"
 #include "optimizer/run_config.hpp"
 #include "optimizer/trainer.hpp"
 #include "tools/cli_common.hpp"
@@ -35,6 +37,7 @@ struct TrainOptions {
   std::uint32_t eval_every = 1;
   std::string summary_file;
   bool quiet = false;
+  std::vector<std::string> peers;  // --config of a moe-mlp run: the experts' DHT
   CLI::Option* batch_size_given = nullptr;
   CLI::Option* data_given = nullptr;
   CLI::Option* seed_given = nullptr;
@@ -70,6 +73,13 @@ int run_config_training(const TrainOptions& o) {
   trainer.time_limit_seconds = o.time_limit;
   trainer.eval_every_epochs = o.eval_every;
   trainer.stop = &stop_requested();
+  // A moe-mlp model calls remote experts even alone: find them through --peers
+  // (without, the model factory says so).
+  std::unique_ptr<dht::DhtRunner> expert_dht;
+  if (!o.peers.empty() && optimizer::needs_expert_dht(config.model)) {
+    expert_dht = optimizer::connect_expert_dht(parse_peers(o.peers));
+    trainer.expert_dht = expert_dht.get();
+  }
   double last_line = -1e9;
   trainer.on_status = [&](const optimizer::TrainerStatus& s) {
     if (o.quiet || s.seconds - last_line < 1.0) return;
@@ -188,6 +198,9 @@ const Registration registration{
                       "--config: write the final summary as JSON to this file")
           ->needs(config);
       cmd->add_flag("--quiet", options->quiet, "--config: no progress lines")->needs(config);
+      cmd->add_option("--peers", options->peers,
+                      "--config of a moe-mlp run: a peer of the DHT its expert servers joined")
+          ->needs(config);
       cmd->add_option("--epochs", options->config.epochs, "passes over the training set")
           ->capture_default_str()
           ->check(CLI::Range(1, 1000))

@@ -37,16 +37,12 @@ int latest_epoch(const std::string& log) {
   return epoch;
 }
 
-}  // namespace
-
-TEST(MoeJoinProcesses, TwoPeersTrainWithRemoteExpertsAndSurviveAServerKill) {
-  if (!fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"))
-    GTEST_SKIP() << "dataset-fashion-mnist is not installed";
-  const auto dir = fresh_work_dir("moe-join");
-  // The example run, made small enough for a loaded 2-core machine.
+// The example run (examples/fashion_moe_run.json), made small enough for a
+// loaded 2-core machine: 784-64-[MoE grid 2×4, k=2]-10, experts 64→128→64.
+void write_small_moe_config(const fs::path& file, const std::string& run) {
   std::ifstream example(APIARY_SOURCE_DIR "/examples/fashion_moe_run.json");
   auto config = nlohmann::json::parse(example);
-  config["run"] = "it-moe";
+  config["run"] = run;
   config["model"]["hidden"] = {64};
   config["model"]["moe"]["grid"] = {2, 4};
   config["model"]["moe"]["expert_inner"] = 128;
@@ -56,22 +52,33 @@ TEST(MoeJoinProcesses, TwoPeersTrainWithRemoteExpertsAndSurviveAServerKill) {
   config["target_batch_size"] = 1024;
   config["max_epochs"] = 0;
   config["target_accuracy"] = 0.82;
-  std::ofstream(dir / "run.json") << config.dump(2);
+  std::ofstream(file) << config.dump(2);
+}
+
+std::unique_ptr<Process> start_expert_server(const fs::path& dir, const std::string& name,
+                                             const std::string& pattern, const std::string& peers) {
+  std::vector<std::string> argv{
+      APIARY_BIN, "expert-server", "--experts",       pattern, "--hidden", "64",
+      "--inner",  "128",           "--update-period", "1",     "--lr",     "0.002"};
+  if (!peers.empty()) argv.insert(argv.end(), {"--peers", peers});
+  return std::make_unique<Process>(argv, dir / (name + ".out"), dir / (name + ".err"));
+}
+
+}  // namespace
+
+TEST(MoeJoinProcesses, TwoPeersTrainWithRemoteExpertsAndSurviveAServerKill) {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  const auto dir = fresh_work_dir("moe-join");
+  write_small_moe_config(dir / "run.json", "it-moe");
 
   Process coordinator(
       {APIARY_BIN, "coordinator", "--config", (dir / "run.json").string(), "--status-period", "2"},
       dir / "coordinator.out", dir / "coordinator.err");
   ASSERT_TRUE(coordinator.wait_for_text("apiary://", 20s)) << coordinator.stderr_text();
   const std::string address = first_address(coordinator.stdout_text());
-  auto server = [&](const std::string& name, const std::string& pattern) {
-    return std::make_unique<Process>(
-        std::vector<std::string>{APIARY_BIN, "expert-server", "--peers", address, "--experts",
-                                 pattern, "--hidden", "64", "--inner", "128", "--update-period",
-                                 "1", "--lr", "0.002"},
-        dir / (name + ".out"), dir / (name + ".err"));
-  };
-  auto survivor = server("server0", "ffn.0.[0:4]");
-  auto victim = server("server1", "ffn.1.[0:4]");
+  auto survivor = start_expert_server(dir, "server0", "ffn.0.[0:4]", address);
+  auto victim = start_expert_server(dir, "server1", "ffn.1.[0:4]", address);
   ASSERT_TRUE(survivor->wait_for_text("apiary://", 20s)) << survivor->stderr_text();
   ASSERT_TRUE(victim->wait_for_text("apiary://", 20s)) << victim->stderr_text();
 
@@ -123,5 +130,37 @@ TEST(MoeJoinProcesses, TwoPeersTrainWithRemoteExpertsAndSurviveAServerKill) {
   EXPECT_EQ(survivor->wait_for(15s).value_or(-1), 0);
   coordinator.signal(SIGTERM);
   EXPECT_EQ(coordinator.wait_for(10s).value_or(-1), 0);
+  fs::remove_all(dir);
+}
+
+// `apiary train --solo --config` of the same run: alone, but its experts are
+// still remote, so it needs --peers (and says so without).
+TEST(MoeJoinProcesses, SoloRunFindsItsExpertsThroughPeers) {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  const auto dir = fresh_work_dir("moe-solo");
+  write_small_moe_config(dir / "run.json", "it-moe-solo");
+  auto server = start_expert_server(dir, "server", "ffn.[0:2].[0:4]", "");
+  ASSERT_TRUE(server->wait_for_text("apiary://", 20s)) << server->stderr_text();
+  const std::string address = first_address(server->stdout_text());
+
+  Process without({APIARY_BIN, "train", "--solo", "--config", (dir / "run.json").string()},
+                  dir / "without.out", dir / "without.err");
+  EXPECT_NE(without.wait_for(30s).value_or(0), 0);
+  EXPECT_NE(without.stderr_text().find("give --peers"), std::string::npos) << without.stderr_text();
+
+  Process solo({APIARY_BIN, "train", "--solo", "--config", (dir / "run.json").string(), "--peers",
+                address, "--max-epochs", "8", "--time-limit", "60", "--quiet", "--summary",
+                (dir / "solo.json").string()},
+               dir / "solo.out", dir / "solo.err");
+  ASSERT_EQ(solo.wait_for(90s).value_or(-1), 0) << solo.stderr_text();
+  std::ifstream in(dir / "solo.json");
+  const auto summary = nlohmann::json::parse(in, nullptr, false);
+  ASSERT_TRUE(summary.is_object());
+  EXPECT_EQ(summary["epochs"].get<int>(), 8) << summary.dump();
+  EXPECT_EQ(summary["skipped_batches"].get<int>(), 0) << summary.dump();
+  EXPECT_GT(summary["test_accuracy"].get<double>(), 0.65) << summary.dump();  // 8k samples
+  server->signal(SIGTERM);
+  EXPECT_EQ(server->wait_for(15s).value_or(-1), 0);
   fs::remove_all(dir);
 }
