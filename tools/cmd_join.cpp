@@ -74,6 +74,7 @@ void explain_refusal(const Identity& identity, const std::vector<PeerAddress>& p
             auto connection = co_await transport->connect(peer);
             connection->close();
           } catch (const Error& e) {
+            log::debug("{}", e.what());
             if (e.code() == Errc::permission_denied) {
               refusal = e.what();
               break;

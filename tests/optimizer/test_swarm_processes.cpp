@@ -70,7 +70,7 @@ TEST(SwarmProcesses, TokenRunAdmitsMembersOnly) {
   auto member = [&](const std::string& name) {
     return join(dir, name, address, "it-token",
                 {"--identity", (dir / (name + ".key")).string(), "--token",
-                 (dir / (name + ".tok")).string(), "--max-epochs", "8", "--time-limit", "100"});
+                 (dir / (name + ".tok")).string(), "--time-limit", "100"});
   };
   auto m1 = member("m1");
   auto m2 = member("m2");
@@ -81,19 +81,31 @@ TEST(SwarmProcesses, TokenRunAdmitsMembersOnly) {
     std::string name;
     std::vector<std::string> flags;
     std::string expected;  // in the error message
+    std::string via;       // the peer it dials
   };
+  // Every member refuses non-members too, not only the coordinator.
+  const auto m1_log = m1->stderr_text();
+  const auto joined = m1_log.find("joined as ");
+  ASSERT_NE(joined, std::string::npos) << m1_log;
+  const std::string m1_address = apiary::testing::first_address(m1_log.substr(joined));
+  ASSERT_FALSE(m1_address.empty());
   const std::vector<Intruder> intruders{
-      {"no_token", {}, "admits only members"},
-      {"wrong_run", {"--token", (dir / "wrong_run.tok").string()}, "is not valid for run"},
-      {"forged", {"--token", (dir / "forged.tok").string()}, "is not valid for run"},
-      {"thief", {"--token", (dir / "m1.tok").string()}, "was issued for peer"},
+      {"no_token", {}, "admits only members", address},
+      {"no_token_via_member", {}, "admits only members", m1_address},
+      {"wrong_run", {"--token", (dir / "wrong_run.tok").string()}, "is not valid for run", address},
+      {"wrong_run_via_member",
+       {"--token", (dir / "wrong_run.tok").string()},
+       "is not valid for run",
+       m1_address},
+      {"forged", {"--token", (dir / "forged.tok").string()}, "is not valid for run", address},
+      {"thief", {"--token", (dir / "m1.tok").string()}, "was issued for peer", address},
   };
   std::vector<std::unique_ptr<Process>> refused;
   for (const auto& i : intruders) {
     auto flags = i.flags;
-    flags.insert(flags.end(),
-                 {"--identity", (dir / (i.name + ".key")).string(), "--max-epochs", "8"});
-    refused.push_back(join(dir, i.name, address, "it-token", flags));
+    const std::string key = i.name.substr(0, i.name.find("_via_"));
+    flags.insert(flags.end(), {"--identity", (dir / (key + ".key")).string(), "--max-epochs", "8"});
+    refused.push_back(join(dir, i.name, i.via, "it-token", flags));
   }
   for (std::size_t k = 0; k < intruders.size(); ++k) {
     auto code = refused[k]->wait_for(45s);
@@ -104,16 +116,24 @@ TEST(SwarmProcesses, TokenRunAdmitsMembersOnly) {
                                                                   << err;
     EXPECT_EQ(err.find("epoch    1 "), std::string::npos) << intruders[k].name << " trained";
   }
+  // The refusals were answered by live members (the test is void otherwise);
+  // they trained on meanwhile and stop cleanly.
   for (auto* p : {m1.get(), m2.get()}) {
-    auto code = p->wait_for(100s);
+    ASSERT_TRUE(p->running()) << p->stderr_text();
+    p->signal(SIGTERM);
+  }
+  for (auto* p : {m1.get(), m2.get()}) {
+    auto code = p->wait_for(30s);
     ASSERT_TRUE(code.has_value()) << p->stderr_text();
     EXPECT_EQ(*code, 0) << p->stderr_text();
   }
   for (const char* name : {"m1", "m2"}) {
     auto s = read_json(dir / (std::string(name) + ".json"));
     ASSERT_TRUE(s.is_object()) << name;
-    EXPECT_EQ(s["epochs"].get<int>(), 8) << name;
-    EXPECT_GE(s["averaged_rounds"].get<int>(), 5) << name << ": members did not average together";
+    const int epochs = s["epochs"].get<int>();
+    EXPECT_GE(epochs, 4) << name;
+    EXPECT_GE(s["averaged_rounds"].get<int>(), epochs * 7 / 10)
+        << name << ": members did not average together " << s.dump();
   }
   coordinator.stop();
   fs::remove_all(dir);
