@@ -114,6 +114,10 @@ TEST(CollaborationProcesses, SurvivesCoordinatorAndPeerDeathsAndAdmitsLateJoiner
   ASSERT_NE(joined, std::string::npos) << a_log;
   const std::string a_address = first_address(a_log.substr(joined));
   ASSERT_FALSE(a_address.empty());
+  // The coordinator republishes the run configuration when the swarm grows;
+  // once it has seen all three peers the record lives on them too (epochs are
+  // fast enough that epoch 3 can come before that).
+  ASSERT_TRUE(coordinator.wait_for_text("| 3 peers |", 30s)) << coordinator.stdout_text();
   coordinator.signal(SIGKILL);  // no single point of failure
   victim->signal(SIGKILL);      // dies mid-epoch
   // The late joiner knows only peer a; the run configuration is still in the DHT.
