@@ -1,4 +1,5 @@
 #include "optimizer/checkpoint.hpp"
+#include "optimizer/state_checkpoints.hpp"
 
 #include "core/error.hpp"
 
@@ -154,5 +155,73 @@ TEST(CheckpointDir, FullDiskKeepsPreviousCheckpoint) {
   auto loaded = ckdir.load_latest();
   ASSERT_TRUE(loaded.has_value());
   expect_same(*loaded, small);
+  fs::remove_all(dir);
+}
+
+// ---- StateCheckpoints: a peer's training state, as `apiary join` keeps it.
+
+namespace {
+
+StateSnapshot make_state(std::uint64_t epoch, float value) {
+  StateSnapshot s;
+  s.epoch = epoch;
+  s.optimizer_steps = epoch * 10;
+  s.tensors = {std::vector<float>(50, value), std::vector<float>(50, -value)};
+  return s;
+}
+
+}  // namespace
+
+TEST(StateCheckpoints, RoundTripKeepsEpochTensorsAndSteps) {
+  auto dir = fresh_dir("state-roundtrip");
+  StateCheckpoints ck(dir, "run-a", R"({"run":"run-a"})");
+  ASSERT_TRUE(ck.save(make_state(4, 1.5f)));
+  StateCheckpoints reopened(dir, "run-a");
+  auto loaded = reopened.load_latest();
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_EQ(loaded->epoch, 4u);
+  EXPECT_EQ(loaded->optimizer_steps, 40u);
+  EXPECT_EQ(loaded->tensors, make_state(4, 1.5f).tensors);
+  EXPECT_EQ(reopened.last_epoch(), 4u);
+  fs::remove_all(dir);
+}
+
+// A newer checkpoint of another run in the same folder is skipped (and left
+// in place: it is not corrupt), the run's own older one is used.
+TEST(StateCheckpoints, AnotherRunsCheckpointIsSkipped) {
+  auto dir = fresh_dir("state-foreign");
+  StateCheckpoints(dir, "mine").save(make_state(2, 1.0f));
+  StateCheckpoints(dir, "theirs").save(make_state(9, 2.0f));
+  auto loaded = StateCheckpoints(dir, "mine").load_latest();
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_EQ(loaded->epoch, 2u);
+  EXPECT_TRUE(fs::exists(dir / "ckpt-0000000009.apiary"));
+  fs::remove_all(dir);
+}
+
+TEST(StateCheckpoints, CorruptNewestIsMovedAside) {
+  auto dir = fresh_dir("state-corrupt");
+  StateCheckpoints ck(dir, "run");
+  ck.save(make_state(1, 1.0f));
+  ck.save(make_state(2, 2.0f));
+  fs::resize_file(dir / "ckpt-0000000002.apiary", 100);
+  auto loaded = StateCheckpoints(dir, "run").load_latest();
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_EQ(loaded->epoch, 1u);
+  EXPECT_FALSE(fs::exists(dir / "ckpt-0000000002.apiary"));
+  EXPECT_TRUE(fs::exists(dir / "ckpt-0000000002.apiary.rejected"));
+  fs::remove_all(dir);
+}
+
+// A folder that cannot be created: no exception, save() says false, and a
+// later save() retries (here it still fails).
+TEST(StateCheckpoints, UncreatableFolderNeverThrows) {
+  auto dir = fresh_dir("state-uncreatable");
+  std::ofstream(dir / "file") << "x";
+  StateCheckpoints ck(dir / "file" / "ck", "run");
+  EXPECT_FALSE(ck.load_latest().has_value());
+  EXPECT_FALSE(ck.save(make_state(1, 1.0f)));
+  EXPECT_FALSE(ck.save(make_state(2, 1.0f)));
+  EXPECT_EQ(ck.last_epoch(), 0u);
   fs::remove_all(dir);
 }
