@@ -197,7 +197,7 @@ RoundReport CollaborativeOptimizer::blocking_boundary(const GlobalProgress& glob
   const auto started = std::chrono::steady_clock::now();
   round.gradients =
       swarm_->average(key, {std::span<float>(accumulated_)}, static_cast<float>(local_samples_),
-                      std::chrono::duration<double>(round.deadline_seconds));
+                      std::chrono::duration<double>(round.deadline_seconds), RoundKind::gradients);
   round.communication_blocked_seconds = seconds_since(started);
   round.averaged = round.gradients.ok;
   record_gradient_outcome(round.gradients, epoch_, round.deadline_seconds);
@@ -288,11 +288,13 @@ void CollaborativeOptimizer::start_round(std::unique_ptr<InFlightRound> round) {
   // until `done`) and a reference to the swarm; it never touches the live state.
   r->done = worker_.submit([swarm = swarm_, r, grad_key, state_key, state_weight] {
     const auto timeout = std::chrono::duration<double>(r->deadline_seconds);
-    r->outcome = swarm->average(grad_key, {std::span<float>(r->gradients)},
-                                static_cast<float>(r->local_samples), timeout);
+    r->outcome =
+        swarm->average(grad_key, {std::span<float>(r->gradients)},
+                       static_cast<float>(r->local_samples), timeout, RoundKind::gradients);
     if (r->state.empty()) return;
     std::vector<std::span<float>> tensors(r->state.begin(), r->state.end());
-    r->state_outcome = swarm->average(state_key, std::move(tensors), state_weight, timeout);
+    r->state_outcome =
+        swarm->average(state_key, std::move(tensors), state_weight, timeout, RoundKind::state);
   });
   in_flight_ = std::move(round);
 }
@@ -372,8 +374,9 @@ bool CollaborativeOptimizer::average_state() {
   }
   std::vector<std::span<float>> tensors(copies.begin(), copies.end());
   const std::string key = options_.run + ".state." + std::to_string(epoch_);
-  auto outcome = swarm_->average(key, std::move(tensors), options_.client_mode ? 0.0f : 1.0f,
-                                 std::chrono::duration<double>(deadline_.next_seconds()));
+  auto outcome =
+      swarm_->average(key, std::move(tensors), options_.client_mode ? 0.0f : 1.0f,
+                      std::chrono::duration<double>(deadline_.next_seconds()), RoundKind::state);
   if (!outcome.ok) {
     log::info("epoch {}: state averaging skipped ({})", epoch_, outcome.error);
     return false;
@@ -419,7 +422,7 @@ bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
   const auto started = std::chrono::steady_clock::now();
   round.gradients =
       swarm_->average(key, {std::span<float>(accumulated_)}, static_cast<float>(local_samples_),
-                      std::chrono::duration<double>(round.deadline_seconds));
+                      std::chrono::duration<double>(round.deadline_seconds), RoundKind::gradients);
   round.communication_blocked_seconds = seconds_since(started);
   round.averaged = round.gradients.ok;
   round.applied = true;

@@ -291,7 +291,7 @@ GlobalProgress NetworkSwarm::global_progress(std::uint64_t local_epoch) {
 
 AveragingOutcome NetworkSwarm::average(const std::string& group_key,
                                        std::vector<std::span<float>> tensors, float weight,
-                                       std::chrono::duration<double> timeout) {
+                                       std::chrono::duration<double> timeout, RoundKind kind) {
   const auto started = std::chrono::steady_clock::now();
   const auto deadline =
       started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
@@ -301,13 +301,16 @@ AveragingOutcome NetworkSwarm::average(const std::string& group_key,
     // Live peers report at least every second while training; a silent one is gone.
     if (r.report_time > dht::system_dht_time() - 5 && !r.client_mode) ++expected;
   }
-  auto future = runner_->run([impl = impl_, group_key, tensors, weight, expected, deadline](
+  const std::string& codec_name = kind == RoundKind::state ? impl_->options.compression.state
+                                                           : impl_->options.compression.gradients;
+  const averaging::Codec codec =
+      averaging::parse_codec(codec_name).value_or(averaging::Codec::none);
+  auto future = runner_->run([impl = impl_, group_key, tensors, weight, expected, deadline, codec](
                                  dht::DhtNode& node) mutable -> asio::awaitable<AveragingOutcome> {
     AveragingOutcome out;
     const auto& o = impl->options;
     averaging::AllReduceOptions allreduce;
-    allreduce.compression.codec =
-        averaging::parse_codec(o.compression.gradients).value_or(averaging::Codec::none);
+    allreduce.compression.codec = codec;
     allreduce.compression.min_compressed_elements = o.compression.min_compress_elements;
     std::vector<std::size_t> sizes;
     for (auto t : tensors) sizes.push_back(t.size());

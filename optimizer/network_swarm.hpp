@@ -70,7 +70,8 @@ class NetworkSwarm : public SwarmServices {
   void report_progress(const PeerProgress& local) override;
   GlobalProgress global_progress(std::uint64_t local_epoch) override;
   AveragingOutcome average(const std::string& group_key, std::vector<std::span<float>> tensors,
-                           float weight, std::chrono::duration<double> timeout) override;
+                           float weight, std::chrono::duration<double> timeout,
+                           RoundKind kind) override;
   std::optional<StateSnapshot> download_state(std::uint64_t min_epoch,
                                               std::chrono::duration<double> timeout) override;
   void serve_state(std::function<StateSnapshot()> snapshot) override;

@@ -20,6 +20,10 @@
 
 namespace apiary::optimizer {
 
+// What a round averages: the codec follows (run config compression.gradients
+// or compression.state), and so may other choices of an implementation.
+enum class RoundKind { gradients, state };
+
 struct AveragingOutcome {
   bool ok = false;
   std::size_t group_size = 1;  // peers whose contribution is in the result (incl. this one)
@@ -50,9 +54,11 @@ class SwarmServices {
   // Averages `tensors` in place with whoever averages under `group_key`,
   // weighted by `weight` (0: take the average without contributing). Blocks
   // until done or `timeout`; on failure the tensors keep their local values.
+  // `kind` picks the compression: optimizer statistics (Adam's second moments
+  // are ~1e-10) must not go through a gradient codec.
   virtual AveragingOutcome average(const std::string& group_key,
                                    std::vector<std::span<float>> tensors, float weight,
-                                   std::chrono::duration<double> timeout) = 0;
+                                   std::chrono::duration<double> timeout, RoundKind kind) = 0;
   // Downloads the newest state with epoch ≥ min_epoch from peers; nullopt if none.
   virtual std::optional<StateSnapshot> download_state(std::uint64_t min_epoch,
                                                       std::chrono::duration<double> timeout) = 0;

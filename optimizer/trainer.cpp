@@ -58,7 +58,7 @@ GlobalProgress SoloSwarm::global_progress(std::uint64_t local_epoch) {
 }
 
 AveragingOutcome SoloSwarm::average(const std::string&, std::vector<std::span<float>>, float,
-                                    std::chrono::duration<double>) {
+                                    std::chrono::duration<double>, RoundKind) {
   AveragingOutcome out;
   out.ok = true;  // a group of one: the local values are the average
   out.group_size = 1;

@@ -87,7 +87,7 @@ class SoloSwarm : public SwarmServices {
   void report_progress(const PeerProgress& local) override;
   GlobalProgress global_progress(std::uint64_t local_epoch) override;
   AveragingOutcome average(const std::string&, std::vector<std::span<float>>, float,
-                           std::chrono::duration<double>) override;
+                           std::chrono::duration<double>, RoundKind) override;
   std::optional<StateSnapshot> download_state(std::uint64_t,
                                               std::chrono::duration<double>) override {
     return std::nullopt;

@@ -24,9 +24,13 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <thread>
 
 namespace apiary::tools {
 namespace {
+
+// 1+2+…+5 half-seconds: ~7 s of retries before a missing configuration is an error.
+constexpr int kConfigFetchAttempts = 6;
 
 struct JoinOptions {
   std::vector<std::string> peers;
@@ -154,11 +158,23 @@ int run_join(const JoinOptions& o) {
       explain_refusal(identity, peers, probe_transport, o);
       throw;
     }
-    fetched = probe
-                  ->run([&](dht::DhtNode& node) {
-                    return optimizer::fetch_run_config(node, o.run, trusted);
-                  })
-                  .get();
+    // A swarm that just lost its coordinator (or a busy one) may need a few
+    // lookups before the replicas answer: retry not_found for a while.
+    for (int attempt = 1;; ++attempt) {
+      try {
+        fetched = probe
+                      ->run([&](dht::DhtNode& node) {
+                        return optimizer::fetch_run_config(node, o.run, trusted);
+                      })
+                      .get();
+        break;
+      } catch (const Error& e) {
+        if (e.code() != Errc::not_found || attempt >= kConfigFetchAttempts) throw;
+        log::info("run configuration not found yet ({}); retrying ({}/{})", e.what(), attempt,
+                  kConfigFetchAttempts);
+        std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
+      }
+    }
   }
   const optimizer::RunConfig& config = fetched->config;
   log::info(

@@ -178,7 +178,7 @@ class FakeSwarm : public SwarmServices {
     return hub_->progress(local_epoch, hub_->now());
   }
   AveragingOutcome average(const std::string& key, std::vector<std::span<float>> tensors,
-                           float weight, std::chrono::duration<double>) override {
+                           float weight, std::chrono::duration<double>, RoundKind) override {
     return hub_->average(name_, key, std::move(tensors), weight);
   }
   std::optional<StateSnapshot> download_state(std::uint64_t min_epoch,

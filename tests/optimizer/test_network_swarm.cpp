@@ -20,10 +20,11 @@ constexpr std::size_t kPeers = 3;
 struct LoopbackSwarm {
   std::vector<std::shared_ptr<NetworkSwarm>> peers;
 
-  LoopbackSwarm() {
+  explicit LoopbackSwarm(CompressionConfig compression = {}) {
     for (std::size_t i = 0; i < kPeers; ++i) {
       NetworkSwarmOptions o;
       o.run = "swarm-test";
+      o.compression = compression;
       o.target_batch_size = 1000;
       o.averaging.matchmaking_time = 2.0;
       if (i > 0) o.initial_peers = {peers[0]->address()};
@@ -82,7 +83,7 @@ TEST(NetworkSwarm, PeersAverageToTheWeightedMean) {
   for (std::size_t i = 0; i < kPeers; ++i) {
     threads.emplace_back([&, i] {
       outcomes[i] = swarm.peers[i]->average("swarm-test.grad.0", {std::span<float>(tensors[i])},
-                                            weights[i], 20s);
+                                            weights[i], 20s, RoundKind::gradients);
     });
   }
   for (auto& t : threads) t.join();
@@ -93,6 +94,43 @@ TEST(NetworkSwarm, PeersAverageToTheWeightedMean) {
     for (std::size_t k = 0; k < expected.size(); k += 997)
       EXPECT_NEAR(tensors[i][k], expected[k], 1e-6 * std::abs(expected[k]) + 1e-7) << k;
   }
+}
+
+// Optimizer statistics span many magnitudes (Adam's second moments ~1e-10 next
+// to parameters ~1): state rounds use compression.state, never the gradient codec.
+TEST(NetworkSwarm, StateRoundsUseTheStateCodec) {
+  CompressionConfig compression;
+  compression.gradients = "8bit";
+  compression.state = "none";
+  LoopbackSwarm swarm(compression);
+  ASSERT_TRUE(swarm.everyone_sees_everyone()) << "the progress reports did not spread";
+  auto make = [](std::size_t peer) {
+    std::vector<float> t(50000);
+    for (std::size_t k = 0; k < t.size(); ++k)
+      t[k] = static_cast<float>(peer + 1) * (k % 2 ? 1.0f : 1e-10f);
+    return t;
+  };
+  auto run_round = [&](const std::string& key, RoundKind kind) {
+    std::vector<std::vector<float>> tensors;
+    for (std::size_t i = 0; i < kPeers; ++i) tensors.push_back(make(i));
+    std::vector<AveragingOutcome> outcomes(kPeers);
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < kPeers; ++i)
+      threads.emplace_back([&, i] {
+        outcomes[i] = swarm.peers[i]->average(key, {std::span<float>(tensors[i])}, 1.0f, 20s, kind);
+      });
+    for (auto& t : threads) t.join();
+    for (std::size_t i = 0; i < kPeers; ++i) EXPECT_TRUE(outcomes[i].ok) << outcomes[i].error;
+    return tensors[0];
+  };
+  // The mean of (1, 2, 3) · x is 2x.
+  const auto state = run_round("swarm-test.state.0", RoundKind::state);
+  for (std::size_t k = 0; k < 10; ++k)
+    EXPECT_NEAR(state[k], 2.0f * (k % 2 ? 1.0f : 1e-10f), (k % 2 ? 1e-6f : 1e-16f)) << k;
+  // The same data through the 8-bit gradient codec loses the small values
+  // (what state rounds did before they had their own codec).
+  const auto gradients = run_round("swarm-test.grad.0", RoundKind::gradients);
+  EXPECT_GT(std::abs(gradients[0] - 2e-10f), 1e-11f);
 }
 
 TEST(NetworkSwarm, StateIsDownloadedOnDemandFromDonors) {
