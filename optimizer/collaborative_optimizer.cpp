@@ -458,18 +458,31 @@ StateSnapshot CollaborativeOptimizer::snapshot() const {
   s.tensors.emplace_back(agreed_.begin(), agreed_.end());
   for (auto buffer : const_cast<LocalOptimizer&>(local_).state_buffers())
     s.tensors.emplace_back(buffer.begin(), buffer.end());
+  // Local-update mode: the outer optimizer's anchor and momentum travel too, so
+  // a peer that loads the state continues the same outer trajectory (with a
+  // fresh momentum it drifted from the others and could overshoot).
+  if (!outer_anchor_.empty()) {
+    s.tensors.push_back(outer_anchor_);
+    s.tensors.push_back(outer_momentum_);
+  }
   return s;
 }
 
 void CollaborativeOptimizer::restore(const StateSnapshot& state) {
   std::lock_guard lock(state_mutex_);
   auto buffers = local_.state_buffers();
-  if (state.tensors.size() != 1 + buffers.size() || state.tensors[0].size() != params_.size()) {
+  const std::size_t outer = outer_anchor_.empty() ? 0 : 2;
+  if (state.tensors.size() != 1 + buffers.size() + outer ||
+      state.tensors[0].size() != params_.size()) {
     throw Error(Errc::invalid_argument, "state snapshot does not match this model and optimizer");
   }
   for (std::size_t i = 0; i < buffers.size(); ++i) {
     if (state.tensors[i + 1].size() != buffers[i].size())
       throw Error(Errc::invalid_argument, "state snapshot: optimizer buffer size mismatch");
+  }
+  for (std::size_t i = 1 + buffers.size(); i < state.tensors.size(); ++i) {
+    if (state.tensors[i].size() != params_.size())
+      throw Error(Errc::invalid_argument, "state snapshot: outer optimizer size mismatch");
   }
   copy_into(params_, state.tensors[0]);
   if (agreed_.data() != params_.data()) copy_into(agreed_, state.tensors[0]);
@@ -479,9 +492,9 @@ void CollaborativeOptimizer::restore(const StateSnapshot& state) {
   ++generation_;  // a round in flight averages gradients of the state just replaced
   std::fill(accumulated_.begin(), accumulated_.end(), 0.0f);
   local_samples_ = 0;
-  if (!outer_anchor_.empty()) {
-    copy_into(outer_anchor_, params_);
-    std::fill(outer_momentum_.begin(), outer_momentum_.end(), 0.0f);
+  if (outer) {
+    copy_into(outer_anchor_, state.tensors[1 + buffers.size()]);
+    copy_into(outer_momentum_, state.tensors[2 + buffers.size()]);
   }
 }
 

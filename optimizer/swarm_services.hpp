@@ -35,7 +35,8 @@ struct AveragingOutcome {
 };
 
 // Everything a late joiner needs to resume: parameters, optimizer statistics
-// and counters, in a fixed order agreed by the run configuration.
+// and counters, in a fixed order agreed by the run configuration (local-update
+// mode appends the outer optimizer's anchor and momentum).
 struct StateSnapshot {
   std::uint64_t epoch = 0;
   std::uint64_t optimizer_steps = 0;

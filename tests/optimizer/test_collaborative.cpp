@@ -215,6 +215,9 @@ TEST(CollaborativeOptimizer, LocalUpdateModeConverges) {
   std::vector<std::unique_ptr<Peer>> peers;
   for (int p = 0; p < 2; ++p) peers.push_back(std::make_unique<Peer>(300 + p));
   const double before = peers[0]->distance();
+  // Both peers are in the swarm from the start: otherwise a thread scheduled
+  // late finds the other done and trains alone (a different test).
+  for (int p = 0; p < 2; ++p) hub->report("peer" + std::to_string(p), PeerProgress{});
   std::vector<std::thread> threads;
   std::vector<std::uint64_t> outer_steps(2);
   for (int p = 0; p < 2; ++p) {
