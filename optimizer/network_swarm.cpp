@@ -301,17 +301,27 @@ AveragingOutcome NetworkSwarm::average(const std::string& group_key,
     // Live peers report at least every second while training; a silent one is gone.
     if (r.report_time > dht::system_dht_time() - 5 && !r.client_mode) ++expected;
   }
-  const std::string& codec_name = kind == RoundKind::state ? impl_->options.compression.state
-                                                           : impl_->options.compression.gradients;
-  const averaging::Codec codec =
-      averaging::parse_codec(codec_name).value_or(averaging::Codec::none);
-  auto future = runner_->run([impl = impl_, group_key, tensors, weight, expected, deadline, codec](
+  averaging::CompressionPolicy policy;
+  policy.min_compressed_elements = impl_->options.compression.min_compress_elements;
+  if (kind == RoundKind::state) {
+    // compression.state applies to the parameters (tensor 0). Optimizer
+    // statistics travel in fp32: fp16 flushes Adam's second moments (~1e-10)
+    // to zero and 8-bit blocks lose them next to larger values, and either
+    // turns the next step into a huge one.
+    policy.codec =
+        averaging::parse_codec(impl_->options.compression.state).value_or(averaging::Codec::none);
+    policy.per_tensor.assign(tensors.size(), averaging::Codec::none);
+    if (!policy.per_tensor.empty()) policy.per_tensor[0] = std::nullopt;
+  } else {
+    policy.codec = averaging::parse_codec(impl_->options.compression.gradients)
+                       .value_or(averaging::Codec::none);
+  }
+  auto future = runner_->run([impl = impl_, group_key, tensors, weight, expected, deadline, policy](
                                  dht::DhtNode& node) mutable -> asio::awaitable<AveragingOutcome> {
     AveragingOutcome out;
     const auto& o = impl->options;
     averaging::AllReduceOptions allreduce;
-    allreduce.compression.codec = codec;
-    allreduce.compression.min_compressed_elements = o.compression.min_compress_elements;
+    allreduce.compression = policy;
     std::vector<std::size_t> sizes;
     for (auto t : tensors) sizes.push_back(t.size());
     const std::uint64_t schema = averaging::schema_hash(sizes, allreduce.compression);

@@ -338,10 +338,13 @@ TEST_F(SwarmTest, FoundValueIsCachedOnTheNearestNodeThatLackedIt) {
       auto value = co_await swarm->node(i)->get(to_bytes("popular"));
       EXPECT_TRUE(value.has_value()) << i;
     }
-    co_await sleep_for(50ms);  // the cache push is fire-and-forget
+    // The cache push is fire-and-forget: poll (bounded) for it to land.
     std::size_t cached_after = 0;
-    for (std::size_t i = 0; i < swarm->size(); ++i)
-      cached_after += swarm->node(i)->stats().cached_records;
+    for (int attempt = 0; attempt < 100 && cached_after == 0; ++attempt) {
+      co_await sleep_for(20ms);
+      for (std::size_t i = 0; i < swarm->size(); ++i)
+        cached_after += swarm->node(i)->stats().cached_records;
+    }
     EXPECT_GT(cached_after, 0u);
   });
 }
