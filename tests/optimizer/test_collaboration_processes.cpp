@@ -9,6 +9,7 @@
 #include <iostream>
 #include <thread>
 
+using apiary::testing::Coordinator;
 using apiary::testing::first_address;
 using apiary::testing::fresh_work_dir;
 using apiary::testing::Process;
@@ -34,11 +35,9 @@ void write_config(const fs::path& file, const std::string& run, int average_stat
 TEST(CollaborationProcesses, ThreePeersTrainTogether) {
   const auto dir = fresh_work_dir("three");
   write_config(dir / "run.json", "it-three", 1);
-  Process coordinator(
-      {APIARY_BIN, "coordinator", "--config", (dir / "run.json").string(), "--status-period", "1"},
-      dir / "coordinator.out", dir / "coordinator.err");
-  ASSERT_TRUE(coordinator.wait_for_text("apiary://", 15s)) << coordinator.stderr_text();
-  const std::string address = first_address(coordinator.stdout_text());
+  Coordinator coordinator(dir);
+  const std::string address = coordinator.address();
+  ASSERT_FALSE(address.empty()) << coordinator.process().stderr_text();
   std::vector<std::unique_ptr<Process>> peers;
   for (int i = 0; i < 3; ++i) {
     const auto name = "peer" + std::to_string(i);
@@ -70,8 +69,7 @@ TEST(CollaborationProcesses, ThreePeersTrainTogether) {
   int largest = 0;
   for (auto& [h, n] : hashes) largest = std::max(largest, n);
   EXPECT_GE(largest, 2) << "no two peers hold identical parameters";
-  coordinator.signal(SIGTERM);
-  EXPECT_EQ(coordinator.wait_for(10s).value_or(-1), 0);
+  coordinator.stop();
   fs::remove_all(dir);
 }
 
@@ -81,11 +79,9 @@ TEST(CollaborationProcesses, ThreePeersTrainTogether) {
 TEST(CollaborationProcesses, SurvivesCoordinatorAndPeerDeathsAndAdmitsLateJoiner) {
   const auto dir = fresh_work_dir("faults");
   write_config(dir / "run.json", "it-faults", 2);
-  Process coordinator(
-      {APIARY_BIN, "coordinator", "--config", (dir / "run.json").string(), "--status-period", "1"},
-      dir / "coordinator.out", dir / "coordinator.err");
-  ASSERT_TRUE(coordinator.wait_for_text("apiary://", 15s)) << coordinator.stderr_text();
-  const std::string address = first_address(coordinator.stdout_text());
+  Coordinator coordinator(dir);
+  const std::string address = coordinator.address();
+  ASSERT_FALSE(address.empty()) << coordinator.process().stderr_text();
   auto join = [&](const std::string& name, const std::string& via, const std::string& epochs) {
     return std::make_unique<Process>(
         std::vector<std::string>{APIARY_BIN, "join", "--peers", via, "--run", "it-faults",
@@ -117,9 +113,10 @@ TEST(CollaborationProcesses, SurvivesCoordinatorAndPeerDeathsAndAdmitsLateJoiner
   // The coordinator republishes the run configuration when the swarm grows;
   // once it has seen all three peers the record lives on them too (epochs are
   // fast enough that epoch 3 can come before that).
-  ASSERT_TRUE(coordinator.wait_for_text("| 3 peers |", 30s)) << coordinator.stdout_text();
-  coordinator.signal(SIGKILL);  // no single point of failure
-  victim->signal(SIGKILL);      // dies mid-epoch
+  ASSERT_TRUE(coordinator.process().wait_for_text("| 3 peers |", 30s))
+      << coordinator.process().stdout_text();
+  coordinator.process().signal(SIGKILL);  // no single point of failure
+  victim->signal(SIGKILL);                // dies mid-epoch
   // The late joiner knows only peer a; the run configuration is still in the DHT.
   auto late = std::make_unique<Process>(
       std::vector<std::string>{APIARY_BIN, "join", "--peers", a_address, "--run", "it-faults",
