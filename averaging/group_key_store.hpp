@@ -2,10 +2,27 @@
 // Where matchmaking declares "I want to average in group K until time T" and
 // lists who else did: a small interface so matchmaking is testable without a
 // DHT (InMemoryGroupKeyStore) and runs over the DHT in production
-// (DhtGroupKeyStore: key = group key, one subkey per peer, DHT expiration).
+// (DhtGroupKeyStore).
+//
+// DhtGroupKeyStore: DHT key "averaging:<K>", one owner-signed subkey per peer,
+// "[owner:<its Ed25519 public key>]" (dht/validator.hpp), value = its printable
+// address, DHT expiration = T. The node's OwnerSignatureValidator signs
+// (key, subkey, address, T) with the peer's identity, and every node that
+// stores or returns the entry checks that signature, so only the key's holder
+// can write its subkey. list() keeps an entry only when the address it
+// declares names the peer id of the subkey's key. A forger therefore cannot
+// declare another peer, nor re-declare, move or extend another peer's entry,
+// and so cannot make another peer lead a round or stop leading it (the
+// earliest expiration leads). What it still can: declare itself with any
+// expiration (leading with a peer id it holds), replay another peer's own
+// signed entry unchanged (a stored newer expiration wins), or, as a replica,
+// withhold entries. declare() refuses (false) a declaration whose address is
+// not the node's own signing identity. The node must be created with
+// OwnerSignatureValidator(identity) for the identity of the declared address.
 //
 // Times are seconds since the Unix epoch (the DHT's clock). Errors: list()
-// returns what it could find; declare() returns false when nothing stored it.
+// returns what it could find and skips (logs at debug) entries that fail the
+// checks; declare() returns false when nothing stored it.
 #include "core/address.hpp"
 
 #include <asio/awaitable.hpp>

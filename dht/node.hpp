@@ -130,6 +130,9 @@ class DhtNode : public std::enable_shared_from_this<DhtNode> {
   bool client_mode() const noexcept { return options_.client_mode; }
   const RoutingTable& routing_table() const noexcept { return table_; }
   const DhtOptions& options() const noexcept { return options_; }
+  // The key this node signs owner records with (its validator's signer): the
+  // "[owner:<key>]" subkeys it can write. nullopt: it can write none.
+  std::optional<PublicKey> signing_key() const { return validator_->signer_key(); }
   rpc::RpcNode& rpc() noexcept { return *rpc_; }
 
  private:

@@ -39,6 +39,12 @@ Bytes CompositeValidator::strip(Bytes value) const {
   return value;
 }
 
+std::optional<PublicKey> CompositeValidator::signer_key() const {
+  for (auto it = validators_.rbegin(); it != validators_.rend(); ++it)
+    if (auto key = (*it)->signer_key()) return key;
+  return std::nullopt;
+}
+
 // ---- OwnerSignatureValidator ----------------------------------------------------
 
 namespace {
@@ -47,6 +53,15 @@ constexpr std::string_view kOwnerPrefix = "[owner:";
 constexpr std::string_view kSignaturePrefix = "[signature:";
 constexpr std::size_t kOwnerMarkerSize = kOwnerPrefix.size() + 64 + 1;
 constexpr std::size_t kSignatureSize = kSignaturePrefix.size() + 128 + 1;
+
+// The key in "<64 hex digits>" (nullopt when malformed).
+std::optional<PublicKey> key_from_hex(std::string_view hex) {
+  auto raw = from_hex(hex);
+  if (!raw || raw->size() != PublicKey::size) return std::nullopt;
+  PublicKey key;
+  std::copy(raw->begin(), raw->end(), key.bytes.begin());
+  return key;
+}
 
 struct OwnerScan {
   bool malformed = false;
@@ -63,14 +78,8 @@ OwnerScan scan_owner(ByteSpan bytes) {
       scan.malformed = true;
       return scan;
     }
-    auto raw = from_hex(text.substr(pos + kOwnerPrefix.size(), 64));
-    if (!raw || raw->size() != PublicKey::size) {
-      scan.malformed = true;
-      return scan;
-    }
-    PublicKey key;
-    std::copy(raw->begin(), raw->end(), key.bytes.begin());
-    if (scan.owner && *scan.owner != key) {
+    const auto key = key_from_hex(text.substr(pos + kOwnerPrefix.size(), 64));
+    if (!key || (scan.owner && *scan.owner != *key)) {
       scan.malformed = true;
       return scan;
     }
@@ -104,8 +113,20 @@ void append_length_prefixed(Bytes& out, ByteSpan bytes) {
 OwnerSignatureValidator::OwnerSignatureValidator(std::optional<Identity> signer)
     : signer_(std::move(signer)) {}
 
+std::optional<PublicKey> OwnerSignatureValidator::signer_key() const {
+  if (!signer_) return std::nullopt;
+  return signer_->public_key();
+}
+
 std::string OwnerSignatureValidator::owner_marker(const PublicKey& key) {
   return std::string(kOwnerPrefix) + to_hex(key.bytes) + "]";
+}
+
+std::optional<PublicKey> OwnerSignatureValidator::parse_owner_marker(ByteSpan bytes) {
+  const std::string_view text = as_string_view(bytes);
+  if (text.size() != kOwnerMarkerSize || !text.starts_with(kOwnerPrefix) || text.back() != ']')
+    return std::nullopt;
+  return key_from_hex(text.substr(kOwnerPrefix.size(), 64));
 }
 
 Bytes OwnerSignatureValidator::signed_message(const Record& record) {

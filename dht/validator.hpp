@@ -32,6 +32,8 @@ class RecordValidator {
   virtual void sign(Record& record) const { (void)record; }
   // Removes what sign() added, giving the value the user stored.
   virtual Bytes strip(Bytes value) const { return value; }
+  // The owner key whose records sign() signs (nullopt: it signs none).
+  virtual std::optional<PublicKey> signer_key() const { return std::nullopt; }
 };
 
 using ValidatorPtr = std::shared_ptr<const RecordValidator>;
@@ -44,6 +46,7 @@ class CompositeValidator final : public RecordValidator {
   bool validate(const Record& record) const override;
   void sign(Record& record) const override;
   Bytes strip(Bytes value) const override;
+  std::optional<PublicKey> signer_key() const override;  // the highest priority signer's
   bool empty() const noexcept { return validators_.empty(); }
 
  private:
@@ -58,9 +61,13 @@ class OwnerSignatureValidator final : public RecordValidator {
   bool validate(const Record& record) const override;
   void sign(Record& record) const override;
   Bytes strip(Bytes value) const override;
+  std::optional<PublicKey> signer_key() const override;
 
   // "[owner:<64 hex>]": put this in a key or subkey to protect it.
   static std::string owner_marker(const PublicKey& key);
+  // The key of a key or subkey that is exactly one owner marker (an owner
+  // subkey, as owner_marker() builds it); nullopt for anything else.
+  static std::optional<PublicKey> parse_owner_marker(ByteSpan bytes);
   // The bytes the owner signs.
   static Bytes signed_message(const Record& record_without_signature);
 

@@ -54,15 +54,9 @@ std::optional<PeerProgress> ProgressTracker::decode(ByteSpan value) {
 }
 
 std::optional<PeerId> ProgressTracker::owner_of(ByteSpan subkey) {
-  const std::string_view s = as_string_view(subkey);
-  constexpr std::string_view prefix = "[owner:";
-  if (s.size() != prefix.size() + 64 + 1 || !s.starts_with(prefix) || s.back() != ']')
-    return std::nullopt;
-  auto bytes = from_hex(s.substr(prefix.size(), 64));
-  if (!bytes || bytes->size() != PublicKey::size) return std::nullopt;
-  PublicKey key;
-  std::copy(bytes->begin(), bytes->end(), key.bytes.begin());
-  return key.peer_id();
+  const auto key = dht::OwnerSignatureValidator::parse_owner_marker(subkey);
+  if (!key) return std::nullopt;
+  return key->peer_id();
 }
 
 asio::awaitable<bool> ProgressTracker::publish(PeerProgress local) {

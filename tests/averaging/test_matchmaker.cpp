@@ -204,8 +204,7 @@ namespace apiary::averaging {
 namespace {
 
 TEST(Matchmaker, FourPeersAgreeThroughARealDht) {
-  test::Swarm swarm;
-  swarm.add_peers(4, {100});
+  test::Swarm swarm;  // its context and network; the peers are DHT nodes
   dht::LocalSwarm dht_swarm(swarm.ctx.get_executor(), dht::LocalSwarm::inproc(swarm.network));
   auto grown = asio::co_spawn(swarm.ctx, dht_swarm.grow(8), asio::use_future);
   test::wait(swarm.ctx, grown);
@@ -214,8 +213,10 @@ TEST(Matchmaker, FourPeersAgreeThroughARealDht) {
     auto options = fast(4);
     options.matchmaking_time = 1500ms;
     options.settle_time = 300ms;
+    // Declarations are signed by the DHT node: match on its own RPC node (its identity).
     mm.push_back(std::make_unique<Matchmaker>(
-        *swarm.peers[i].node, std::make_shared<DhtGroupKeyStore>(dht_swarm.node(i * 2)), options));
+        dht_swarm.node(i * 2)->rpc(), std::make_shared<DhtGroupKeyStore>(dht_swarm.node(i * 2)),
+        options));
   }
   std::vector<std::future<std::optional<GroupInfo>>> futures;
   for (auto& m : mm)

@@ -89,3 +89,24 @@ TEST(DhtValidator, CompositeRunsEveryValidatorOnStrippedValues) {
   EXPECT_FALSE(composite.validate(Record{to_bytes("plain"), std::nullopt, to_bytes("nope"), 10}));
   EXPECT_TRUE(composite.validate(Record{to_bytes("plain"), std::nullopt, to_bytes("{}"), 10}));
 }
+
+TEST(DhtValidator, OwnerMarkersParseBackAndSignersNameTheirKey) {
+  const Identity owner = Identity::generate();
+  const std::string marker = OwnerSignatureValidator::owner_marker(owner.public_key());
+  EXPECT_EQ(OwnerSignatureValidator::parse_owner_marker(to_bytes(marker)), owner.public_key());
+  // Only a subkey that is exactly one marker names an owner.
+  EXPECT_FALSE(OwnerSignatureValidator::parse_owner_marker(to_bytes("k" + marker)).has_value());
+  EXPECT_FALSE(OwnerSignatureValidator::parse_owner_marker(to_bytes(marker + "]")).has_value());
+  std::string bad_hex = marker;
+  bad_hex[10] = 'z';
+  EXPECT_FALSE(OwnerSignatureValidator::parse_owner_marker(to_bytes(bad_hex)).has_value());
+  EXPECT_FALSE(OwnerSignatureValidator::parse_owner_marker(to_bytes("")).has_value());
+
+  EXPECT_EQ(OwnerSignatureValidator(owner).signer_key(), owner.public_key());
+  EXPECT_FALSE(OwnerSignatureValidator().signer_key().has_value());
+  CompositeValidator composite;
+  composite.add(std::make_shared<JsonishValidator>());
+  EXPECT_FALSE(composite.signer_key().has_value());
+  composite.add(std::make_shared<OwnerSignatureValidator>(owner));
+  EXPECT_EQ(composite.signer_key(), owner.public_key());
+}
