@@ -24,6 +24,11 @@ class GroupSource {
   // `weight`), with schema_hash set to `schema_hash`.
   virtual asio::awaitable<std::optional<GroupInfo>> find_group(
       float weight, std::uint64_t schema_hash, std::chrono::steady_clock::time_point deadline) = 0;
+  // Matching ahead of time (see matchmaker.hpp): this peer is ready to start
+  // the group it holds; or it will not average in this round after all.
+  // Sources whose groups need no start signal ignore both.
+  virtual void release() {}
+  virtual void abandon() {}
 };
 
 // Every round uses the same members (in the same order on every peer); round

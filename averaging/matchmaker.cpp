@@ -170,19 +170,45 @@ struct Matchmaker::State {
     double expires = 0;  // system time
     Phase phase = Phase::open;
     GroupInfo group;  // leader first, then followers in join order
+    // Held groups: followers' join requests wait for the start until then.
+    std::optional<Clock::time_point> hold_until;
   };
   std::optional<Leading> leading;
   std::string deciding_key;  // declared under it, not yet decided whether to lead
   std::string following_key;
   std::optional<PeerAddress> following;
+  bool released = false;   // hold_until_released: this peer is ready
+  bool abandoned = false;  // this peer will not average in this round
   Signal changed;
+
+  bool handles(const std::string& key) const {
+    return deciding_key == key || following_key == key || (leading && leading->group_key == key);
+  }
+};
+
+struct JoinService::Registry {
+  std::vector<std::weak_ptr<Matchmaker::State>> states;
+
+  void add(const std::shared_ptr<Matchmaker::State>& state) {
+    std::erase_if(states, [](const auto& weak) { return weak.expired(); });
+    states.push_back(state);
+  }
+  // The matchmaker busy with `key`, if any (the newest first).
+  std::shared_ptr<Matchmaker::State> find(const std::string& key) const {
+    for (auto it = states.rbegin(); it != states.rend(); ++it) {
+      if (auto state = it->lock(); state && state->handles(key)) return state;
+    }
+    return nullptr;
+  }
 };
 
 namespace {
 
-asio::awaitable<Bytes> handle_join(std::shared_ptr<Matchmaker::State> state,
+asio::awaitable<Bytes> handle_join(std::shared_ptr<JoinService::Registry> registry,
                                    rpc::RequestContext context, Bytes request_bytes) {
   const JoinRequest request = decode_join(request_bytes);
+  const auto state = registry->find(request.group_key);
+  if (!state) co_return encode_response(JoinStatus::not_a_leader, nullptr, std::nullopt);
   // A joiner may see this peer's declaration before this peer has listed the
   // others and decided to lead: wait for the decision rather than refuse.
   const auto decide_by = Clock::now() + std::chrono::seconds(2);
@@ -216,7 +242,8 @@ asio::awaitable<Bytes> handle_join(std::shared_ptr<Matchmaker::State> state,
   const std::string key = leading->group_key;
   state->changed.notify_all();
   // Long poll: answer when the leader starts or disbands the group.
-  const auto give_up = steady_from_system(leading->expires) + std::chrono::seconds(5);
+  const auto give_up = std::max(steady_from_system(leading->expires) + std::chrono::seconds(5),
+                                leading->hold_until.value_or(Clock::time_point::min()));
   while (state->leading && state->leading->group_key == key &&
          state->leading->phase == Matchmaker::State::Phase::open && Clock::now() < give_up)
     co_await state->changed.wait_until(give_up);
@@ -228,22 +255,37 @@ asio::awaitable<Bytes> handle_join(std::shared_ptr<Matchmaker::State> state,
 
 }  // namespace
 
+JoinService::JoinService(rpc::RpcNode& node) : registry_(std::make_shared<Registry>()) {
+  node.add_method(std::string(kJoinMethod),
+                  [registry = registry_](const rpc::RequestContext& context,
+                                         Bytes request) -> asio::awaitable<Bytes> {
+                    return handle_join(registry, context, std::move(request));
+                  });
+}
+
 Matchmaker::Matchmaker(rpc::RpcNode& node, std::shared_ptr<GroupKeyStore> store,
-                       MatchmakingOptions options)
+                       MatchmakingOptions options, std::shared_ptr<JoinService> joins)
     : node_(node),
       store_(std::move(store)),
       options_(std::move(options)),
+      joins_(joins ? std::move(joins) : std::make_shared<JoinService>(node)),
       state_(std::make_shared<State>(node.get_executor())) {
   if (options_.min_group_size < 1 || options_.target_group_size < options_.min_group_size)
     throw Error(Errc::invalid_argument, "matchmaking: need 1 <= min_group_size <= target");
-  node_.add_method(std::string(kJoinMethod),
-                   [state = state_](const rpc::RequestContext& context,
-                                    Bytes request) -> asio::awaitable<Bytes> {
-                     return handle_join(state, context, std::move(request));
-                   });
+  joins_->registry_->add(state_);
 }
 
 Matchmaker::~Matchmaker() = default;
+
+void Matchmaker::release() {
+  state_->released = true;
+  state_->changed.notify_all();
+}
+
+void Matchmaker::abandon() {
+  state_->abandoned = true;
+  state_->changed.notify_all();
+}
 
 asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
                                                                  std::uint64_t schema_hash,
@@ -255,6 +297,8 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
   const double expires =
       system_now() + std::chrono::duration<double>(options_.matchmaking_time).count();
   stats_ = {};
+  state_->released = false;
+  state_->abandoned = false;
   state_->leading.reset();
   state_->following.reset();
   state_->following_key.clear();
@@ -305,18 +349,32 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
     leading.group.group_id.assign(id.begin(), id.end());
     leading.group.schema_hash = schema_hash;
     leading.group.members.push_back({self, weight, options_.bandwidth, options_.auxiliary});
+    if (options_.hold_until_released) leading.hold_until = deadline;
     state_->leading = std::move(leading);
     decision.made();
-    const auto stop = std::min(deadline, steady_from_system(expires));
-    while (state_->leading->group.members.size() < options_.target_group_size &&
-           Clock::now() < stop)
-      co_await state_->changed.wait_until(stop);
+    const std::size_t enough = std::max<std::size_t>(2, options_.min_group_size);
     auto& group = state_->leading->group;
-    if (group.members.size() < std::max<std::size_t>(2, options_.min_group_size)) {
+    auto disband = [&] {
       state_->leading->phase = State::Phase::disbanded;
       state_->changed.notify_all();
       stats_.last_rejection = JoinStatus::disbanded;
+    };
+    // Gather until full or time is up; a released held group starts with what it has.
+    const auto stop = std::min(deadline, steady_from_system(expires));
+    while (group.members.size() < options_.target_group_size && Clock::now() < stop &&
+           !state_->abandoned && !(state_->released && group.members.size() >= enough))
+      co_await state_->changed.wait_until(stop);
+    if (group.members.size() < enough || state_->abandoned) {
+      disband();
       co_return std::nullopt;
+    }
+    if (options_.hold_until_released) {
+      while (!state_->released && !state_->abandoned && Clock::now() < deadline)
+        co_await state_->changed.wait_until(deadline);
+      if (!state_->released || state_->abandoned) {
+        disband();
+        co_return std::nullopt;
+      }
     }
     state_->leading->phase = State::Phase::started;
     state_->changed.notify_all();

@@ -15,6 +15,17 @@
 // Client-mode peers never declare and join only as followers; auxiliary peers
 // join with the auxiliary flag (they reduce but contribute nothing).
 //
+// Matching ahead of time (MatchmakingOptions::hold_until_released): the group
+// forms while its members still compute, and its leader holds it — followers
+// keep waiting in their join request — until release() says this peer is
+// ready; then the round starts at once with whoever joined (at least
+// min_group_size). Followers learn that the round started when find_group()
+// returns. abandon() disbands a held group (the round will not happen).
+//
+// Several rounds may match at once on one node (e.g. the next epoch's, ahead
+// of time, while a state round of this one matches): give their Matchmakers
+// one JoinService, which answers join requests by group key.
+//
 // Threading: runs on the RpcNode's executor. Errors: find_group() returns
 // nullopt when no group formed by the deadline; protocol faults of other
 // peers never throw.
@@ -51,6 +62,8 @@ struct MatchmakingOptions {
   double bandwidth = 1.0;                      // announced to the leader
   bool client_mode = false;
   bool auxiliary = false;
+  // Leading: keep the gathered group until release() (or the deadline).
+  bool hold_until_released = false;
   // Appended to the group key of round r, e.g. moshpit_suffix(): peers with
   // different suffixes form different groups (group rotation).
   std::function<std::string(std::uint64_t round)> key_suffix;
@@ -66,14 +79,33 @@ struct MatchmakingStats {
   bool led_last_round = false;
 };
 
+// Answers kJoinMethod on one node for every Matchmaker given it, by group key.
+// Lives on the node's executor; keep it alive as long as its Matchmakers.
+class JoinService {
+ public:
+  explicit JoinService(rpc::RpcNode& node);
+  struct Registry;
+
+ private:
+  friend class Matchmaker;
+  std::shared_ptr<Registry> registry_;
+};
+
 class Matchmaker final : public GroupSource {
  public:
-  Matchmaker(rpc::RpcNode& node, std::shared_ptr<GroupKeyStore> store, MatchmakingOptions options);
+  // Without `joins`, the matchmaker registers a JoinService of its own (the
+  // node's last registration answers join requests).
+  Matchmaker(rpc::RpcNode& node, std::shared_ptr<GroupKeyStore> store, MatchmakingOptions options,
+             std::shared_ptr<JoinService> joins = nullptr);
   ~Matchmaker() override;
 
   asio::awaitable<std::optional<GroupInfo>> find_group(
       float weight, std::uint64_t schema_hash,
       std::chrono::steady_clock::time_point deadline) override;
+  // hold_until_released: this peer is ready — start the held group (on the executor).
+  void release() override;
+  // Disband the group this peer leads (or will lead) in this round.
+  void abandon() override;
 
   const MatchmakingStats& stats() const noexcept { return stats_; }
   // Round counter (the next find_group uses this round's key).
@@ -85,6 +117,7 @@ class Matchmaker final : public GroupSource {
   rpc::RpcNode& node_;
   std::shared_ptr<GroupKeyStore> store_;
   MatchmakingOptions options_;
+  std::shared_ptr<JoinService> joins_;
   std::shared_ptr<State> state_;
   std::uint64_t round_ = 0;
   MatchmakingStats stats_;

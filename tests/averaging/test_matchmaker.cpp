@@ -312,5 +312,81 @@ TEST(Matchmaker, AJoinWhileTheLeaderStillDecidesWaitsForItsDecision) {
   EXPECT_EQ(led->members.size(), 2u);
 }
 
+// A group matched ahead of time: it forms while its members still compute,
+// and starts only when its leader is released — with everyone who joined,
+// even after the matchmaking time is over.
+TEST(Matchmaker, HeldGroupStartsWhenReleased) {
+  auto options = fast(3);
+  options.matchmaking_time = 300ms;
+  options.hold_until_released = true;
+  MatchSwarm m(3, options);
+  auto futures = m.find({7, 7, 7}, 5s);
+  Clock::time_point released_at;
+  auto releaser = asio::co_spawn(
+      m.swarm.ctx,
+      [&]() -> asio::awaitable<void> {
+        co_await test::sleep_for(700ms);
+        released_at = Clock::now();
+        for (auto& mm : m.matchmakers) mm->release();
+      },
+      asio::use_future);
+  std::vector<GroupInfo> groups;
+  for (auto& f : futures) {
+    auto g = test::wait(m.swarm.ctx, f);
+    ASSERT_TRUE(g.has_value());
+    EXPECT_NE(released_at, Clock::time_point{});  // nobody started before the release
+    groups.push_back(*g);
+  }
+  test::wait(m.swarm.ctx, releaser);
+  for (const auto& g : groups) {
+    EXPECT_EQ(g.members.size(), 3u);
+    EXPECT_EQ(g.group_id, groups[0].group_id);
+  }
+}
+
+TEST(Matchmaker, AbandonedHeldGroupDisbands) {
+  auto options = fast(2);
+  options.hold_until_released = true;
+  MatchSwarm m(2, options);
+  const auto begin = Clock::now();
+  auto futures = m.find({7, 7}, 10s);
+  auto abandoner = asio::co_spawn(
+      m.swarm.ctx,
+      [&]() -> asio::awaitable<void> {
+        co_await test::sleep_for(400ms);
+        for (auto& mm : m.matchmakers) mm->abandon();
+      },
+      asio::use_future);
+  for (auto& f : futures) EXPECT_FALSE(test::wait(m.swarm.ctx, f).has_value());
+  test::wait(m.swarm.ctx, abandoner);
+  EXPECT_LT(Clock::now() - begin, 5s);  // not the 10 s deadline
+}
+
+// Two rounds match at once on the same nodes (one JoinService per node):
+// join requests reach the matchmaker of their own key.
+TEST(Matchmaker, TwoRoundsMatchAtOnceThroughOneJoinService) {
+  test::Swarm swarm;
+  swarm.add_peers(2, {100});
+  auto store = std::make_shared<InMemoryGroupKeyStore>();
+  std::vector<std::unique_ptr<Matchmaker>> mm;
+  for (auto& p : swarm.peers) {
+    auto joins = std::make_shared<JoinService>(*p.node);
+    for (const char* prefix : {"grad", "state"}) {
+      auto o = fast(2);
+      o.prefix = prefix;
+      mm.push_back(std::make_unique<Matchmaker>(*p.node, store, o, joins));
+    }
+  }
+  std::vector<std::future<std::optional<GroupInfo>>> futures;
+  for (auto& m : mm)
+    futures.push_back(
+        asio::co_spawn(swarm.ctx, m->find_group(1.0f, 3, Clock::now() + 5s), asio::use_future));
+  for (auto& f : futures) {
+    auto g = test::wait(swarm.ctx, f);
+    ASSERT_TRUE(g.has_value());
+    EXPECT_EQ(g->members.size(), 2u);
+  }
+}
+
 }  // namespace
 }  // namespace apiary::averaging
