@@ -375,6 +375,17 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
         disband();
         co_return std::nullopt;
       }
+      // Released before everyone expected joined (they may still be settling):
+      // a short grace, so a slow declarer is not left out of the round.
+      const auto grace = std::min(deadline, Clock::now() + options_.release_grace);
+      while (group.members.size() <
+                 std::min(options_.expected_group_size, options_.target_group_size) &&
+             !state_->abandoned && Clock::now() < grace)
+        co_await state_->changed.wait_until(grace);
+      if (state_->abandoned) {
+        disband();
+        co_return std::nullopt;
+      }
     }
     state_->leading->phase = State::Phase::started;
     state_->changed.notify_all();

@@ -62,8 +62,12 @@ struct MatchmakingOptions {
   double bandwidth = 1.0;                      // announced to the leader
   bool client_mode = false;
   bool auxiliary = false;
-  // Leading: keep the gathered group until release() (or the deadline).
+  // Leading: keep the gathered group until release() (or the deadline);
+  // released early, wait up to `release_grace` for `expected_group_size`
+  // members (0: start at once with at least min_group_size).
   bool hold_until_released = false;
+  std::size_t expected_group_size = 0;
+  std::chrono::milliseconds release_grace{300};
   // Appended to the group key of round r, e.g. moshpit_suffix(): peers with
   // different suffixes form different groups (group rotation).
   std::function<std::string(std::uint64_t round)> key_suffix;

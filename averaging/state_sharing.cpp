@@ -107,12 +107,15 @@ struct StateDonor::State {
 
   void publish(StateSnapshot snapshot);
   // On demand: a fresh snapshot unless a download may be using the current one.
+  // A metadata request answered from the current snapshot does not extend
+  // the window (only chunk requests and fresh snapshots do): otherwise peers
+  // polling for a newer state than this donor had would keep it on its old
+  // one forever.
   void refresh() {
     if (!provider) return;
     const auto now = Clock::now();
-    const bool busy = has_snapshot && now - last_request < busy_window;
+    if (has_snapshot && now - last_request < busy_window) return;
     last_request = now;
-    if (busy) return;
     auto fresh = provider();
     if (!fresh) throw Error(Errc::not_found, "no state to serve");
     publish(std::move(*fresh));

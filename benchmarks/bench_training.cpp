@@ -326,7 +326,7 @@ int main(int argc, char** argv) {
   std::printf(
       "targets met by: accuracy within 1 point of solo at equal samples:%s; blocked in "
       "communication <= 10 %% of wall time:%s\n",
-      accuracy_met.empty() ? " none" : accuracy_met.c_str(),
-      communication_met.empty() ? " none" : communication_met.c_str());
+      accuracy_met.empty() ? " no run" : accuracy_met.c_str(),
+      communication_met.empty() ? " no run" : communication_met.c_str());
   return 0;
 }

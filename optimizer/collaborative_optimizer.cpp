@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <future>
+#include <utility>
 
 namespace apiary::optimizer {
 
@@ -94,8 +95,10 @@ CollaborativeOptimizer::CollaborativeOptimizer(std::shared_ptr<SwarmServices> sw
 }
 
 CollaborativeOptimizer::~CollaborativeOptimizer() {
-  // Stop offering a state that is about to be destroyed.
+  // Stop offering a state that is about to be destroyed, and let the groups
+  // matched ahead of time go.
   if (!options_.client_mode) swarm_->serve_state({});
+  if (!prepared_keys_.empty()) swarm_->abandon_rounds(prepared_keys_);
   if (in_flight_) {
     // The round ends by its deadline; its result is dropped (see finish_overlap()).
     log::debug("epoch {}: dropping the averaging round in flight at shutdown", in_flight_->epoch);
@@ -144,15 +147,64 @@ bool CollaborativeOptimizer::step(std::size_t batch_size) {
               global.global_epoch);
     if (load_state_from_peers(global.global_epoch - behind_by)) return true;
   }
-  const bool ready =
-      global.global_epoch > epoch_ || global.target_reached(options_.target_batch_size);
+  prepare_rounds(global);
+  const bool ready = global.global_epoch > epoch_ ||
+                     global.target_reached(options_.target_batch_size) ||
+                     (prepared_epoch_ == epoch_ && swarm_->round_started(gradients_key(epoch_)));
   if (!ready) return false;
   return end_epoch(global);
 }
 
+std::string CollaborativeOptimizer::gradients_key(std::uint64_t epoch) const {
+  return options_.run + ".grad." + std::to_string(epoch);
+}
+
+std::string CollaborativeOptimizer::state_key(std::uint64_t epoch) const {
+  return options_.run + ".state." + std::to_string(epoch);
+}
+
+void CollaborativeOptimizer::prepare_rounds(const GlobalProgress& global) {
+  if (prepared_epoch_ == epoch_) return;
+  const double lead = std::max(0.1, options_.averaging.matchmaking_time);
+  if (global.seconds_to_target() > lead) return;
+  prepared_epoch_ = epoch_;
+  if (!prepared_keys_.empty()) swarm_->abandon_rounds(std::exchange(prepared_keys_, {}));
+  std::vector<RoundPlan> rounds;
+  rounds.push_back({gradients_key(epoch_), {params_.size()}, RoundKind::gradients});
+  // The boundary moves to epoch + 1 (unless the swarm is further on, and then
+  // this plan is simply not used).
+  if ((epoch_ + 1) % options_.averaging.average_state_every == 0) {
+    RoundPlan state{state_key(epoch_ + 1), {params_.size()}, RoundKind::state};
+    for (auto buffer : local_.state_buffers()) state.sizes.push_back(buffer.size());
+    rounds.push_back(std::move(state));
+  }
+  // Long enough to wait for the boundary and then for the round itself.
+  const double timeout =
+      lead + std::max(0.0, global.seconds_to_target()) + 2 * deadline_.next_seconds();
+  log::debug("epoch {}: matching ahead of time ({:.2f} s to the target)", epoch_,
+             global.seconds_to_target());
+  for (const auto& r : rounds) prepared_keys_.push_back(r.group_key);
+  swarm_->prepare_rounds(std::move(rounds), std::chrono::duration<double>(timeout));
+}
+
+// After the boundary of `ended_epoch`: the gradient round was averaged, the
+// state round only if the epoch it was prepared for came and one was due.
+void CollaborativeOptimizer::abandon_unused_rounds(std::uint64_t ended_epoch) {
+  std::vector<std::string> unused;
+  for (auto& key : std::exchange(prepared_keys_, {})) {
+    const bool used =
+        key == gradients_key(ended_epoch) ||
+        (key == state_key(epoch_) && epoch_ % options_.averaging.average_state_every == 0);
+    if (!used) unused.push_back(std::move(key));
+  }
+  if (!unused.empty()) swarm_->abandon_rounds(std::move(unused));
+}
+
 bool CollaborativeOptimizer::end_epoch(const GlobalProgress& global) {
+  const std::uint64_t ended_epoch = epoch_;
   RoundReport round =
       options_.averaging.overlap ? overlapped_boundary(global) : blocking_boundary(global);
+  abandon_unused_rounds(ended_epoch);
   blocked_seconds_total_ += round.communication_blocked_seconds;
   last_round_ = round;
   // Throughput counts compute only: the time spent averaging is not a step's.
@@ -191,7 +243,7 @@ RoundReport CollaborativeOptimizer::blocking_boundary(const GlobalProgress& glob
   // Mean local gradient, then the swarm's mean weighted by samples.
   kernels::scale(accumulated_,
                  1.0f / static_cast<float>(std::max<std::uint64_t>(local_samples_, 1)));
-  const std::string key = options_.run + ".grad." + std::to_string(epoch_);
+  const std::string key = gradients_key(epoch_);
   log::debug("epoch {}: averaging gradients of {} samples (deadline {:.1f} s)", epoch_,
              local_samples_, round.deadline_seconds);
   const auto started = std::chrono::steady_clock::now();
@@ -281,20 +333,20 @@ void CollaborativeOptimizer::speculate(std::span<const float> local_mean, std::u
 
 void CollaborativeOptimizer::start_round(std::unique_ptr<InFlightRound> round) {
   InFlightRound* r = round.get();
-  const std::string grad_key = options_.run + ".grad." + std::to_string(r->epoch);
-  const std::string state_key = options_.run + ".state." + std::to_string(r->state_epoch);
+  const std::string grad_key = gradients_key(r->epoch);
+  const std::string state_round_key = state_key(r->state_epoch);
   const float state_weight = options_.client_mode ? 0.0f : 1.0f;
   // The job owns nothing of the optimizer's but the round (kept alive by in_flight_
   // until `done`) and a reference to the swarm; it never touches the live state.
-  r->done = worker_.submit([swarm = swarm_, r, grad_key, state_key, state_weight] {
+  r->done = worker_.submit([swarm = swarm_, r, grad_key, state_round_key, state_weight] {
     const auto timeout = std::chrono::duration<double>(r->deadline_seconds);
     r->outcome =
         swarm->average(grad_key, {std::span<float>(r->gradients)},
                        static_cast<float>(r->local_samples), timeout, RoundKind::gradients);
     if (r->state.empty()) return;
     std::vector<std::span<float>> tensors(r->state.begin(), r->state.end());
-    r->state_outcome =
-        swarm->average(state_key, std::move(tensors), state_weight, timeout, RoundKind::state);
+    r->state_outcome = swarm->average(state_round_key, std::move(tensors), state_weight, timeout,
+                                      RoundKind::state);
   });
   in_flight_ = std::move(round);
 }
@@ -373,7 +425,7 @@ bool CollaborativeOptimizer::average_state() {
     for (auto buffer : local_.state_buffers()) copies.emplace_back(buffer.begin(), buffer.end());
   }
   std::vector<std::span<float>> tensors(copies.begin(), copies.end());
-  const std::string key = options_.run + ".state." + std::to_string(epoch_);
+  const std::string key = state_key(epoch_);
   auto outcome =
       swarm_->average(key, std::move(tensors), options_.client_mode ? 0.0f : 1.0f,
                       std::chrono::duration<double>(deadline_.next_seconds()), RoundKind::state);
@@ -490,6 +542,9 @@ void CollaborativeOptimizer::restore(const StateSnapshot& state) {
   local_.set_steps_taken(state.optimizer_steps);
   epoch_ = state.epoch;
   ++generation_;  // a round in flight averages gradients of the state just replaced
+  // Groups matched ahead for the epoch this peer leaves are not its any more.
+  if (!prepared_keys_.empty()) swarm_->abandon_rounds(std::exchange(prepared_keys_, {}));
+  prepared_epoch_.reset();
   std::fill(accumulated_.begin(), accumulated_.end(), 0.0f);
   local_samples_ = 0;
   if (outer) {

@@ -20,6 +20,16 @@
 // averaged too. If averaging fails the peer proceeds with its local gradients
 // and says so (log, metrics, last_round()).
 //
+// Matchmaking ahead of time: once the estimate says the target is less than
+// averaging.matchmaking_time away, the epoch's rounds (gradients, and the
+// state round when one is due) are matched in the background while the peer
+// computes (SwarmServices::prepare_rounds). The group's leader holds it until
+// its own estimate says the target is reached; the other members end their
+// epoch as soon as the round has started (round_started()), whatever their
+// own estimate says — so the swarm closes an epoch together, on one peer's
+// view, instead of each peer overshooting the target until its own view of
+// the others catches up.
+//
 // Overlap (averaging.overlap, target-batch mode only; ignored with a warning in
 // local-update mode): at the boundary of epoch N the mean gradients of N leave
 // for the network on the optimizer's worker thread (a copy), and the step
@@ -172,6 +182,10 @@ class CollaborativeOptimizer {
   void apply_gradients(std::span<float> gradients, std::uint64_t epoch);
   void speculate(std::span<const float> local_mean, std::uint64_t epoch);
   bool diloco_step(std::size_t batch_size);
+  std::string gradients_key(std::uint64_t epoch) const;
+  std::string state_key(std::uint64_t epoch) const;
+  void prepare_rounds(const GlobalProgress& global);
+  void abandon_unused_rounds(std::uint64_t ended_epoch);
   bool average_state();  // blocking; true when the swarm's mean replaced the state
 
   std::shared_ptr<SwarmServices> swarm_;
@@ -192,6 +206,8 @@ class CollaborativeOptimizer {
   std::uint64_t local_samples_ = 0;  // since the epoch began
   std::uint64_t inner_steps_ = 0;
   std::uint64_t failed_rounds_ = 0;
+  std::optional<std::uint64_t> prepared_epoch_;  // rounds of this epoch matched ahead
+  std::vector<std::string> prepared_keys_;       // their keys, until the boundary
   double last_report_ = -1e300;
   double loss_ = -1;
   double test_accuracy_ = -1;

@@ -1,5 +1,6 @@
 #include "optimizer/network_swarm.hpp"
 
+#include "averaging/async_util.hpp"
 #include "averaging/averager.hpp"
 #include "averaging/butterfly.hpp"
 #include "averaging/group_key_store.hpp"
@@ -16,6 +17,7 @@
 #include <asio/use_future.hpp>
 
 #include <algorithm>
+#include <cmath>
 
 namespace apiary::optimizer {
 
@@ -24,6 +26,10 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr double kPublishPeriodSeconds = 1.0;
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 constexpr double kDonorTtlSeconds = 60.0;
 
 // The optimizer's counters travel in the state's metadata: [optimizer_steps].
@@ -51,17 +57,29 @@ GroupSourceFactory matchmaking_groups(const AveragingConfig& averaging, bool cli
   base.min_group_size = std::max<std::size_t>(2, averaging.min_group_size);
   base.target_group_size = std::max<std::size_t>(base.min_group_size, averaging.target_group_size);
   base.client_mode = client_mode;
-  return [base](dht::DhtNode& node, const std::string& group_key,
-                std::size_t expected) -> std::unique_ptr<averaging::GroupSource> {
-    auto options = base;
-    options.prefix = group_key;
-    // Start as soon as everyone expected is in (no later than the matchmaking time).
-    options.target_group_size =
-        std::clamp(expected, options.min_group_size, base.target_group_size);
-    return std::make_unique<averaging::Matchmaker>(
-        node.rpc(), std::make_shared<averaging::DhtGroupKeyStore>(node.shared_from_this()),
-        options);
-  };
+  const auto hold_window =
+      std::chrono::milliseconds(static_cast<long>(averaging.averaging_timeout * 1000));
+  return
+      [base, hold_window](dht::DhtNode& node,
+                          const GroupRequest& request) -> std::unique_ptr<averaging::GroupSource> {
+        auto options = base;
+        options.prefix = request.group_key;
+        options.hold_until_released = request.held;
+        if (request.held) {
+          // Matched ahead of time: the leader takes whoever joins until this peer
+          // is ready, so late members still get in; the declaration lasts as long.
+          options.matchmaking_time += hold_window;
+          options.expected_group_size = request.expected_peers;
+          options.release_grace = 2 * options.settle_time + std::chrono::milliseconds(50);
+        } else {
+          // Start as soon as everyone expected is in (no later than the matchmaking time).
+          options.target_group_size =
+              std::clamp(request.expected_peers, options.min_group_size, base.target_group_size);
+        }
+        return std::make_unique<averaging::Matchmaker>(
+            node.rpc(), std::make_shared<averaging::DhtGroupKeyStore>(node.shared_from_this()),
+            options, request.joins);
+      };
 }
 
 asio::awaitable<std::optional<StateSnapshot>> download_run_state(
@@ -102,6 +120,39 @@ asio::awaitable<std::optional<StateSnapshot>> download_run_state(
   co_return state;
 }
 
+// A round matched ahead of time. `started` is read by the training thread;
+// the rest lives on the network thread.
+struct PreparedRound {
+  std::string key;
+  std::uint64_t schema = 0;
+  std::size_t expected = 0;
+  std::unique_ptr<averaging::GroupSource> source;
+  std::optional<averaging::GroupInfo> group;
+  bool finished = false;
+  bool cancelled = false;  // averaged before its matchmaking began: never begin it
+  std::optional<averaging::detail::Signal> done;
+  std::atomic<bool> started{false};
+};
+
+// compression.gradients for gradient rounds; for state rounds
+// compression.state applies to the parameters (tensor 0) and optimizer
+// statistics travel in fp32: fp16 flushes Adam's second moments (~1e-10) to
+// zero and 8-bit blocks lose them next to larger values, and either turns the
+// next step into a huge one.
+averaging::CompressionPolicy compression_policy(const CompressionConfig& compression,
+                                                RoundKind kind, std::size_t tensors) {
+  averaging::CompressionPolicy policy;
+  policy.min_compressed_elements = compression.min_compress_elements;
+  if (kind == RoundKind::state) {
+    policy.codec = averaging::parse_codec(compression.state).value_or(averaging::Codec::none);
+    policy.per_tensor.assign(tensors, averaging::Codec::none);
+    if (!policy.per_tensor.empty()) policy.per_tensor[0] = std::nullopt;
+  } else {
+    policy.codec = averaging::parse_codec(compression.gradients).value_or(averaging::Codec::none);
+  }
+  return policy;
+}
+
 struct NetworkSwarm::Impl {
   NetworkSwarmOptions options;
   dht::DhtNode* node = nullptr;  // owned by the runner; used on its thread only
@@ -109,6 +160,11 @@ struct NetworkSwarm::Impl {
   std::unique_ptr<averaging::AllReduceService> allreduce;
   std::unique_ptr<averaging::StateDonor> donor;
   std::shared_ptr<averaging::DhtGroupKeyStore> donors;  // where donors announce themselves
+  std::shared_ptr<averaging::JoinService> joins;        // every round's join requests
+
+  std::mutex prepared_mutex;  // guards the map (entries: see PreparedRound)
+  std::map<std::string, std::shared_ptr<PreparedRound>> prepared;
+  double epoch_started_at = -1;  // DHT time this peer's current epoch began (under `mutex`)
 
   std::mutex mutex;  // guards what the training thread reads
   std::vector<PeerProgress> reports;
@@ -116,6 +172,7 @@ struct NetworkSwarm::Impl {
   bool have_local = false;
   std::uint64_t published_epoch = 0;
   double published_time = 0;
+  double published_samples_per_second = 0;
   // The optimizer's state, taken on demand. Its own mutex: a donor holds it
   // while a snapshot is taken on the network thread, and serve_state({})
   // waits for that, so the optimizer may be destroyed as soon as it returns.
@@ -144,6 +201,38 @@ struct NetworkSwarm::Impl {
     const double expiration = dht::system_dht_time() + kDonorTtlSeconds;
     const bool stored = co_await donor->announce(*donors, options.run, expiration);
     if (!stored) log::debug("donor announcement not stored");
+  }
+
+  std::shared_ptr<PreparedRound> take_prepared(const std::string& key) {
+    std::lock_guard lock(prepared_mutex);
+    auto it = prepared.find(key);
+    if (it == prepared.end()) return nullptr;
+    auto round = std::move(it->second);
+    prepared.erase(it);
+    return round;
+  }
+
+  // Live peers that will average (this one included).
+  std::size_t expected_peers() {
+    std::size_t expected = 0;
+    for (const auto& r : reports_with_local()) {
+      // Live peers report at least every second while training; a silent one is gone.
+      if (r.report_time > dht::system_dht_time() - 5 && !r.client_mode) ++expected;
+    }
+    return expected;
+  }
+
+  // Network thread: matchmaking for `round`, held until this peer averages.
+  asio::awaitable<void> match_ahead(std::shared_ptr<PreparedRound> round,
+                                    std::chrono::steady_clock::time_point deadline) {
+    try {
+      round->group = co_await round->source->find_group(1.0f, round->schema, deadline);
+    } catch (const std::exception& e) {
+      log::debug("matchmaking ahead for {} failed: {}", round->key, e.what());
+    }
+    round->finished = true;
+    round->started = round->group.has_value();
+    round->done->notify_all();
   }
 
   std::vector<PeerProgress> reports_with_local() {
@@ -224,9 +313,12 @@ NetworkSwarm::NetworkSwarm(NetworkSwarmOptions options) : impl_(std::make_shared
   runner_
       ->run([impl = impl_](dht::DhtNode& node) -> asio::awaitable<void> {
         impl->node = &node;
+        ProgressOptions progress;
+        progress.min_refresh_period = 0.2;  // near the target, look often
         impl->tracker = std::make_unique<ProgressTracker>(
             node.shared_from_this(), impl->options.identity.public_key(), impl->options.run,
-            impl->options.target_batch_size);
+            impl->options.target_batch_size, progress);
+        impl->joins = std::make_shared<averaging::JoinService>(node.rpc());
         impl->allreduce = std::make_unique<averaging::AllReduceService>(node.rpc());
         impl->donor = std::make_unique<averaging::StateDonor>(node.rpc());
         impl->donors = std::make_shared<averaging::DhtGroupKeyStore>(node.shared_from_this());
@@ -244,6 +336,13 @@ NetworkSwarm::~NetworkSwarm() {
   // Tear down on the network thread, then stop it.
   runner_
       ->run([impl = impl_](dht::DhtNode&) -> asio::awaitable<void> {
+        {
+          // Disband what this peer leads, so its followers move on now.
+          std::lock_guard lock(impl->prepared_mutex);
+          for (auto& [key, round] : impl->prepared)
+            if (round->source && !round->finished) round->source->abandon();
+          impl->prepared.clear();
+        }
         impl->donor.reset();
         impl->donors.reset();
         impl->allreduce.reset();
@@ -268,12 +367,22 @@ void NetworkSwarm::report_progress(const PeerProgress& local) {
   bool publish = false;
   {
     std::lock_guard lock(impl_->mutex);
+    // Throughput drives everyone's extrapolation: a first figure (at start
+    // the others would count this peer as idle) or a change of a quarter
+    // goes out at once.
+    const double published_sps = impl_->published_samples_per_second;
+    const bool throughput_changed =
+        std::abs(local.samples_per_second - published_sps) > 0.25 * published_sps;
     publish = !impl_->have_local || local.epoch != impl_->published_epoch ||
-              local.report_time - impl_->published_time >= kPublishPeriodSeconds;
+              local.report_time - impl_->published_time >= kPublishPeriodSeconds ||
+              throughput_changed;
     if (publish) {
       impl_->published_epoch = local.epoch;
       impl_->published_time = local.report_time;
+      impl_->published_samples_per_second = local.samples_per_second;
     }
+    if (!impl_->have_local || local.epoch != impl_->local.epoch)
+      impl_->epoch_started_at = local.report_time;
     impl_->local = local;
     impl_->have_local = true;
   }
@@ -285,8 +394,14 @@ void NetworkSwarm::report_progress(const PeerProgress& local) {
 
 GlobalProgress NetworkSwarm::global_progress(std::uint64_t local_epoch) {
   const auto reports = impl_->reports_with_local();
+  double epoch_started_at = -1;
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (impl_->have_local && impl_->local.epoch == local_epoch)
+      epoch_started_at = impl_->epoch_started_at;
+  }
   return estimate_progress(reports, local_epoch, impl_->options.target_batch_size,
-                           dht::system_dht_time());
+                           dht::system_dht_time(), {}, epoch_started_at);
 }
 
 AveragingOutcome NetworkSwarm::average(const std::string& group_key,
@@ -295,53 +410,65 @@ AveragingOutcome NetworkSwarm::average(const std::string& group_key,
   const auto started = std::chrono::steady_clock::now();
   const auto deadline =
       started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
-  // Peers expected in the group: those reporting progress recently (this one included).
-  std::size_t expected = 0;
-  for (const auto& r : impl_->reports_with_local()) {
-    // Live peers report at least every second while training; a silent one is gone.
-    if (r.report_time > dht::system_dht_time() - 5 && !r.client_mode) ++expected;
-  }
-  averaging::CompressionPolicy policy;
-  policy.min_compressed_elements = impl_->options.compression.min_compress_elements;
-  if (kind == RoundKind::state) {
-    // compression.state applies to the parameters (tensor 0). Optimizer
-    // statistics travel in fp32: fp16 flushes Adam's second moments (~1e-10)
-    // to zero and 8-bit blocks lose them next to larger values, and either
-    // turns the next step into a huge one.
-    policy.codec =
-        averaging::parse_codec(impl_->options.compression.state).value_or(averaging::Codec::none);
-    policy.per_tensor.assign(tensors.size(), averaging::Codec::none);
-    if (!policy.per_tensor.empty()) policy.per_tensor[0] = std::nullopt;
-  } else {
-    policy.codec = averaging::parse_codec(impl_->options.compression.gradients)
-                       .value_or(averaging::Codec::none);
-  }
-  auto future = runner_->run([impl = impl_, group_key, tensors, weight, expected, deadline, policy](
-                                 dht::DhtNode& node) mutable -> asio::awaitable<AveragingOutcome> {
-    AveragingOutcome out;
-    const auto& o = impl->options;
-    averaging::AllReduceOptions allreduce;
-    allreduce.compression = policy;
-    std::vector<std::size_t> sizes;
-    for (auto t : tensors) sizes.push_back(t.size());
-    const std::uint64_t schema = averaging::schema_hash(sizes, allreduce.compression);
-    auto groups = o.groups(node, group_key, expected);
-    auto group = co_await groups->find_group(weight, schema, deadline);
-    if (!group || group->members.size() < 2) {
-      out.error = "could not find a group";
-      co_return out;
-    }
-    auto result = co_await impl->allreduce->run(*group, averaging::TensorSet(std::move(tensors)),
-                                                std::nullopt, allreduce, deadline);
-    out.group_size = result.group_size - result.failed_peers.size();
-    for (const auto& p : result.failed_peers) out.failed_peers.push_back(p.to_string());
-    out.bytes_sent = result.bytes_sent;
-    out.bytes_received = result.bytes_received;
-    out.ok = result.chunks_averaged > 0;
-    if (!out.ok)
-      out.error = result.deadline_hit ? "all-reduce hit its deadline" : "no part was averaged";
-    co_return out;
-  });
+  const std::size_t expected = impl_->expected_peers();
+  auto prepared = impl_->take_prepared(group_key);
+  averaging::AllReduceOptions allreduce;
+  allreduce.compression = compression_policy(impl_->options.compression, kind, tensors.size());
+  auto future = runner_->run(
+      [impl = impl_, group_key, tensors, weight, expected, deadline, allreduce, prepared,
+       started](dht::DhtNode& node) mutable -> asio::awaitable<AveragingOutcome> {
+        AveragingOutcome out;
+        std::vector<std::size_t> sizes;
+        for (auto t : tensors) sizes.push_back(t.size());
+        const std::uint64_t schema = averaging::schema_hash(sizes, allreduce.compression);
+        std::optional<averaging::GroupInfo> group;
+        if (prepared && !prepared->source) {
+          prepared->cancelled = true;  // its matchmaking has not begun: it never will
+          prepared.reset();
+        }
+        if (prepared && prepared->schema == schema) {
+          // Matched ahead of time: start the held group (if this peer leads it)
+          // and take it as soon as it is there.
+          prepared->source->release();
+          while (!prepared->finished && std::chrono::steady_clock::now() < deadline)
+            co_await prepared->done->wait_until(deadline);
+          group = prepared->group;
+          log::debug("{}: group of {} matched ahead, waited {:.0f} ms for it", group_key,
+                     group ? group->members.size() : 0, 1000 * seconds_since(started));
+          if (!group) log::debug("{}: no group found ahead of time; matching now", group_key);
+        } else if (prepared) {
+          prepared->source->abandon();  // the tensors changed since it was prepared
+        }
+        if (!group) {
+          // A round matched ahead that failed (e.g. the group started without
+          // this peer) matches again under a second key, with whoever else missed it.
+          const std::string key = prepared ? group_key + "/retry" : group_key;
+          GroupRequest request{key, expected, false, impl->joins};
+          auto groups = impl->options.groups(node, request);
+          group = co_await groups->find_group(weight, schema, deadline);
+        }
+        if (!group || group->members.size() < 2) {
+          out.error = "could not find a group";
+          co_return out;
+        }
+        // The weight travels in this peer's stream headers (matched ahead of time,
+        // the group was formed before the weight was known).
+        for (auto& m : group->members)
+          if (m.address.peer == impl->options.identity.peer_id()) m.weight = weight;
+        const auto reduce_started = std::chrono::steady_clock::now();
+        auto result = co_await impl->allreduce->run(
+            *group, averaging::TensorSet(std::move(tensors)), std::nullopt, allreduce, deadline);
+        log::debug("{}: all-reduce in a group of {} took {:.0f} ms", group_key,
+                   group->members.size(), 1000 * seconds_since(reduce_started));
+        out.group_size = result.group_size - result.failed_peers.size();
+        for (const auto& p : result.failed_peers) out.failed_peers.push_back(p.to_string());
+        out.bytes_sent = result.bytes_sent;
+        out.bytes_received = result.bytes_received;
+        out.ok = result.chunks_averaged > 0;
+        if (!out.ok)
+          out.error = result.deadline_hit ? "all-reduce hit its deadline" : "no part was averaged";
+        co_return out;
+      });
   AveragingOutcome outcome;
   try {
     outcome = future.get();
@@ -352,6 +479,59 @@ AveragingOutcome NetworkSwarm::average(const std::string& group_key,
   outcome.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return outcome;
+}
+
+void NetworkSwarm::prepare_rounds(std::vector<RoundPlan> rounds,
+                                  std::chrono::duration<double> timeout) {
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
+  const std::size_t expected = impl_->expected_peers();
+  std::vector<std::shared_ptr<PreparedRound>> fresh;
+  {
+    std::lock_guard lock(impl_->prepared_mutex);
+    for (const auto& plan : rounds) {
+      if (impl_->prepared.count(plan.group_key)) continue;
+      auto round = std::make_shared<PreparedRound>();
+      round->key = plan.group_key;
+      round->expected = expected;
+      const auto policy =
+          compression_policy(impl_->options.compression, plan.kind, plan.sizes.size());
+      round->schema = averaging::schema_hash(plan.sizes, policy);
+      impl_->prepared[plan.group_key] = round;
+      fresh.push_back(std::move(round));
+    }
+  }
+  if (fresh.empty()) return;
+  (void)runner_->run([impl = impl_, fresh, deadline](dht::DhtNode& node) -> asio::awaitable<void> {
+    auto executor = co_await asio::this_coro::executor;
+    for (auto& round : fresh) {
+      if (round->cancelled) continue;
+      round->done.emplace(executor);
+      GroupRequest request{round->key, round->expected, true, impl->joins};
+      round->source = impl->options.groups(node, request);
+      asio::co_spawn(executor, impl->match_ahead(round, deadline), asio::detached);
+    }
+  });
+}
+
+void NetworkSwarm::abandon_rounds(std::vector<std::string> group_keys) {
+  std::vector<std::shared_ptr<PreparedRound>> dropped;
+  for (const auto& key : group_keys)
+    if (auto round = impl_->take_prepared(key)) dropped.push_back(std::move(round));
+  if (dropped.empty()) return;
+  (void)runner_->run([dropped](dht::DhtNode&) -> asio::awaitable<void> {
+    for (auto& round : dropped) {
+      round->cancelled = true;
+      if (round->source && !round->finished) round->source->abandon();
+    }
+    co_return;
+  });
+}
+
+bool NetworkSwarm::round_started(const std::string& group_key) {
+  std::lock_guard lock(impl_->prepared_mutex);
+  auto it = impl_->prepared.find(group_key);
+  return it != impl_->prepared.end() && it->second->started.load();
 }
 
 std::optional<StateSnapshot> NetworkSwarm::download_state(std::uint64_t min_epoch,

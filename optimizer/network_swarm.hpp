@@ -5,7 +5,11 @@
 // (averaging::Matchmaker) and averaged with the butterfly all-reduce, and state
 // sharing for late joiners (averaging::StateDonor / download_state: snapshots
 // taken on demand, downloaded from several donors at once, hash-verified).
-// One averaging round at a time per swarm (the optimizer's rounds are sequential).
+// Rounds may be matched ahead of time (prepare_rounds): their matchmaking runs
+// on the network thread while the training thread computes, and the group
+// starts when the leader averages. One JoinService per node answers join
+// requests of every round by key, so a prepared round and a state round can
+// match at once.
 // Errors: the constructor throws apiary::Error when the DHT cannot bootstrap;
 // network failures later come back as outcomes (see swarm_services.hpp).
 #include "averaging/group_source.hpp"
@@ -21,7 +25,22 @@
 #include <mutex>
 #include <optional>
 
+namespace apiary::averaging {
+class JoinService;
+}
+
 namespace apiary::optimizer {
+
+// What a round's group source is asked for.
+struct GroupRequest {
+  std::string group_key;
+  std::size_t expected_peers = 0;  // live peers the progress tracker sees (incl. this one)
+  bool held = false;               // matched ahead of time: the leader holds it until release()
+  std::shared_ptr<averaging::JoinService> joins;  // the node's
+};
+
+using GroupSourceFactory =
+    std::function<std::unique_ptr<averaging::GroupSource>(dht::DhtNode&, const GroupRequest&)>;
 
 struct NetworkSwarmOptions {
   Identity identity = Identity::generate();
@@ -35,16 +54,9 @@ struct NetworkSwarmOptions {
   // Permissioned runs: this peer's token and the check applied to others.
   Bytes token;
   std::function<bool(const PublicKey&, ByteSpan)> admit;
-  // How a round finds its group: given the DHT node, the round's group key and
-  // the number of live peers the progress tracker sees. Empty:
-  // matchmaking_groups(averaging, client_mode).
-  std::function<std::unique_ptr<averaging::GroupSource>(dht::DhtNode&, const std::string& group_key,
-                                                        std::size_t expected_peers)>
-      groups;
+  // How a round finds its group. Empty: matchmaking_groups(averaging, client_mode).
+  GroupSourceFactory groups;
 };
-
-using GroupSourceFactory = std::function<std::unique_ptr<averaging::GroupSource>(
-    dht::DhtNode&, const std::string& group_key, std::size_t expected_peers)>;
 
 // DHT matchmaking (averaging::Matchmaker under "<group_key>/0") with the run's
 // group sizes and matchmaking time; the leader starts as soon as the live
@@ -72,6 +84,10 @@ class NetworkSwarm : public SwarmServices {
   AveragingOutcome average(const std::string& group_key, std::vector<std::span<float>> tensors,
                            float weight, std::chrono::duration<double> timeout,
                            RoundKind kind) override;
+  void prepare_rounds(std::vector<RoundPlan> rounds,
+                      std::chrono::duration<double> timeout) override;
+  bool round_started(const std::string& group_key) override;
+  void abandon_rounds(std::vector<std::string> group_keys) override;
   std::optional<StateSnapshot> download_state(std::uint64_t min_epoch,
                                               std::chrono::duration<double> timeout) override;
   void serve_state(std::function<StateSnapshot()> snapshot) override;

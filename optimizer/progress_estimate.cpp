@@ -6,8 +6,9 @@ namespace apiary::optimizer {
 
 GlobalProgress estimate_progress(std::span<const PeerProgress> reports, std::uint64_t local_epoch,
                                  std::uint64_t target_batch_size, double now,
-                                 const ProgressOptions& options) {
+                                 const ProgressOptions& options, double epoch_started_at) {
   GlobalProgress out;
+  out.estimated_at = now;
   out.global_epoch = local_epoch;
   // Client-mode peers can't be reached for state, so they don't move the epoch.
   for (const auto& r : reports) {
@@ -16,6 +17,14 @@ GlobalProgress estimate_progress(std::span<const PeerProgress> reports, std::uin
   for (const auto& r : reports) {
     ++out.num_peers;
     out.total_samples_per_second += std::max(0.0, r.samples_per_second);
+    if (r.epoch < out.global_epoch && epoch_started_at >= 0 && local_epoch == out.global_epoch &&
+        now - r.report_time <= options.recent_report_seconds) {
+      // Most likely it left the same round as this peer did and its new
+      // report is still on the way: count it from when this epoch began.
+      const double since = std::max(0.0, now - std::max(r.report_time, epoch_started_at));
+      out.estimated_samples += since * std::max(0.0, r.samples_per_second);
+      continue;
+    }
     if (r.epoch != out.global_epoch) continue;
     out.samples_accumulated += r.samples_accumulated;
     const double elapsed = std::max(0.0, now - r.report_time);

@@ -29,11 +29,13 @@ struct GlobalProgress {
   double estimated_samples = 0;           // extrapolated to `now`
   double total_samples_per_second = 0;
   double eta = 0;             // DHT time at which the target is reached
+  double estimated_at = 0;    // DHT time of this estimate (`now`)
   double next_refresh = 0;    // DHT time of the next fetch
   std::size_t num_peers = 0;  // reports counted (incl. client-mode)
   bool target_reached(std::uint64_t target) const noexcept {
     return estimated_samples >= static_cast<double>(target);
   }
+  double seconds_to_target() const noexcept { return eta - estimated_at; }
 };
 
 struct ProgressOptions {
@@ -44,13 +46,19 @@ struct ProgressOptions {
   // reached, allowing for peers arriving or speeding up.
   double expected_drift_peers = 3.0;
   double expected_drift_rate = 0.2;
+  // A peer whose newest report is of an earlier epoch but no older than this
+  // is taken to be in the current epoch since it began (the report of its new
+  // epoch has not reached us yet: rounds end together, reports travel late).
+  double recent_report_seconds = 5.0;
 };
 
 // `reports` should include this peer's own report. Reports older than the
 // caller's staleness limit should be filtered out before the call.
+// `epoch_started_at`: when this peer entered `local_epoch` (DHT time; < 0:
+// unknown, then reports of earlier epochs are not counted).
 GlobalProgress estimate_progress(std::span<const PeerProgress> reports, std::uint64_t local_epoch,
                                  std::uint64_t target_batch_size, double now,
-                                 const ProgressOptions& options = {});
+                                 const ProgressOptions& options = {}, double epoch_started_at = -1);
 
 // Throughput (samples/second) as a ratio of exponential moving averages of
 // samples and of seconds. Averaging rates instead would be biased upwards by

@@ -24,6 +24,13 @@ namespace apiary::optimizer {
 // or compression.state), and so may other choices of an implementation.
 enum class RoundKind { gradients, state };
 
+// A round this peer will average at its coming epoch boundary.
+struct RoundPlan {
+  std::string group_key;
+  std::vector<std::size_t> sizes;  // of the tensors average() will get
+  RoundKind kind = RoundKind::gradients;
+};
+
 struct AveragingOutcome {
   bool ok = false;
   std::size_t group_size = 1;  // peers whose contribution is in the result (incl. this one)
@@ -60,6 +67,26 @@ class SwarmServices {
   virtual AveragingOutcome average(const std::string& group_key,
                                    std::vector<std::span<float>> tensors, float weight,
                                    std::chrono::duration<double> timeout, RoundKind kind) = 0;
+  // Matchmaking ahead of time: finds the groups of `rounds` in the background
+  // while this peer still computes, and holds them until this peer averages
+  // under their key (average() then starts the group at once) or, where
+  // another peer leads, until that peer starts the round (round_started()).
+  // A key prepared already is left as it is. The default does nothing:
+  // average() then matches on the spot.
+  virtual void prepare_rounds(std::vector<RoundPlan> rounds,
+                              std::chrono::duration<double> timeout) {
+    (void)rounds;
+    (void)timeout;
+  }
+  // This peer will not average under these prepared keys after all (its
+  // epoch moved on differently): groups it leads there are disbanded.
+  virtual void abandon_rounds(std::vector<std::string> group_keys) { (void)group_keys; }
+  // Whether another peer started the round prepared under `group_key`: this
+  // peer should end its epoch and average now.
+  virtual bool round_started(const std::string& group_key) {
+    (void)group_key;
+    return false;
+  }
   // Downloads the newest state with epoch ≥ min_epoch from peers; nullopt if none.
   virtual std::optional<StateSnapshot> download_state(std::uint64_t min_epoch,
                                                       std::chrono::duration<double> timeout) = 0;
