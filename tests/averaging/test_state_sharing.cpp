@@ -1,6 +1,7 @@
 // State download from several donors: newest epoch only, hashes verified,
 // a corrupt donor's chunks fetched again from others.
 #include "averaging/state_sharing.hpp"
+#include "averaging/wire.hpp"
 #include "core/link_emulator.hpp"
 #include "tests/averaging/butterfly_fixture.hpp"
 
@@ -75,6 +76,36 @@ TEST(StateSharing, DownloadsTheNewestStateFromSeveralDonors) {
     served += donors[i]->chunks_served();
   }
   EXPECT_EQ(served, stats.chunks);
+}
+
+// A donor serving on demand keeps one snapshot while a download may still
+// fetch its chunks, but peers that only poll its metadata (waiting for a newer
+// state than it had) must not pin it on that snapshot forever.
+TEST(StateSharing, PollingPeersDoNotPinAnOnDemandDonorOnAnOldSnapshot) {
+  test::Swarm swarm;
+  swarm.add_peers(2, {1});
+  StateDonor donor(*swarm.peers[0].node, 512);
+  std::uint64_t epoch = 0;
+  donor.serve_on_demand([&epoch] { return std::optional<StateSnapshot>(make_snapshot(++epoch)); },
+                        250ms);
+  auto poll = [&]() -> asio::awaitable<std::vector<std::uint64_t>> {
+    std::vector<std::uint64_t> seen;
+    for (int i = 0; i < 12; ++i) {  // every 100 ms, well inside the 250 ms window
+      Bytes empty;
+      Bytes meta = co_await swarm.peers[1].node->call(swarm.peers[0].node->local_address(),
+                                                      "averaging.state.meta", std::move(empty));
+      wire::Reader r(meta);
+      r.u8();  // version
+      seen.push_back(r.u64());
+      co_await test::sleep_for(100ms);
+    }
+    co_return seen;
+  };
+  auto future = asio::co_spawn(swarm.ctx, poll(), asio::use_future);
+  const auto seen = test::wait(swarm.ctx, future);
+  ASSERT_EQ(seen.size(), 12u);
+  EXPECT_GT(seen.back(), seen.front()) << "the donor never took a fresh snapshot";
+  for (std::size_t i = 1; i < seen.size(); ++i) EXPECT_GE(seen[i], seen[i - 1]);
 }
 
 // Three donors, one killed in the middle of the download: its chunks come

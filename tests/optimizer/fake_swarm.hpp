@@ -23,6 +23,9 @@ class FakeHub : public std::enable_shared_from_this<FakeHub> {
   // (and gives the optimizer the same clock) gets estimates with no
   // extrapolation: exactly the samples reported.
   std::function<double()> clock;
+  // Each peer's estimate sees only its own report (a DHT that has not
+  // delivered the others' yet).
+  bool isolated_estimates = false;
 
   double now() const {
     using namespace std::chrono;
@@ -54,12 +57,40 @@ class FakeHub : public std::enable_shared_from_this<FakeHub> {
     reports_[peer] = p;
     reports_[peer].peer = peer;
   }
-  GlobalProgress progress(std::uint64_t local_epoch, double now) {
+  GlobalProgress progress(const std::string& self, std::uint64_t local_epoch, double now) {
     std::lock_guard lock(mutex_);
     std::vector<PeerProgress> live;
     for (auto& [peer, r] : reports_)
-      if (!dead_.count(peer)) live.push_back(r);
+      if (!dead_.count(peer) && (!isolated_estimates || peer == self)) live.push_back(r);
     return estimate_progress(live, local_epoch, target, now);
+  }
+
+  // Matching ahead: a prepared round "has started" once another peer is in it.
+  void prepare(const std::string& self, const std::vector<RoundPlan>& rounds) {
+    std::lock_guard lock(mutex_);
+    for (const auto& r : rounds) prepared_[self].insert(r.group_key);
+    ++prepare_calls_;
+  }
+  bool started(const std::string& self, const std::string& key) {
+    std::lock_guard lock(mutex_);
+    if (!prepared_[self].count(key)) return false;
+    auto it = rounds_.find(key);
+    if (it == rounds_.end()) return false;
+    for (const auto& c : it->second.contributions)
+      if (c.peer != self) return true;
+    return false;
+  }
+  void abandon(const std::string& self, const std::vector<std::string>& keys) {
+    std::lock_guard lock(mutex_);
+    for (const auto& k : keys) abandoned_ += prepared_[self].erase(k);
+  }
+  std::size_t prepare_calls() {
+    std::lock_guard lock(mutex_);
+    return prepare_calls_;
+  }
+  std::size_t abandoned() {
+    std::lock_guard lock(mutex_);
+    return abandoned_;
   }
   void kill(const std::string& peer) {
     std::lock_guard lock(mutex_);
@@ -96,6 +127,7 @@ class FakeHub : public std::enable_shared_from_this<FakeHub> {
     std::this_thread::sleep_for(round_delay);
     std::unique_lock lock(mutex_);
     ++rounds_started_;
+    prepared_[self].erase(key);
     cv_.wait_for(lock, std::chrono::seconds(30), [&] { return !held_; });
     AveragingOutcome out;
     if (fail_averaging) {
@@ -164,6 +196,9 @@ class FakeHub : public std::enable_shared_from_this<FakeHub> {
   std::set<std::string> dead_;
   std::map<std::string, std::function<StateSnapshot()>> providers_;
   std::map<std::string, Round> rounds_;
+  std::map<std::string, std::set<std::string>> prepared_;  // peer → keys matched ahead
+  std::size_t prepare_calls_ = 0;
+  std::size_t abandoned_ = 0;
   bool held_ = false;
   std::size_t rounds_started_ = 0;
   std::size_t rounds_completed_ = 0;
@@ -175,8 +210,13 @@ class FakeSwarm : public SwarmServices {
       : hub_(std::move(hub)), name_(std::move(name)) {}
   void report_progress(const PeerProgress& p) override { hub_->report(name_, p); }
   GlobalProgress global_progress(std::uint64_t local_epoch) override {
-    return hub_->progress(local_epoch, hub_->now());
+    return hub_->progress(name_, local_epoch, hub_->now());
   }
+  void prepare_rounds(std::vector<RoundPlan> rounds, std::chrono::duration<double>) override {
+    hub_->prepare(name_, rounds);
+  }
+  bool round_started(const std::string& key) override { return hub_->started(name_, key); }
+  void abandon_rounds(std::vector<std::string> keys) override { hub_->abandon(name_, keys); }
   AveragingOutcome average(const std::string& key, std::vector<std::span<float>> tensors,
                            float weight, std::chrono::duration<double>, RoundKind) override {
     return hub_->average(name_, key, std::move(tensors), weight);

@@ -456,3 +456,67 @@ TEST(CollaborativeOptimizer, ReportsTimeBlockedOnCommunication) {
   EXPECT_GE(opt.last_round().communication_blocked_seconds, 0.1);
   EXPECT_GE(opt.communication_blocked_seconds(), 2 * 0.1);
 }
+
+// Matching ahead of time: a peer whose own view of the swarm is behind (it
+// sees only its own samples) still ends its epoch as soon as another peer has
+// started the round — the swarm closes an epoch on the leader's view instead
+// of each peer overshooting the target until its own view catches up.
+TEST(CollaborativeOptimizer, FollowerEndsItsEpochWhenTheRoundStarts) {
+  auto hub = std::make_shared<FakeHub>();
+  hub->target = 100;
+  hub->isolated_estimates = true;
+  hub->group_wait = std::chrono::milliseconds(5000);
+  auto opts = options(hub->target);
+  opts.load_state_on_start = false;
+  opts.averaging.average_state_every = 1000;  // gradient rounds only
+  Peer leader_model(31), follower_model(32);
+  auto leader_swarm = std::make_shared<FakeSwarm>(hub, "leader");
+  auto follower_swarm = std::make_shared<FakeSwarm>(hub, "follower");
+  CollaborativeOptimizer leader(leader_swarm, opts, leader_model.params, leader_model.grads);
+  CollaborativeOptimizer follower(follower_swarm, opts, follower_model.params,
+                                  follower_model.grads);
+  follower_model.compute_gradients(10);
+  EXPECT_FALSE(follower.step(10));  // 10 of 100 samples in its view; the round is prepared
+  EXPECT_GE(hub->prepare_calls(), 1u);
+
+  std::thread leader_thread([&] {
+    for (int i = 0; i < 2; ++i) {  // 2 × 50: its own view reaches the target
+      leader_model.compute_gradients(50);
+      leader.step(50);
+    }
+  });
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (hub->rounds_started() == 0 && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(hub->rounds_started(), 1u) << "the leader never started its round";
+  follower_model.compute_gradients(10);
+  const bool ended = follower.step(10);  // 20 samples in its own view, far from 100
+  leader_thread.join();
+  EXPECT_TRUE(ended);
+  EXPECT_EQ(follower.epoch(), 1u);
+  EXPECT_EQ(leader.epoch(), 1u);
+  EXPECT_EQ(follower.last_round().local_samples, 20u);
+  EXPECT_TRUE(follower.last_round().averaged);
+  EXPECT_TRUE(leader.last_round().averaged);
+  EXPECT_EQ(hash_of(leader_model.params), hash_of(follower_model.params));
+}
+
+// A state download moves a peer past the epoch it matched ahead for: the
+// groups it prepared are abandoned (a held group would keep its members waiting).
+TEST(CollaborativeOptimizer, LoadingStateAbandonsRoundsMatchedAhead) {
+  auto hub = std::make_shared<FakeHub>();
+  hub->target = 100;
+  auto opts = options(hub->target);
+  opts.load_state_on_start = false;
+  Peer model(33);
+  auto swarm = std::make_shared<FakeSwarm>(hub, "peer");
+  CollaborativeOptimizer opt(swarm, opts, model.params, model.grads);
+  model.compute_gradients(10);
+  opt.step(10);
+  ASSERT_GE(hub->prepare_calls(), 1u);
+  StateSnapshot ahead = opt.snapshot();
+  ahead.epoch = 7;
+  opt.restore(ahead);
+  EXPECT_EQ(opt.epoch(), 7u);
+  EXPECT_GE(hub->abandoned(), 1u);
+}

@@ -174,3 +174,93 @@ TEST(NetworkSwarm, StateIsDownloadedOnDemandFromDonors) {
   EXPECT_EQ(state->epoch, 4u) << "only peer 0 still serves";
   EXPECT_EQ(state->tensors[0][0], 1.0f);
 }
+
+namespace {
+
+std::vector<float> ramp(std::size_t peer) {
+  std::vector<float> v(50000);
+  for (std::size_t k = 0; k < v.size(); ++k)
+    v[k] = static_cast<float>(peer + 1) + 1e-4f * static_cast<float>(k % 113);
+  return v;
+}
+
+// Peer 0 prepares first (it leads: earliest declaration), the others after it.
+void prepare_everyone(LoopbackSwarm& swarm, const std::string& key) {
+  const std::vector<RoundPlan> plan = {{key, {50000}, RoundKind::gradients}};
+  swarm.peers[0]->prepare_rounds(plan, 30s);
+  std::this_thread::sleep_for(300ms);
+  for (std::size_t i = 1; i < kPeers; ++i) swarm.peers[i]->prepare_rounds(plan, 30s);
+}
+
+}  // namespace
+
+// Matching ahead of time: groups form while peers compute; nobody's round
+// starts until the leader averages; then the followers see round_started()
+// and average with it — one group, the exact weighted mean.
+TEST(NetworkSwarm, RoundsMatchedAheadStartWhenTheLeaderAverages) {
+  LoopbackSwarm swarm;
+  ASSERT_TRUE(swarm.everyone_sees_everyone()) << "the progress reports did not spread";
+  const std::string key = "swarm-test.grad.7";
+  prepare_everyone(swarm, key);
+  std::this_thread::sleep_for(1s);  // the group has formed by now, and is held
+  for (std::size_t i = 0; i < kPeers; ++i) EXPECT_FALSE(swarm.peers[i]->round_started(key)) << i;
+
+  std::vector<std::vector<float>> tensors(kPeers);
+  std::vector<AveragingOutcome> outcomes(kPeers);
+  std::vector<bool> saw_start(kPeers, false);
+  for (std::size_t i = 0; i < kPeers; ++i) tensors[i] = ramp(i);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < kPeers; ++i) {
+    threads.emplace_back([&, i] {
+      if (i > 0) {  // followers: wait for the leader's start (bounded)
+        const auto give_up = std::chrono::steady_clock::now() + 10s;
+        while (!swarm.peers[i]->round_started(key) && std::chrono::steady_clock::now() < give_up)
+          std::this_thread::sleep_for(2ms);
+        saw_start[i] = swarm.peers[i]->round_started(key);
+      }
+      outcomes[i] = swarm.peers[i]->average(key, {std::span<float>(tensors[i])},
+                                            static_cast<float>(i + 1), 20s, RoundKind::gradients);
+    });
+  }
+  for (auto& t : threads) t.join();
+  const float mean = (1 * 1.0f + 2 * 2.0f + 3 * 3.0f) / 6.0f;
+  for (std::size_t i = 0; i < kPeers; ++i) {
+    if (i > 0) {
+      EXPECT_TRUE(saw_start[i]) << i << " never saw the leader start the round";
+    }
+    EXPECT_TRUE(outcomes[i].ok) << i << ": " << outcomes[i].error;
+    EXPECT_EQ(outcomes[i].group_size, kPeers) << i;
+    EXPECT_EQ(tensors[i], tensors[0]) << i;
+    EXPECT_NEAR(tensors[i][0], mean, 1e-5) << i;
+  }
+}
+
+// The leader abandons the round it prepared (its epoch moved on): the others'
+// held group is disbanded, and they average together under the retry key.
+TEST(NetworkSwarm, AbandonedLeaderLetsTheOthersAverageWithoutIt) {
+  LoopbackSwarm swarm;
+  ASSERT_TRUE(swarm.everyone_sees_everyone()) << "the progress reports did not spread";
+  const std::string key = "swarm-test.grad.9";
+  prepare_everyone(swarm, key);
+  std::this_thread::sleep_for(1s);
+  swarm.peers[0]->abandon_rounds({key});
+  std::vector<std::vector<float>> tensors(kPeers);
+  std::vector<AveragingOutcome> outcomes(kPeers);
+  std::vector<std::thread> threads;
+  const auto started = std::chrono::steady_clock::now();
+  for (std::size_t i = 1; i < kPeers; ++i) {
+    tensors[i] = ramp(i);
+    threads.emplace_back([&, i] {
+      outcomes[i] = swarm.peers[i]->average(key, {std::span<float>(tensors[i])}, 1.0f, 20s,
+                                            RoundKind::gradients);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 15s);  // not stuck until the deadline
+  for (std::size_t i = 1; i < kPeers; ++i) {
+    EXPECT_FALSE(swarm.peers[i]->round_started(key));
+    EXPECT_TRUE(outcomes[i].ok) << i << ": " << outcomes[i].error;
+    EXPECT_EQ(outcomes[i].group_size, 2u) << i;
+    EXPECT_NEAR(tensors[i][0], 2.5f, 1e-5) << i;
+  }
+}

@@ -24,6 +24,28 @@ TEST(ProgressEstimate, CountsOnlyPeersAtGlobalEpochAndExtrapolates) {
   EXPECT_TRUE(g.target_reached(340));
 }
 
+// Reports of the epoch before travel late: a peer still reported at epoch 4
+// (recently) most likely left round 4 together with this peer, so it counts
+// from when this peer's epoch 5 began, at its throughput.
+TEST(ProgressEstimate, RecentReportsOfThePreviousEpochCountFromTheEpochStart) {
+  std::vector<PeerProgress> reports = {
+      {"self", 5, 100, 10.0, 102.0, false},
+      {"late", 4, 999, 20.0, 100.0, false},  // reported 2 s ago, before this epoch began
+      {"stale", 4, 999, 40.0, 90.0, false},  // 12 s ago: not counted
+  };
+  const double epoch_began = 101.0;
+  auto g = estimate_progress(reports, 5, 1000, 102.0, {}, epoch_began);
+  EXPECT_EQ(g.global_epoch, 5u);
+  EXPECT_DOUBLE_EQ(g.estimated_samples, 100 + 0 * 10.0 + (102.0 - epoch_began) * 20.0);
+  EXPECT_EQ(g.samples_accumulated, 100u);  // reported figures only
+  // Without knowing when this epoch began, the old report is not counted.
+  EXPECT_DOUBLE_EQ(estimate_progress(reports, 5, 1000, 102.0).estimated_samples, 100.0);
+  // A peer behind the global epoch does not count the others' old reports.
+  EXPECT_DOUBLE_EQ(estimate_progress(reports, 4, 1000, 102.0, {}, epoch_began).estimated_samples,
+                   100.0);
+  EXPECT_DOUBLE_EQ(g.seconds_to_target(), g.eta - 102.0);
+}
+
 TEST(ProgressEstimate, ClientModePeersDoNotAdvanceEpoch) {
   std::vector<PeerProgress> reports = {{"a", 3, 10, 1.0, 0.0, false},
                                        {"client", 9, 10, 1.0, 0.0, true}};
