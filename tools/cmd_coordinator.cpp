@@ -1,8 +1,9 @@
 // `apiary coordinator`: starts a collaboration. A DHT bootstrap peer that
 // publishes the run configuration signed with the run key, prints the line to
-// paste into `apiary join`, prints the swarm's progress, and keeps checkpoints
-// by downloading the state from peers. `apiary coordinator token` issues
-// membership tokens for runs with --auth token.
+// paste into `apiary join` (and for a mixture-of-experts run the
+// `apiary expert-server` lines that serve its experts), prints the swarm's
+// progress, and keeps checkpoints by downloading the state from peers.
+// `apiary coordinator token` issues membership tokens for runs with --auth token.
 #include "core/log.hpp"
 #include "dht/runner.hpp"
 #include "dht/validator.hpp"
@@ -13,6 +14,7 @@
 #include "optimizer/state_checkpoints.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/command.hpp"
+#include "tools/expert_server_lines.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -34,6 +36,7 @@ struct CoordinatorOptions {
   std::string auth = "open";
   double status_period = 2.0;
   double config_ttl = 3600.0;
+  std::size_t expert_servers = 1;  // moe-mlp runs: how many expert-server lines to print
   bool json = false;
 };
 
@@ -143,15 +146,34 @@ int run_coordinator(CoordinatorOptions o) {
   };
   publish();
 
+  const bool token_run = o.auth == "token";
+  const std::string join_line = "apiary join --peers " + address.to_string() + " --run " +
+                                config.run +
+                                (token_run ? " --identity KEYFILE --token TOKENFILE" : "");
+  // A moe-mlp run trains only once its experts are served: print those lines too.
+  const auto server_lines =
+      expert_server_lines(config.model, address.to_string(), o.expert_servers, token_run);
   std::printf("%s\n", address.to_string().c_str());
-  std::printf("run '%s' is open. Join it with:\n  apiary join --peers %s --run %s%s\n",
-              config.run.c_str(), address.to_string().c_str(), config.run.c_str(),
-              o.auth == "token" ? " --identity KEYFILE --token TOKENFILE" : "");
-  if (o.auth == "token") {
+  if (!server_lines.empty()) {
+    std::printf("run '%s' needs its experts served. Start the expert servers with:\n",
+                config.run.c_str());
+    for (const auto& line : server_lines) std::printf("  %s\n", line.c_str());
+  }
+  std::printf("run '%s' is open. Join it with:\n  %s\n", config.run.c_str(), join_line.c_str());
+  if (token_run) {
     std::printf(
-        "issue tokens with:\n  apiary coordinator token --run %s --identity %s --for PEER_ID --out "
-        "TOKENFILE\n",
-        config.run.c_str(), o.identity_file.c_str());
+        "issue tokens (for peers%s) with:\n  apiary coordinator token --run %s --identity %s "
+        "--for PEER_ID --out TOKENFILE\n",
+        server_lines.empty() ? "" : " and expert servers", config.run.c_str(),
+        o.identity_file.c_str());
+  }
+  if (o.json) {
+    std::printf("%s\n", nlohmann::json{{"address", address.to_string()},
+                                       {"run", config.run},
+                                       {"join", join_line},
+                                       {"expert_servers", server_lines}}
+                            .dump()
+                            .c_str());
   }
   std::fflush(stdout);
 
@@ -260,7 +282,13 @@ const Registration registration{
           ->check(CLI::IsMember({"open", "token"}));
       cmd->add_option("--status-period", o->status_period, "seconds between progress lines")
           ->capture_default_str();
-      cmd->add_flag("--json", o->json, "progress as one JSON object per line");
+      cmd->add_option("--expert-servers", o->expert_servers,
+                      "moe-mlp runs: print this many `apiary expert-server` lines, the expert "
+                      "grid's first dimension split between them")
+          ->capture_default_str()
+          ->check(CLI::PositiveNumber);
+      cmd->add_flag("--json", o->json,
+                    "the join and expert-server lines, then progress, as one JSON object per line");
 
       auto* token = cmd->add_subcommand(
           "token", "Issue a membership token for a peer (runs with --auth token)");

@@ -1,17 +1,20 @@
 // Integration: two `apiary expert-server` processes join one DHT over TCP; a
 // mixture of experts in this process finds their experts by beam search
 // through the DHT, calls them, keeps working when one server is SIGKILLed, and
-// the other one checkpoints on SIGTERM and exits 0.
+// the other one checkpoints on SIGTERM and exits 0. `apiary coordinator` of a
+// moe-mlp run prints expert-server lines that, pasted, serve every expert.
 #include "client_peer.hpp"
 #include "core/identity.hpp"
 #include "core/rpc.hpp"
 #include "core/tcp_transport.hpp"
 #include "dht/node.hpp"
 #include "experts/dht_directory.hpp"
+#include "experts/expert_uid.hpp"
 #include "experts/mixture.hpp"
 #include "experts/remote_expert.hpp"
 #include "kernels/device.hpp"
 #include "optimizer/membership.hpp"
+#include "optimizer/run_config.hpp"
 #include "tests/integration/process.hpp"
 #include "tests/optimizer/process_util.hpp"
 
@@ -21,11 +24,15 @@
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/use_future.hpp>
+#include <nlohmann/json.hpp>
 
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <future>
+#include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 using namespace apiary;
@@ -46,7 +53,129 @@ std::unique_ptr<test::ChildProcess> start_server(const std::string& pattern,
   return std::make_unique<test::ChildProcess>(argv);
 }
 
+// A printed shell line ("apiary expert-server --experts 'ffn.[0:2]' …") as the
+// argv a shell would make of it, running this build's apiary.
+std::vector<std::string> argv_of(const std::string& line) {
+  std::vector<std::string> argv;
+  std::istringstream in(line);
+  for (std::string word; in >> word;) {
+    if (word.size() >= 2 && word.front() == '\'' && word.back() == '\'')
+      word = word.substr(1, word.size() - 2);
+    argv.push_back(word);
+  }
+  if (!argv.empty() && argv[0] == "apiary") argv[0] = APIARY_BIN;
+  return argv;
+}
+
+// The value of `flag` in `argv` (empty when absent).
+std::string flag_value(const std::vector<std::string>& argv, const std::string& flag) {
+  for (std::size_t i = 0; i + 1 < argv.size(); ++i)
+    if (argv[i] == flag) return argv[i + 1];
+  return {};
+}
+
 }  // namespace
+
+// The coordinator of a moe-mlp run prints one expert-server line per
+// --expert-servers (also in its --json object) naming the run's DHT address,
+// the run's grid, widths and prefix; pasted as printed, those servers host
+// every expert of the grid once and declare them in the run's DHT. A plain mlp
+// run prints none.
+TEST(ExpertServerCli, CoordinatorPrintsWorkingExpertServerLinesForAMoeRun) {
+  const auto dir = apiary::testing::fresh_work_dir("coordinator-expert-lines");
+  optimizer::RunConfig config;
+  config.run = "it-expert-lines";
+  config.model.type = "moe-mlp";
+  config.model.hidden = {16};
+  config.model.moe.expert_prefix = "lines";
+  config.model.moe.grid = {3, 2};
+  config.model.moe.expert_inner = 24;
+  config.validate();
+  std::ofstream(dir / "moe.json") << config.to_json();
+  apiary::testing::Process coordinator(
+      {APIARY_BIN, "coordinator", "--config", (dir / "moe.json").string(), "--expert-servers", "2",
+       "--json", "--status-period", "1"},
+      dir / "coordinator.out", dir / "coordinator.err");
+  ASSERT_TRUE(coordinator.wait_for_text("\"expert_servers\"", 20s)) << coordinator.stderr_text();
+  const auto out = coordinator.stdout_text();
+  const auto address = apiary::testing::first_address(out);
+  ASSERT_FALSE(address.empty()) << out;
+
+  std::vector<std::string> lines;
+  for (const auto& line : apiary::testing::lines_with(out, "apiary expert-server"))
+    if (line.front() != '{') lines.push_back(line.substr(line.find("apiary expert-server")));
+  ASSERT_EQ(lines.size(), 2u) << out;
+  const auto object_lines = apiary::testing::lines_with(out, "\"expert_servers\"");
+  ASSERT_EQ(object_lines.size(), 1u) << out;
+  const auto object = nlohmann::json::parse(object_lines[0], nullptr, false);
+  ASSERT_TRUE(object.is_object()) << object_lines[0];
+  EXPECT_EQ(object["expert_servers"].get<std::vector<std::string>>(), lines);
+  EXPECT_EQ(object["address"].get<std::string>(), address);
+  EXPECT_NE(object["join"].get<std::string>().find("--peers " + address), std::string::npos);
+
+  // Together the lines name every expert of the grid once, with the run's widths.
+  const auto grid = experts::expand_pattern("lines.[0:3].[0:2]");
+  std::map<std::string, std::size_t> server_of;  // uid -> index of the line hosting it
+  std::vector<std::vector<std::string>> argvs;
+  for (const auto& line : lines) {
+    argvs.push_back(argv_of(line));
+    const auto& argv = argvs.back();
+    ASSERT_GE(argv.size(), 2u);
+    EXPECT_EQ(argv[1], "expert-server") << line;
+    EXPECT_EQ(flag_value(argv, "--peers"), address) << line;
+    EXPECT_EQ(flag_value(argv, "--hidden"), "16") << line;
+    EXPECT_EQ(flag_value(argv, "--inner"), "24") << line;
+    for (const auto& uid : experts::expand_pattern(flag_value(argv, "--experts")))
+      EXPECT_TRUE(server_of.emplace(uid, argvs.size() - 1).second) << uid << " named twice";
+  }
+  ASSERT_EQ(server_of.size(), grid.size());
+  for (const auto& uid : grid) EXPECT_TRUE(server_of.count(uid)) << uid << " not served";
+
+  // Started as printed, the servers declare those experts in the run's DHT.
+  std::vector<std::unique_ptr<apiary::testing::Process>> servers;
+  std::vector<std::string> server_addresses;
+  for (std::size_t i = 0; i < argvs.size(); ++i) {
+    const auto name = "server" + std::to_string(i);
+    servers.push_back(std::make_unique<apiary::testing::Process>(argvs[i], dir / (name + ".out"),
+                                                                 dir / (name + ".err")));
+    ASSERT_TRUE(servers.back()->wait_for_text("apiary://", 20s)) << servers.back()->stderr_text();
+    server_addresses.push_back(apiary::testing::first_address(servers.back()->stdout_text()));
+  }
+  ClientPeer client(PeerAddress::parse(address));
+  DhtExpertDirectory directory(client.dht(), 5s);
+  const std::vector<std::string> rows{"lines.0.", "lines.1.", "lines.2."};
+  std::map<std::string, std::string> declared;  // uid -> server address
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (declared.size() < grid.size() && std::chrono::steady_clock::now() < deadline) {
+    declared.clear();
+    for (const auto& children : directory.get_children(rows))
+      for (const auto& [coord, info] : children) declared[info.uid] = info.server.to_string();
+    if (declared.size() < grid.size()) std::this_thread::sleep_for(200ms);  // polling a DHT
+  }
+  ASSERT_EQ(declared.size(), grid.size());
+  for (const auto& [uid, server] : declared)
+    EXPECT_EQ(server, server_addresses.at(server_of.at(uid))) << uid;
+
+  for (auto& server : servers) {
+    server->signal(SIGTERM);
+    EXPECT_EQ(server->wait_for(20s).value_or(-1), 0) << server->stderr_text();
+  }
+  coordinator.signal(SIGTERM);
+  EXPECT_EQ(coordinator.wait_for(20s).value_or(-1), 0) << coordinator.stderr_text();
+
+  // A dense run needs no expert servers.
+  config.model.type = "mlp";
+  config.validate();
+  std::ofstream(dir / "mlp.json") << config.to_json();
+  apiary::testing::Process dense(
+      {APIARY_BIN, "coordinator", "--config", (dir / "mlp.json").string(), "--expert-servers", "2"},
+      dir / "dense.out", dir / "dense.err");
+  ASSERT_TRUE(dense.wait_for_text("apiary join", 20s)) << dense.stderr_text();
+  EXPECT_EQ(dense.stdout_text().find("expert-server"), std::string::npos) << dense.stdout_text();
+  dense.signal(SIGTERM);
+  EXPECT_EQ(dense.wait_for(20s).value_or(-1), 0) << dense.stderr_text();
+  std::filesystem::remove_all(dir);
+}
 
 TEST(ExpertServerCli, MixtureOverTwoServerProcessesSurvivesAKill) {
   auto checkpoints = std::filesystem::path(::testing::TempDir()) / "apiary-expert-cli-ckpt";
