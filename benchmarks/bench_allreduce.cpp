@@ -28,6 +28,7 @@
 #include "core/inproc_transport.hpp"
 #include "core/link_emulator.hpp"
 #include "core/log.hpp"
+#include "core/memory_tuning.hpp"
 #include "core/rpc.hpp"
 #include "core/tcp_transport.hpp"
 
@@ -37,7 +38,6 @@
 #include <nlohmann/json.hpp>
 
 #include <fcntl.h>
-#include <malloc.h>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -95,14 +95,6 @@ struct PeerRound {
   std::size_t failures = 0;
   double cpu_seconds = 0;  // this process's CPU time during the round (tcp workers only)
 };
-
-// glibc returns freed 512 KiB chunk buffers to the kernel (mmap threshold,
-// heap trimming), so every chunk would page-fault its memory back in; a peer
-// that moves tens of MiB per round keeps it instead.
-void keep_freed_memory() {
-  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 512 << 20);
-}
 
 double process_cpu_seconds() {
   rusage usage{};
@@ -192,7 +184,8 @@ std::vector<std::vector<PeerRound>> run_inproc(const Config& config) {
 // (all members, group order); → "ready"; then per round ← "go", → JSON {seconds, bytes_sent,
 // failures}; ← "quit" (or end of input) ends it.
 int run_worker(const Config& config, std::size_t index) {
-  if (std::getenv("APIARY_BENCH_NO_MALLOPT") == nullptr) keep_freed_memory();
+  // Freed 512 KiB chunk buffers stay in the process (as in `apiary join`), not page-faulted back.
+  if (std::getenv("APIARY_BENCH_NO_MALLOPT") == nullptr) tune_allocator_for_large_buffers();
   Context context;
   rpc::RpcNode node(shaped(make_tcp_transport(context.io.get_executor(), Identity::generate(), {}),
                            config, index));

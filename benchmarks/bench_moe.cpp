@@ -15,6 +15,7 @@
 // --device cuda computes the server's experts (and the in-process reference)
 // on the GPU; it exits with code 2 and the driver's reason where there is none.
 #include "core/identity.hpp"
+#include "core/memory_tuning.hpp"
 #include "core/rpc.hpp"
 #include "core/tcp_transport.hpp"
 #include "experts/expert_server.hpp"
@@ -143,6 +144,8 @@ double throughput(rpc::RpcNode& client, const std::vector<std::string>& uids,
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As `apiary expert-server` does: its batches reuse large freed buffers.
+  apiary::tune_allocator_for_large_buffers();
   CLI::App app{"bench_moe: expert server throughput, MoE client latency, remote vs local"};
   std::size_t hidden = 1024, batch = 2048, num_experts = 16, clients = 4, batches = 0,
               iterations = 20, client_batch = 32, local_batch = 256;

@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "core/identity.hpp"
 #include "core/log.hpp"
+#include "core/memory_tuning.hpp"
 #include "core/rpc.hpp"
 #include "core/tcp_transport.hpp"
 #include "dht/node.hpp"
@@ -71,6 +72,8 @@ experts::ExpertOptimizerConfig optimizer_config(const ExpertServerCliOptions& o)
 }
 
 int run_expert_server(const ExpertServerCliOptions& o) {
+  // Every batch frees and reallocates the same large tensor buffers: keep them mapped.
+  tune_allocator_for_large_buffers();
   if (o.device != "cpu" && o.device != "cuda")
     throw Error(Errc::invalid_argument, "--device: expected cpu or cuda");
   const auto device = o.device == "cuda" ? kernels::Device::cuda : kernels::Device::cpu;

@@ -5,6 +5,7 @@
 // valid checkpoint and writes one periodically and on exit (SIGINT/SIGTERM end
 // the current step first).
 #include "core/log.hpp"
+#include "core/memory_tuning.hpp"
 #include "kernels/device.hpp"
 #include "optimizer/membership.hpp"
 #include "optimizer/network_swarm.hpp"
@@ -106,6 +107,8 @@ void explain_refusal(const Identity& identity, const std::vector<PeerAddress>& p
 
 int run_join(const JoinOptions& o) {
   install_stop_handler();
+  // Every round frees and reallocates the same large tensor buffers: keep them mapped.
+  tune_allocator_for_large_buffers();
   if (o.device == "cuda" && !kernels::cuda_available()) {
     throw Error(Errc::invalid_argument, "--device cuda: " + kernels::cuda_status());
   }

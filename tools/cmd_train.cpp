@@ -3,6 +3,7 @@
 // `apiary join` (run configuration, optimizer/trainer) in one process, the
 // baseline that collaborative runs are compared against.
 #include "core/error.hpp"
+#include "core/memory_tuning.hpp"
 #include "dht/runner.hpp"
 #include "kernels/device.hpp"
 #include "nn/solo_training.hpp"
@@ -112,6 +113,8 @@ int run_config_training(const TrainOptions& o) {
 }
 
 int run_train(const TrainOptions& options) {
+  // Every step frees and reallocates the same large tensor buffers: keep them mapped.
+  tune_allocator_for_large_buffers();
   if (!options.solo) {
     std::fprintf(stderr,
                  "apiary train: only --solo training is available (to train with others, start "
