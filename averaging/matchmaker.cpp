@@ -290,6 +290,10 @@ void Matchmaker::abandon() {
 asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
                                                                  std::uint64_t schema_hash,
                                                                  Clock::time_point deadline) {
+  // The frame keeps the state alive: if the io_context is torn down while
+  // this waits, its timers unregister from signals that must still exist,
+  // even when the Matchmaker itself is already gone.
+  const std::shared_ptr<State> state = state_;
   const std::uint64_t round = round_++;
   const std::string key = options_.prefix + "/" + std::to_string(round) +
                           (options_.key_suffix ? options_.key_suffix(round) : std::string());
@@ -297,12 +301,12 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
   const double expires =
       system_now() + std::chrono::duration<double>(options_.matchmaking_time).count();
   stats_ = {};
-  state_->released = false;
-  state_->abandoned = false;
-  state_->leading.reset();
-  state_->following.reset();
-  state_->following_key.clear();
-  state_->deciding_key = options_.client_mode ? std::string() : key;
+  state->released = false;
+  state->abandoned = false;
+  state->leading.reset();
+  state->following.reset();
+  state->following_key.clear();
+  state->deciding_key = options_.client_mode ? std::string() : key;
   // Ends the deciding phase: at the decision, or however find_group leaves.
   struct Decision {
     State& state;
@@ -312,7 +316,7 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
       state.changed.notify_all();
     }
     ~Decision() { made(); }
-  } decision{*state_};
+  } decision{*state};
 
   if (!options_.client_mode) {
     // (named locals, not temporaries, in co_await expressions: GCC 12 miscompiles those)
@@ -350,28 +354,28 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
     leading.group.schema_hash = schema_hash;
     leading.group.members.push_back({self, weight, options_.bandwidth, options_.auxiliary});
     if (options_.hold_until_released) leading.hold_until = deadline;
-    state_->leading = std::move(leading);
+    state->leading = std::move(leading);
     decision.made();
     const std::size_t enough = std::max<std::size_t>(2, options_.min_group_size);
-    auto& group = state_->leading->group;
+    auto& group = state->leading->group;
     auto disband = [&] {
-      state_->leading->phase = State::Phase::disbanded;
-      state_->changed.notify_all();
+      state->leading->phase = State::Phase::disbanded;
+      state->changed.notify_all();
       stats_.last_rejection = JoinStatus::disbanded;
     };
     // Gather until full or time is up; a released held group starts with what it has.
     const auto stop = std::min(deadline, steady_from_system(expires));
     while (group.members.size() < options_.target_group_size && Clock::now() < stop &&
-           !state_->abandoned && !(state_->released && group.members.size() >= enough))
-      co_await state_->changed.wait_until(stop);
-    if (group.members.size() < enough || state_->abandoned) {
+           !state->abandoned && !(state->released && group.members.size() >= enough))
+      co_await state->changed.wait_until(stop);
+    if (group.members.size() < enough || state->abandoned) {
       disband();
       co_return std::nullopt;
     }
     if (options_.hold_until_released) {
-      while (!state_->released && !state_->abandoned && Clock::now() < deadline)
-        co_await state_->changed.wait_until(deadline);
-      if (!state_->released || state_->abandoned) {
+      while (!state->released && !state->abandoned && Clock::now() < deadline)
+        co_await state->changed.wait_until(deadline);
+      if (!state->released || state->abandoned) {
         disband();
         co_return std::nullopt;
       }
@@ -380,24 +384,24 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
       const auto grace = std::min(deadline, Clock::now() + options_.release_grace);
       while (group.members.size() <
                  std::min(options_.expected_group_size, options_.target_group_size) &&
-             !state_->abandoned && Clock::now() < grace)
-        co_await state_->changed.wait_until(grace);
-      if (state_->abandoned) {
+             !state->abandoned && Clock::now() < grace)
+        co_await state->changed.wait_until(grace);
+      if (state->abandoned) {
         disband();
         co_return std::nullopt;
       }
     }
-    state_->leading->phase = State::Phase::started;
-    state_->changed.notify_all();
+    state->leading->phase = State::Phase::started;
+    state->changed.notify_all();
     co_return group;
   }
 
   // Follow: join the earliest declaration, following not_a_leader hints.
   PeerAddress leader = earliest->address;
-  state_->following_key = key;
+  state->following_key = key;
   decision.made();
   for (int attempt = 0; attempt < 4 && Clock::now() < deadline; ++attempt) {
-    state_->following = leader;
+    state->following = leader;
     JoinRequest request{key, schema_hash, options_.bandwidth, options_.client_mode,
                         options_.auxiliary};
     rpc::CallOptions call_options;

@@ -12,7 +12,13 @@
 // fraction of each peer's wall time its training thread was blocked in
 // communication not overlapped with compute (TrainerStatus::communication_seconds).
 //
-//   bench_training [--epochs 30] [--target-batch 4096] [--peers 4]
+// The default epoch (16,384 samples) takes 0.3-0.4 s of compute for 4 peers
+// on a 2-core machine: long next to matchmaking (~0.1 s settle) and an
+// all-reduce (~10 ms), as a volunteer run's epochs are (seconds to minutes).
+// With --target-batch 4096 an epoch is ~20 ms of compute per peer, shorter
+// than one matchmaking, and the run measures coordination latency instead.
+//
+//   bench_training [--epochs 30] [--target-batch 16384] [--peers 4]
 //                  [--batch-size 64] [--lr 0.003] [--runs none,8bit,none+overlap]
 //                  [--average-state-every 10] [--time-limit 150] [--out DIR] [--json]
 #include "core/subprocess.hpp"
@@ -39,7 +45,7 @@ struct BenchOptions {
   std::string apiary = APIARY_BIN;
   std::uint32_t epochs = 30;
   int peers = 4;
-  std::uint64_t target_batch = 4096;
+  std::uint64_t target_batch = 16384;
   std::uint32_t batch_size = 64;
   double lr = 0.003;
   std::uint32_t average_state_every = 10;  // as `apiary demo`

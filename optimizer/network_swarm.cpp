@@ -156,9 +156,11 @@ averaging::CompressionPolicy compression_policy(const CompressionConfig& compres
 struct NetworkSwarm::Impl {
   NetworkSwarmOptions options;
   dht::DhtNode* node = nullptr;  // owned by the runner; used on its thread only
-  std::unique_ptr<ProgressTracker> tracker;
-  std::unique_ptr<averaging::AllReduceService> allreduce;
-  std::unique_ptr<averaging::StateDonor> donor;
+  // Shared: a coroutine suspended inside one of them (a refresh, a publish,
+  // an announcement, a round) keeps it alive past the teardown.
+  std::shared_ptr<ProgressTracker> tracker;
+  std::shared_ptr<averaging::AllReduceService> allreduce;
+  std::shared_ptr<averaging::StateDonor> donor;
   std::shared_ptr<averaging::DhtGroupKeyStore> donors;  // where donors announce themselves
   std::shared_ptr<averaging::JoinService> joins;        // every round's join requests
 
@@ -197,9 +199,11 @@ struct NetworkSwarm::Impl {
   }
 
   asio::awaitable<void> announce_donor() {
-    if (!donor || !donors) co_return;
+    const auto serving_donor = donor;
+    const auto store = donors;
+    if (!serving_donor || !store) co_return;
     const double expiration = dht::system_dht_time() + kDonorTtlSeconds;
-    const bool stored = co_await donor->announce(*donors, options.run, expiration);
+    const bool stored = co_await serving_donor->announce(*store, options.run, expiration);
     if (!stored) log::debug("donor announcement not stored");
   }
 
@@ -260,10 +264,12 @@ struct NetworkSwarm::Impl {
       }
       double wait = 1.0;
       try {
-        const GlobalProgress g = co_await tracker->refresh(epoch);
+        const auto progress_tracker = tracker;
+        if (!progress_tracker) break;
+        const GlobalProgress g = co_await progress_tracker->refresh(epoch);
         {
           std::lock_guard lock(mutex);
-          reports = tracker->last_reports();
+          reports = progress_tracker->last_reports();
         }
         // Look again at least once per matchmaking window, so a peer notices
         // that the others reached the target before their round closes.
@@ -315,12 +321,12 @@ NetworkSwarm::NetworkSwarm(NetworkSwarmOptions options) : impl_(std::make_shared
         impl->node = &node;
         ProgressOptions progress;
         progress.min_refresh_period = 0.2;  // near the target, look often
-        impl->tracker = std::make_unique<ProgressTracker>(
+        impl->tracker = std::make_shared<ProgressTracker>(
             node.shared_from_this(), impl->options.identity.public_key(), impl->options.run,
             impl->options.target_batch_size, progress);
         impl->joins = std::make_shared<averaging::JoinService>(node.rpc());
-        impl->allreduce = std::make_unique<averaging::AllReduceService>(node.rpc());
-        impl->donor = std::make_unique<averaging::StateDonor>(node.rpc());
+        impl->allreduce = std::make_shared<averaging::AllReduceService>(node.rpc());
+        impl->donor = std::make_shared<averaging::StateDonor>(node.rpc());
         impl->donors = std::make_shared<averaging::DhtGroupKeyStore>(node.shared_from_this());
         auto executor = co_await asio::this_coro::executor;
         asio::co_spawn(executor, impl->refresh_loop(), asio::detached);
@@ -388,7 +394,8 @@ void NetworkSwarm::report_progress(const PeerProgress& local) {
   }
   if (!publish) return;
   (void)runner_->run([impl = impl_, local](dht::DhtNode&) -> asio::awaitable<void> {
-    if (impl->tracker) co_await impl->tracker->publish(local);
+    const auto progress_tracker = impl->tracker;
+    if (progress_tracker) co_await progress_tracker->publish(local);
   });
 }
 
@@ -455,9 +462,14 @@ AveragingOutcome NetworkSwarm::average(const std::string& group_key,
         // the group was formed before the weight was known).
         for (auto& m : group->members)
           if (m.address.peer == impl->options.identity.peer_id()) m.weight = weight;
+        const auto service = impl->allreduce;
+        if (!service) {
+          out.error = "the swarm is shutting down";
+          co_return out;
+        }
         const auto reduce_started = std::chrono::steady_clock::now();
-        auto result = co_await impl->allreduce->run(
-            *group, averaging::TensorSet(std::move(tensors)), std::nullopt, allreduce, deadline);
+        auto result = co_await service->run(*group, averaging::TensorSet(std::move(tensors)),
+                                            std::nullopt, allreduce, deadline);
         log::debug("{}: all-reduce in a group of {} took {:.0f} ms", group_key,
                    group->members.size(), 1000 * seconds_since(reduce_started));
         out.group_size = result.group_size - result.failed_peers.size();
