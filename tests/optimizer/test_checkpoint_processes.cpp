@@ -69,11 +69,57 @@ int progress_epoch(const std::string& log) {
   return best;
 }
 
-std::vector<std::string> join_args(const std::string& address, const std::string& run,
-                                   std::vector<std::string> extra) {
-  std::vector<std::string> args{APIARY_BIN, "join", "--peers", address, "--run", run};
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
+// One test's run on loopback: a fresh folder with the run's configuration,
+// its coordinator, and the `apiary join` peers the test starts (their output
+// in DIR/<name>.out and DIR/<name>.err).
+class TestRun {
+ public:
+  TestRun(const std::string& folder, std::string run, int state_every, double matchmaking)
+      : dir_(fresh_work_dir(folder)), run_(std::move(run)) {
+    write_config(dir_ / "run.json", run_, state_every, matchmaking);
+  }
+  const fs::path& dir() const { return dir_; }
+
+  // Starts the coordinator (a previous one is gone first); a fatal failure
+  // when it prints no address.
+  void start_coordinator(std::vector<std::string> flags = {}) {
+    coordinator_.reset();
+    coordinator_.emplace(dir_, std::move(flags));
+    ASSERT_FALSE(coordinator_->address().empty()) << coordinator_->process().stderr_text();
+  }
+  Coordinator& coordinator() { return *coordinator_; }
+  const std::string& address() const { return coordinator_->address(); }
+
+  // `apiary join --peers <coordinator> --run <run> [flags…]`.
+  std::vector<std::string> join_args(std::vector<std::string> flags) const {
+    std::vector<std::string> args{APIARY_BIN, "join", "--peers", address(), "--run", run_};
+    args.insert(args.end(), flags.begin(), flags.end());
+    return args;
+  }
+  std::unique_ptr<Process> join(const std::string& name, std::vector<std::string> flags) const {
+    return std::make_unique<Process>(join_args(std::move(flags)), dir_ / (name + ".out"),
+                                     dir_ / (name + ".err"));
+  }
+
+  // Stops the coordinator (a clean exit expected) and removes the folder.
+  void finish() {
+    coordinator_->stop();
+    fs::remove_all(dir_);
+  }
+
+ private:
+  fs::path dir_;
+  std::string run_;
+  std::optional<Coordinator> coordinator_;
+};
+
+// Waits up to `limit` for a peer to exit: a fatal failure while it still runs,
+// a failure (with its stderr) unless it exited 0. Use with ASSERT_NO_FATAL_FAILURE.
+void expect_clean_exit(Process& peer, std::chrono::seconds limit, const std::string& why = {}) {
+  const auto code = peer.wait_for(limit);
+  ASSERT_TRUE(code.has_value()) << (why.empty() ? "a peer did not exit" : why) << "\n"
+                                << peer.stderr_text();
+  EXPECT_EQ(*code, 0) << peer.stderr_text();
 }
 
 }  // namespace
@@ -82,28 +128,20 @@ std::vector<std::string> join_args(const std::string& address, const std::string
 // 0; restarted, it resumes at that epoch with the same parameters, then
 // catches up with the peer that kept training, and both finish the run.
 TEST(CheckpointProcesses, ResumesAfterSigtermAndCatchesUpWithTheSwarm) {
-  const auto dir = fresh_work_dir("resume");
-  write_config(dir / "run.json", "it-resume", 2, 1.0);
-  Coordinator coordinator(dir);
-  const std::string address = coordinator.address();
-  ASSERT_FALSE(address.empty()) << coordinator.process().stderr_text();
-  const std::vector<std::string> a_flags{"--identity",         (dir / "a.key").string(),
-                                         "--checkpoint-dir",   (dir / "ck").string(),
-                                         "--checkpoint-every", "2",
-                                         "--max-epochs",       "14",
-                                         "--time-limit",       "100"};
-  auto a_first = std::make_unique<Process>(
-      join_args(address, "it-resume",
-                [&] {
-                  auto f = a_flags;
-                  f.insert(f.end(), {"--summary", (dir / "a1.json").string()});
-                  return f;
-                }()),
-      dir / "a1.out", dir / "a1.err");
-  Process b(join_args(address, "it-resume",
-                      {"--max-epochs", "14", "--time-limit", "110", "--summary",
-                       (dir / "b.json").string()}),
-            dir / "b.out", dir / "b.err");
+  TestRun run("resume", "it-resume", 2, 1.0);
+  ASSERT_NO_FATAL_FAILURE(run.start_coordinator());
+  const auto& dir = run.dir();
+  auto a_flags = [&](const std::string& summary) {
+    return std::vector<std::string>{"--identity",         (dir / "a.key").string(),
+                                    "--checkpoint-dir",   (dir / "ck").string(),
+                                    "--checkpoint-every", "2",
+                                    "--max-epochs",       "14",
+                                    "--time-limit",       "100",
+                                    "--summary",          (dir / summary).string()};
+  };
+  auto a_first = run.join("a1", a_flags("a1.json"));
+  auto b = run.join(
+      "b", {"--max-epochs", "14", "--time-limit", "110", "--summary", (dir / "b.json").string()});
 
   // Wait for a periodic checkpoint and a few epochs, then stop the peer.
   bool ready = false;
@@ -114,9 +152,7 @@ TEST(CheckpointProcesses, ResumesAfterSigtermAndCatchesUpWithTheSwarm) {
   }
   ASSERT_TRUE(ready) << a_first->stderr_text();
   a_first->signal(SIGTERM);
-  auto code = a_first->wait_for(30s);
-  ASSERT_TRUE(code.has_value()) << "SIGTERM did not stop the peer";
-  EXPECT_EQ(*code, 0) << a_first->stderr_text();
+  ASSERT_NO_FATAL_FAILURE(expect_clean_exit(*a_first, 30s, "SIGTERM did not stop the peer"));
   const auto first_log = a_first->stderr_text();
   const auto written = checkpoints_written(first_log);
   ASSERT_GE(written.size(), 2u) << "expected a periodic and an exit checkpoint:\n" << first_log;
@@ -129,25 +165,14 @@ TEST(CheckpointProcesses, ResumesAfterSigtermAndCatchesUpWithTheSwarm) {
   EXPECT_TRUE(fs::exists(last.file));
 
   // Let the swarm move on without the stopped peer before it comes back.
-  for (int i = 0;
-       i < 600 && progress_epoch(b.stderr_text()) < static_cast<int>(last.epoch) + 2 && b.running();
+  for (int i = 0; i < 600 && progress_epoch(b->stderr_text()) < static_cast<int>(last.epoch) + 2 &&
+                  b->running();
        ++i)
     std::this_thread::sleep_for(100ms);
-  ASSERT_GE(progress_epoch(b.stderr_text()), static_cast<int>(last.epoch) + 2) << b.stderr_text();
+  ASSERT_GE(progress_epoch(b->stderr_text()), static_cast<int>(last.epoch) + 2) << b->stderr_text();
 
-  auto a_again = std::make_unique<Process>(
-      join_args(address, "it-resume",
-                [&] {
-                  auto f = a_flags;
-                  f.insert(f.end(), {"--summary", (dir / "a2.json").string()});
-                  return f;
-                }()),
-      dir / "a2.out", dir / "a2.err");
-  for (auto* p : {a_again.get(), &b}) {
-    auto done = p->wait_for(120s);
-    ASSERT_TRUE(done.has_value()) << p->stderr_text();
-    EXPECT_EQ(*done, 0) << p->stderr_text();
-  }
+  auto a_again = run.join("a2", a_flags("a2.json"));
+  for (auto* p : {a_again.get(), b.get()}) ASSERT_NO_FATAL_FAILURE(expect_clean_exit(*p, 120s));
   const auto again_log = a_again->stderr_text();
   auto resumed = resumed_from(again_log);
   ASSERT_TRUE(resumed.has_value()) << again_log;
@@ -165,50 +190,43 @@ TEST(CheckpointProcesses, ResumesAfterSigtermAndCatchesUpWithTheSwarm) {
     ASSERT_TRUE(s.is_object()) << name;
     EXPECT_EQ(s["epochs"].get<int>(), 14) << name;
   }
-  coordinator.stop();
-  fs::remove_all(dir);
+  run.finish();
 }
 
 // The newest checkpoint is cut in half: the restarted peer says so, moves it
 // aside and resumes from the previous one, bit for bit.
 TEST(CheckpointProcesses, TruncatedNewestCheckpointFallsBackToPrevious) {
-  const auto dir = fresh_work_dir("truncated");
-  write_config(dir / "run.json", "it-truncated", 1000, 0.3);
-  Coordinator coordinator(dir);
-  const std::string address = coordinator.address();
-  ASSERT_FALSE(address.empty()) << coordinator.process().stderr_text();
-  const std::vector<std::string> flags{"--identity",
-                                       (dir / "a.key").string(),
-                                       "--checkpoint-dir",
-                                       (dir / "ck").string(),
-                                       "--checkpoint-every",
-                                       "1",
-                                       "--time-limit",
-                                       "60",
-                                       "--quiet"};
+  TestRun run("truncated", "it-truncated", 1000, 0.3);
+  ASSERT_NO_FATAL_FAILURE(run.start_coordinator());
+  const auto& dir = run.dir();
   auto with = [&](std::vector<std::string> extra) {
-    auto f = flags;
-    f.insert(f.end(), extra.begin(), extra.end());
-    return join_args(address, "it-truncated", f);
+    std::vector<std::string> flags{"--identity",
+                                   (dir / "a.key").string(),
+                                   "--checkpoint-dir",
+                                   (dir / "ck").string(),
+                                   "--checkpoint-every",
+                                   "1",
+                                   "--time-limit",
+                                   "60",
+                                   "--quiet"};
+    flags.insert(flags.end(), extra.begin(), extra.end());
+    return flags;
   };
   std::map<std::uint64_t, Written> by_epoch;
   {
-    Process first(with({"--max-epochs", "3"}), dir / "a1.out", dir / "a1.err");
-    auto code = first.wait_for(90s);
-    ASSERT_TRUE(code.has_value());
-    ASSERT_EQ(*code, 0) << first.stderr_text();
-    for (const auto& w : checkpoints_written(first.stderr_text())) by_epoch[w.epoch] = w;
-    ASSERT_TRUE(by_epoch.count(2) && by_epoch.count(3)) << first.stderr_text();
+    auto first = run.join("a1", with({"--max-epochs", "3"}));
+    ASSERT_NO_FATAL_FAILURE(expect_clean_exit(*first, 90s));
+    ASSERT_FALSE(HasFailure()) << "the first run must exit 0";
+    for (const auto& w : checkpoints_written(first->stderr_text())) by_epoch[w.epoch] = w;
+    ASSERT_TRUE(by_epoch.count(2) && by_epoch.count(3)) << first->stderr_text();
   }
   const fs::path newest = by_epoch[3].file;
   fs::resize_file(newest, fs::file_size(newest) / 2);
 
-  Process second(with({"--max-epochs", "2", "--summary", (dir / "a2.json").string()}),
-                 dir / "a2.out", dir / "a2.err");
-  auto code = second.wait_for(60s);
-  ASSERT_TRUE(code.has_value());
-  EXPECT_EQ(*code, 0) << second.stderr_text();
-  const auto log = second.stderr_text();
+  auto second =
+      run.join("a2", with({"--max-epochs", "2", "--summary", (dir / "a2.json").string()}));
+  ASSERT_NO_FATAL_FAILURE(expect_clean_exit(*second, 60s));
+  const auto log = second->stderr_text();
   const auto rejected = lines_with(log, "ckpt-0000000003.apiary rejected");
   ASSERT_EQ(rejected.size(), 1u) << log;
   EXPECT_NE(rejected[0].find("hash mismatch"), std::string::npos) << rejected[0];
@@ -223,39 +241,30 @@ TEST(CheckpointProcesses, TruncatedNewestCheckpointFallsBackToPrevious) {
   ASSERT_TRUE(summary.is_object());
   EXPECT_EQ(summary["epochs"].get<int>(), 2);
   EXPECT_EQ(summary["parameters_hash"].get<std::string>(), by_epoch[2].hash);
-  coordinator.stop();
-  fs::remove_all(dir);
+  run.finish();
 }
 
 // A checkpoint folder that cannot be created, and a disk that fills up
 // (RLIMIT_FSIZE, with SIGXFSZ ignored, so writes fail with EFBIG): both peers
 // say so clearly and train to the end anyway.
 TEST(CheckpointProcesses, DiskTroubleIsReportedAndTrainingGoesOn) {
-  const auto dir = fresh_work_dir("disk");
-  write_config(dir / "run.json", "it-disk", 1000, 0.5);
-  Coordinator coordinator(dir);
-  const std::string address = coordinator.address();
-  ASSERT_FALSE(address.empty()) << coordinator.process().stderr_text();
+  TestRun run("disk", "it-disk", 1000, 0.5);
+  ASSERT_NO_FATAL_FAILURE(run.start_coordinator());
+  const auto& dir = run.dir();
   std::ofstream(dir / "a-file") << "not a folder";
-  Process bad_dir(join_args(address, "it-disk",
-                            {"--checkpoint-dir", (dir / "a-file" / "ck").string(),
-                             "--checkpoint-every", "1", "--max-epochs", "4", "--time-limit", "60",
-                             "--quiet", "--summary", (dir / "bad_dir.json").string()}),
-                  dir / "bad_dir.out", dir / "bad_dir.err");
+  auto bad_dir =
+      run.join("bad_dir", {"--checkpoint-dir", (dir / "a-file" / "ck").string(),
+                           "--checkpoint-every", "1", "--max-epochs", "4", "--time-limit", "60",
+                           "--quiet", "--summary", (dir / "bad_dir.json").string()});
   // Parameters and Adam statistics take ~600 KB; the limit is 256 KiB.
   std::string full_disk_command = "trap '' XFSZ; ulimit -f 256; exec";
-  for (const auto& a : join_args(
-           address, "it-disk",
+  for (const auto& a : run.join_args(
            {"--checkpoint-dir", (dir / "full").string(), "--checkpoint-every", "1", "--max-epochs",
             "4", "--time-limit", "60", "--quiet", "--summary", (dir / "full.json").string()}))
     full_disk_command += " '" + a + "'";
   Process full_disk({"/bin/sh", "-c", full_disk_command}, dir / "full.out", dir / "full.err");
-  for (auto* p : {&bad_dir, &full_disk}) {
-    auto code = p->wait_for(90s);
-    ASSERT_TRUE(code.has_value()) << p->stderr_text();
-    EXPECT_EQ(*code, 0) << p->stderr_text();
-  }
-  const auto bad_log = bad_dir.stderr_text();
+  for (auto* p : {bad_dir.get(), &full_disk}) ASSERT_NO_FATAL_FAILURE(expect_clean_exit(*p, 90s));
+  const auto bad_log = bad_dir->stderr_text();
   EXPECT_NE(bad_log.find("cannot create checkpoint folder"), std::string::npos) << bad_log;
   EXPECT_NE(bad_log.find("training goes on"), std::string::npos) << bad_log;
   const auto full_log = full_disk.stderr_text();
@@ -270,8 +279,7 @@ TEST(CheckpointProcesses, DiskTroubleIsReportedAndTrainingGoesOn) {
     ASSERT_TRUE(s.is_object()) << name;
     EXPECT_EQ(s["epochs"].get<int>(), 4) << name;
   }
-  coordinator.stop();
-  fs::remove_all(dir);
+  run.finish();
 }
 
 // The coordinator keeps checkpoints of the swarm's state under the same rules
@@ -279,21 +287,17 @@ TEST(CheckpointProcesses, DiskTroubleIsReportedAndTrainingGoesOn) {
 // peer to resume from; a coordinator whose checkpoint folder cannot be
 // created says so and serves the run anyway.
 TEST(CheckpointProcesses, CoordinatorCheckpointsResumeAPeer) {
-  const auto dir = fresh_work_dir("coordinator-ck");
-  write_config(dir / "run.json", "it-coord-ck", 2, 1.0);
+  TestRun run("coordinator-ck", "it-coord-ck", 2, 1.0);
+  const auto& dir = run.dir();
   std::string last_hash;
   std::uint64_t last_epoch = 0;
   {
-    Coordinator coordinator(
-        dir, {"--checkpoint-dir", (dir / "swarm").string(), "--checkpoint-every", "2"});
-    const std::string address = coordinator.address();
-    ASSERT_FALSE(address.empty()) << coordinator.process().stderr_text();
+    ASSERT_NO_FATAL_FAILURE(run.start_coordinator(
+        {"--checkpoint-dir", (dir / "swarm").string(), "--checkpoint-every", "2"}));
+    auto& coordinator = run.coordinator();
     std::vector<std::unique_ptr<Process>> peers;
     for (const char* name : {"p1", "p2"})
-      peers.push_back(std::make_unique<Process>(
-          join_args(address, "it-coord-ck",
-                    {"--max-epochs", "12", "--time-limit", "90", "--quiet"}),
-          dir / (std::string(name) + ".out"), dir / (std::string(name) + ".err")));
+      peers.push_back(run.join(name, {"--max-epochs", "12", "--time-limit", "90", "--quiet"}));
     ASSERT_TRUE(coordinator.process().wait_for_text("checkpoint of epoch", 90s, true))
         << coordinator.process().stderr_text();
     coordinator.stop();  // the final checkpoint is downloaded while the peers still train
@@ -302,35 +306,26 @@ TEST(CheckpointProcesses, CoordinatorCheckpointsResumeAPeer) {
     last_epoch = written.back().epoch;
     last_hash = written.back().hash;
     EXPECT_GE(last_epoch, 2u);
-    for (auto& p : peers) {
-      auto code = p->wait_for(100s);
-      ASSERT_TRUE(code.has_value());
-      EXPECT_EQ(*code, 0) << p->stderr_text();  // training outlives the coordinator
-    }
+    // Training outlives the coordinator.
+    for (auto& p : peers) ASSERT_NO_FATAL_FAILURE(expect_clean_exit(*p, 100s));
   }
   std::ofstream(dir / "a-file") << "not a folder";
-  Coordinator coordinator(dir, {"--checkpoint-dir", (dir / "a-file" / "ck").string()});
-  const std::string address = coordinator.address();
-  ASSERT_FALSE(address.empty()) << coordinator.process().stderr_text();
-  EXPECT_NE(coordinator.process().stderr_text().find("cannot create checkpoint folder"),
+  ASSERT_NO_FATAL_FAILURE(
+      run.start_coordinator({"--checkpoint-dir", (dir / "a-file" / "ck").string()}));
+  EXPECT_NE(run.coordinator().process().stderr_text().find("cannot create checkpoint folder"),
             std::string::npos)
-      << coordinator.process().stderr_text();
+      << run.coordinator().process().stderr_text();
   // A peer resumes from the coordinator's folder (nothing to train: it stops at that epoch).
-  Process peer(join_args(address, "it-coord-ck",
-                         {"--checkpoint-dir", (dir / "swarm").string(), "--max-epochs",
-                          std::to_string(last_epoch), "--quiet", "--summary",
-                          (dir / "resumed.json").string()}),
-               dir / "resumed.out", dir / "resumed.err");
-  auto code = peer.wait_for(60s);
-  ASSERT_TRUE(code.has_value());
-  EXPECT_EQ(*code, 0) << peer.stderr_text();
-  auto resumed = resumed_from(peer.stderr_text());
-  ASSERT_TRUE(resumed.has_value()) << peer.stderr_text();
+  auto peer = run.join("resumed", {"--checkpoint-dir", (dir / "swarm").string(), "--max-epochs",
+                                   std::to_string(last_epoch), "--quiet", "--summary",
+                                   (dir / "resumed.json").string()});
+  ASSERT_NO_FATAL_FAILURE(expect_clean_exit(*peer, 60s));
+  auto resumed = resumed_from(peer->stderr_text());
+  ASSERT_TRUE(resumed.has_value()) << peer->stderr_text();
   EXPECT_EQ(resumed->epoch, last_epoch);
   EXPECT_EQ(resumed->hash, last_hash);
   const auto summary = read_json(dir / "resumed.json");
   ASSERT_TRUE(summary.is_object());
   EXPECT_EQ(summary["parameters_hash"].get<std::string>(), last_hash);
-  coordinator.stop();
-  fs::remove_all(dir);
+  run.finish();
 }
