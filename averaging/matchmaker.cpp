@@ -334,12 +334,14 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
     for (const auto& d : declarations) listed = listed || d.address.peer == self.peer;
     if (!listed) declarations.push_back({self, expires});
   }
-  auto earliest = std::min_element(
-      declarations.begin(), declarations.end(), [](const Declaration& a, const Declaration& b) {
-        return std::tie(a.expiration, a.address.peer) < std::tie(b.expiration, b.address.peer);
-      });
+  auto earlier = [](const Declaration& a, const Declaration& b) {
+    return std::tie(a.expiration, a.address.peer) < std::tie(b.expiration, b.address.peer);
+  };
+  auto earliest = std::min_element(declarations.begin(), declarations.end(), earlier);
   if (earliest == declarations.end()) co_return std::nullopt;  // a client alone
 
+  // Set when a held leader finds, looking again, that another peer leads.
+  std::optional<PeerAddress> leader_found_later;
   if (earliest->address.peer == self.peer) {
     // Lead: gather followers until the group is full or time is up.
     stats_.led_last_round = true;
@@ -365,39 +367,73 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
     };
     // Gather until full or time is up; a released held group starts with what it has.
     const auto stop = std::min(deadline, steady_from_system(expires));
+    // A held leader still alone looks at the declarations again now and then:
+    // one earlier than its own that the DHT had not delivered at the decision
+    // means another peer leads — follow it rather than wait alone. Released
+    // alone, it waits only the release grace.
+    const auto look_period = 2 * options_.settle_time;
+    auto next_look = Clock::now() + look_period;
+    std::optional<Clock::time_point> released_alone_until;
     while (group.members.size() < options_.target_group_size && Clock::now() < stop &&
-           !state->abandoned && !(state->released && group.members.size() >= enough))
-      co_await state->changed.wait_until(stop);
-    if (group.members.size() < enough || state->abandoned) {
+           !state->abandoned && !(state->released && group.members.size() >= enough)) {
+      const bool alone = group.members.size() == 1;
+      if (state->released && !released_alone_until)
+        released_alone_until = Clock::now() + options_.release_grace;
+      if (released_alone_until && Clock::now() >= *released_alone_until) break;
+      if (options_.hold_until_released && alone && Clock::now() >= next_look) {
+        next_look = Clock::now() + look_period;
+        auto again = co_await store_->list(key, system_now());
+        auto first = std::min_element(again.begin(), again.end(), earlier);
+        const Declaration mine{self, expires};
+        if (first != again.end() && group.members.size() == 1 && earlier(*first, mine)) {
+          leader_found_later = first->address;
+          break;
+        }
+        continue;
+      }
+      auto wake = stop;
+      if (options_.hold_until_released && alone) wake = std::min(wake, next_look);
+      if (released_alone_until) wake = std::min(wake, *released_alone_until);
+      co_await state->changed.wait_until(wake);
+    }
+    if (leader_found_later) {
+      log::debug("matchmaking: {} is led by {} after all; following it", key,
+                 leader_found_later->to_string());
+      stats_.led_last_round = false;
+      state->leading.reset();  // nobody joined it: nobody to tell
+    } else if (group.members.size() < enough || state->abandoned) {
       disband();
       co_return std::nullopt;
     }
-    if (options_.hold_until_released) {
-      while (!state->released && !state->abandoned && Clock::now() < deadline)
-        co_await state->changed.wait_until(deadline);
-      if (!state->released || state->abandoned) {
-        disband();
-        co_return std::nullopt;
+    if (!leader_found_later) {
+      if (options_.hold_until_released) {
+        while (!state->released && !state->abandoned && Clock::now() < deadline)
+          co_await state->changed.wait_until(deadline);
+        if (!state->released || state->abandoned) {
+          disband();
+          co_return std::nullopt;
+        }
+        // Released before everyone expected joined (they may still be settling):
+        // a short grace, so a slow declarer is not left out of the round.
+        const auto grace = std::min(deadline, Clock::now() + options_.release_grace);
+        while (group.members.size() <
+                   std::min(options_.expected_group_size, options_.target_group_size) &&
+               !state->abandoned && Clock::now() < grace)
+          co_await state->changed.wait_until(grace);
+        if (state->abandoned) {
+          disband();
+          co_return std::nullopt;
+        }
       }
-      // Released before everyone expected joined (they may still be settling):
-      // a short grace, so a slow declarer is not left out of the round.
-      const auto grace = std::min(deadline, Clock::now() + options_.release_grace);
-      while (group.members.size() <
-                 std::min(options_.expected_group_size, options_.target_group_size) &&
-             !state->abandoned && Clock::now() < grace)
-        co_await state->changed.wait_until(grace);
-      if (state->abandoned) {
-        disband();
-        co_return std::nullopt;
-      }
+      state->leading->phase = State::Phase::started;
+      state->changed.notify_all();
+      co_return group;
     }
-    state->leading->phase = State::Phase::started;
-    state->changed.notify_all();
-    co_return group;
   }
 
-  // Follow: join the earliest declaration, following not_a_leader hints.
-  PeerAddress leader = earliest->address;
+  // Follow: join the earliest declaration (or the leader found later),
+  // following not_a_leader hints.
+  PeerAddress leader = leader_found_later ? *leader_found_later : earliest->address;
   state->following_key = key;
   decision.made();
   for (int attempt = 0; attempt < 4 && Clock::now() < deadline; ++attempt) {

@@ -388,5 +388,85 @@ TEST(Matchmaker, TwoRoundsMatchAtOnceThroughOneJoinService) {
   }
 }
 
+// A store whose first list() misses the others' declarations, as a DHT that
+// has not delivered them yet: its peer decides to lead while another leads.
+class LateFirstListStore final : public GroupKeyStore {
+ public:
+  explicit LateFirstListStore(std::shared_ptr<GroupKeyStore> inner) : inner_(std::move(inner)) {}
+  asio::awaitable<bool> declare(std::string key, Declaration declaration) override {
+    co_return co_await inner_->declare(std::move(key), std::move(declaration));
+  }
+  asio::awaitable<std::vector<Declaration>> list(std::string key, double now) override {
+    if (lists_++ == 0) co_return std::vector<Declaration>{};
+    co_return co_await inner_->list(std::move(key), now);
+  }
+
+ private:
+  std::shared_ptr<GroupKeyStore> inner_;
+  int lists_ = 0;
+};
+
+// Matched ahead of time, a peer that wrongly decided to lead (its DHT view
+// was late) looks again while alone, finds the earlier declaration and
+// follows it: one group, not two leaders each waiting alone.
+TEST(Matchmaker, HeldLeaderAloneFollowsAnEarlierDeclarationFoundLater) {
+  test::Swarm swarm;
+  swarm.add_peers(2, {100});
+  auto shared = std::make_shared<InMemoryGroupKeyStore>();
+  auto options = fast(2);
+  options.hold_until_released = true;
+  Matchmaker first(*swarm.peers[0].node, shared, options);
+  Matchmaker second(*swarm.peers[1].node, std::make_shared<LateFirstListStore>(shared), options);
+  auto led =
+      asio::co_spawn(swarm.ctx, first.find_group(1.0f, 7, Clock::now() + 5s), asio::use_future);
+  auto followed = asio::co_spawn(
+      swarm.ctx,
+      [&]() -> asio::awaitable<std::optional<GroupInfo>> {
+        co_await test::sleep_for(20ms);  // declares after the first
+        co_return co_await second.find_group(1.0f, 7, Clock::now() + 5s);
+      },
+      asio::use_future);
+  auto releaser = asio::co_spawn(
+      swarm.ctx,
+      [&]() -> asio::awaitable<void> {
+        co_await test::sleep_for(600ms);  // both would wait alone by now without the re-look
+        first.release();
+        second.release();
+      },
+      asio::use_future);
+  auto a = test::wait(swarm.ctx, led);
+  auto b = test::wait(swarm.ctx, followed);
+  test::wait(swarm.ctx, releaser);
+  ASSERT_TRUE(a.has_value());
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(a->members.size(), 2u);
+  EXPECT_EQ(b->group_id, a->group_id);
+  EXPECT_TRUE(first.stats().led_last_round);
+  EXPECT_FALSE(second.stats().led_last_round);
+}
+
+// Released while nobody joined it, a held leader gives up after the release
+// grace instead of waiting out its whole matchmaking window.
+TEST(Matchmaker, HeldLeaderReleasedAloneGivesUpAfterTheGrace) {
+  auto options = fast(2);
+  options.hold_until_released = true;
+  options.matchmaking_time = 10s;
+  options.release_grace = 200ms;
+  MatchSwarm m(1, options);
+  auto futures = m.find({7}, 10s);
+  Clock::time_point released_at;
+  auto releaser = asio::co_spawn(
+      m.swarm.ctx,
+      [&]() -> asio::awaitable<void> {
+        co_await test::sleep_for(300ms);
+        released_at = Clock::now();
+        m.matchmakers[0]->release();
+      },
+      asio::use_future);
+  EXPECT_FALSE(test::wait(m.swarm.ctx, futures[0]).has_value());
+  test::wait(m.swarm.ctx, releaser);
+  EXPECT_LT(Clock::now() - released_at, 2s);
+}
+
 }  // namespace
 }  // namespace apiary::averaging
