@@ -268,22 +268,28 @@ TEST(Matchmaker, MoshpitGridKeysReachTheGlobalMeanInTwoRounds) {
     for (std::size_t k = 0; k < mean.size(); ++k) ASSERT_NEAR(p.tensors[0][k], mean[k], 1e-4);
 }
 
-// A store whose list() answers late, as a busy DHT does: its peer decides late.
-class SlowListStore final : public GroupKeyStore {
+// A store that lags like a busy DHT: its list() answers `delay` late, and
+// with `miss_first` the first list() misses the others' declarations (not
+// delivered yet), so its peer may decide to lead while another leads.
+class LaggingStore final : public GroupKeyStore {
  public:
-  SlowListStore(std::shared_ptr<GroupKeyStore> inner, std::chrono::milliseconds delay)
-      : inner_(std::move(inner)), delay_(delay) {}
+  LaggingStore(std::shared_ptr<GroupKeyStore> inner, std::chrono::milliseconds delay,
+               bool miss_first = false)
+      : inner_(std::move(inner)), delay_(delay), miss_first_(miss_first) {}
   asio::awaitable<bool> declare(std::string key, Declaration declaration) override {
     co_return co_await inner_->declare(std::move(key), std::move(declaration));
   }
   asio::awaitable<std::vector<Declaration>> list(std::string key, double now) override {
     co_await test::sleep_for(delay_);
+    if (miss_first_ && lists_++ == 0) co_return std::vector<Declaration>{};
     co_return co_await inner_->list(std::move(key), now);
   }
 
  private:
   std::shared_ptr<GroupKeyStore> inner_;
   std::chrono::milliseconds delay_;
+  bool miss_first_;
+  int lists_ = 0;
 };
 
 TEST(Matchmaker, AJoinWhileTheLeaderStillDecidesWaitsForItsDecision) {
@@ -291,7 +297,7 @@ TEST(Matchmaker, AJoinWhileTheLeaderStillDecidesWaitsForItsDecision) {
   swarm.add_peers(2, {100});
   auto shared = std::make_shared<InMemoryGroupKeyStore>();
   // Peer 0 declares first (it leads) but lists 400 ms late; peer 1 joins it long before.
-  Matchmaker leader(*swarm.peers[0].node, std::make_shared<SlowListStore>(shared, 400ms), fast(2));
+  Matchmaker leader(*swarm.peers[0].node, std::make_shared<LaggingStore>(shared, 400ms), fast(2));
   Matchmaker follower(*swarm.peers[1].node, shared, fast(2));
   auto first =
       asio::co_spawn(swarm.ctx, leader.find_group(1.0f, 7, Clock::now() + 5s), asio::use_future);
@@ -388,24 +394,6 @@ TEST(Matchmaker, TwoRoundsMatchAtOnceThroughOneJoinService) {
   }
 }
 
-// A store whose first list() misses the others' declarations, as a DHT that
-// has not delivered them yet: its peer decides to lead while another leads.
-class LateFirstListStore final : public GroupKeyStore {
- public:
-  explicit LateFirstListStore(std::shared_ptr<GroupKeyStore> inner) : inner_(std::move(inner)) {}
-  asio::awaitable<bool> declare(std::string key, Declaration declaration) override {
-    co_return co_await inner_->declare(std::move(key), std::move(declaration));
-  }
-  asio::awaitable<std::vector<Declaration>> list(std::string key, double now) override {
-    if (lists_++ == 0) co_return std::vector<Declaration>{};
-    co_return co_await inner_->list(std::move(key), now);
-  }
-
- private:
-  std::shared_ptr<GroupKeyStore> inner_;
-  int lists_ = 0;
-};
-
 // Matched ahead of time, a peer that wrongly decided to lead (its DHT view
 // was late) looks again while alone, finds the earlier declaration and
 // follows it: one group, not two leaders each waiting alone.
@@ -416,7 +404,8 @@ TEST(Matchmaker, HeldLeaderAloneFollowsAnEarlierDeclarationFoundLater) {
   auto options = fast(2);
   options.hold_until_released = true;
   Matchmaker first(*swarm.peers[0].node, shared, options);
-  Matchmaker second(*swarm.peers[1].node, std::make_shared<LateFirstListStore>(shared), options);
+  Matchmaker second(*swarm.peers[1].node, std::make_shared<LaggingStore>(shared, 0ms, true),
+                    options);
   auto led =
       asio::co_spawn(swarm.ctx, first.find_group(1.0f, 7, Clock::now() + 5s), asio::use_future);
   auto followed = asio::co_spawn(
