@@ -60,7 +60,9 @@ struct AveragingConfig {
   std::uint32_t average_state_every = 1;
   std::uint32_t target_group_size = 16;
   std::uint32_t min_group_size = 2;
-  double matchmaking_time = 2.0;    // initial; adapts to measured rounds
+  // How long a group gathers; rounds are also matched this long before the
+  // estimated end of an epoch (ahead of time, while the peers compute).
+  double matchmaking_time = 2.0;
   double averaging_timeout = 30.0;  // initial; adapts to measured rounds
   bool overlap = false;             // apply last epoch's average while the next travels
   std::uint32_t local_steps = 50;   // local_updates: inner steps per round
