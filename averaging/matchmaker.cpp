@@ -162,7 +162,8 @@ std::function<std::string(std::uint64_t)> moshpit_suffix(std::size_t row, std::s
 
 struct Matchmaker::State {
   explicit State(const asio::any_io_executor& executor) : changed(executor) {}
-  enum class Phase { open, started, disbanded };
+  // redirected: another peer leads this key after all; joiners are sent there.
+  enum class Phase { open, started, disbanded, redirected };
   struct Leading {
     std::string group_key;
     std::uint64_t schema_hash = 0;
@@ -172,6 +173,7 @@ struct Matchmaker::State {
     GroupInfo group;  // leader first, then followers in join order
     // Held groups: followers' join requests wait for the start until then.
     std::optional<Clock::time_point> hold_until;
+    std::optional<PeerAddress> redirect;  // Phase::redirected: the peer that leads
   };
   std::optional<Leading> leading;
   std::string deciding_key;  // declared under it, not yet decided whether to lead
@@ -220,6 +222,8 @@ asio::awaitable<Bytes> handle_join(std::shared_ptr<JoinService::Registry> regist
     if (state->following_key == request.group_key) hint = state->following;
     co_return encode_response(JoinStatus::not_a_leader, nullptr, hint);
   }
+  if (leading->phase == Matchmaker::State::Phase::redirected)
+    co_return encode_response(JoinStatus::not_a_leader, nullptr, leading->redirect);
   if (leading->phase == Matchmaker::State::Phase::disbanded)
     co_return encode_response(JoinStatus::disbanded, nullptr, std::nullopt);
   if (leading->phase != Matchmaker::State::Phase::open || system_now() > leading->expires)
@@ -247,6 +251,9 @@ asio::awaitable<Bytes> handle_join(std::shared_ptr<JoinService::Registry> regist
   while (state->leading && state->leading->group_key == key &&
          state->leading->phase == Matchmaker::State::Phase::open && Clock::now() < give_up)
     co_await state->changed.wait_until(give_up);
+  if (state->leading && state->leading->group_key == key &&
+      state->leading->phase == Matchmaker::State::Phase::redirected)
+    co_return encode_response(JoinStatus::not_a_leader, nullptr, state->leading->redirect);
   if (!state->leading || state->leading->group_key != key ||
       state->leading->phase != Matchmaker::State::Phase::started)
     co_return encode_response(JoinStatus::disbanded, nullptr, std::nullopt);
@@ -367,40 +374,48 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
     };
     // Gather until full or time is up; a released held group starts with what it has.
     const auto stop = std::min(deadline, steady_from_system(expires));
-    // A held leader still alone looks at the declarations again now and then:
-    // one earlier than its own that the DHT had not delivered at the decision
-    // means another peer leads — follow it rather than wait alone. Released
-    // alone, it waits only the release grace.
+    // A held leader looks at the declarations again now and then until it is
+    // released: one earlier than its own that the DHT had not delivered at the
+    // decision means another peer leads — follow it, and send the followers
+    // it has there (a not_a_leader answer with the hint), so the swarm ends up
+    // in one group rather than two. Released alone, it waits only the release
+    // grace.
     const auto look_period = 2 * options_.settle_time;
     auto next_look = Clock::now() + look_period;
     std::optional<Clock::time_point> released_alone_until;
     while (group.members.size() < options_.target_group_size && Clock::now() < stop &&
            !state->abandoned && !(state->released && group.members.size() >= enough)) {
-      const bool alone = group.members.size() == 1;
+      const bool looking = options_.hold_until_released && !state->released;
       if (state->released && !released_alone_until)
         released_alone_until = Clock::now() + options_.release_grace;
       if (released_alone_until && Clock::now() >= *released_alone_until) break;
-      if (options_.hold_until_released && alone && Clock::now() >= next_look) {
+      if (looking && Clock::now() >= next_look) {
         next_look = Clock::now() + look_period;
         auto again = co_await store_->list(key, system_now());
         auto first = std::min_element(again.begin(), again.end(), earlier);
         const Declaration mine{self, expires};
-        if (first != again.end() && group.members.size() == 1 && earlier(*first, mine)) {
+        if (first != again.end() && !state->released && earlier(*first, mine)) {
           leader_found_later = first->address;
           break;
         }
         continue;
       }
       auto wake = stop;
-      if (options_.hold_until_released && alone) wake = std::min(wake, next_look);
+      if (looking) wake = std::min(wake, next_look);
       if (released_alone_until) wake = std::min(wake, *released_alone_until);
       co_await state->changed.wait_until(wake);
     }
     if (leader_found_later) {
-      log::debug("matchmaking: {} is led by {} after all; following it", key,
-                 leader_found_later->to_string());
+      log::debug("matchmaking: {} is led by {} after all; following it with {} follower(s)", key,
+                 leader_found_later->to_string(), group.members.size() - 1);
       stats_.led_last_round = false;
-      state->leading.reset();  // nobody joined it: nobody to tell
+      if (group.members.size() == 1) {
+        state->leading.reset();  // nobody joined it: nobody to tell
+      } else {
+        state->leading->phase = State::Phase::redirected;
+        state->leading->redirect = leader_found_later;
+        state->changed.notify_all();
+      }
     } else if (group.members.size() < enough || state->abandoned) {
       disband();
       co_return std::nullopt;

@@ -269,28 +269,34 @@ TEST(Matchmaker, MoshpitGridKeysReachTheGlobalMeanInTwoRounds) {
 }
 
 // A store that lags like a busy DHT: its list() answers `delay` late, and
-// with `miss_first` the first list() misses the others' declarations (not
-// delivered yet), so its peer may decide to lead while another leads.
+// its first list() misses the declarations `missed_at_first` picks (not
+// delivered yet), so its peer may decide to lead, or follow, the wrong peer.
 class LaggingStore final : public GroupKeyStore {
  public:
+  using Filter = std::function<bool(const Declaration&)>;
   LaggingStore(std::shared_ptr<GroupKeyStore> inner, std::chrono::milliseconds delay,
-               bool miss_first = false)
-      : inner_(std::move(inner)), delay_(delay), miss_first_(miss_first) {}
+               Filter missed_at_first = {})
+      : inner_(std::move(inner)), delay_(delay), missed_at_first_(std::move(missed_at_first)) {}
   asio::awaitable<bool> declare(std::string key, Declaration declaration) override {
     co_return co_await inner_->declare(std::move(key), std::move(declaration));
   }
   asio::awaitable<std::vector<Declaration>> list(std::string key, double now) override {
     co_await test::sleep_for(delay_);
-    if (miss_first_ && lists_++ == 0) co_return std::vector<Declaration>{};
-    co_return co_await inner_->list(std::move(key), now);
+    auto listed = co_await inner_->list(std::move(key), now);
+    if (missed_at_first_ && lists_++ == 0) std::erase_if(listed, missed_at_first_);
+    co_return listed;
   }
 
  private:
   std::shared_ptr<GroupKeyStore> inner_;
   std::chrono::milliseconds delay_;
-  bool miss_first_;
+  Filter missed_at_first_;
   int lists_ = 0;
 };
+
+LaggingStore::Filter everyone() {
+  return [](const Declaration&) { return true; };
+}
 
 TEST(Matchmaker, AJoinWhileTheLeaderStillDecidesWaitsForItsDecision) {
   test::Swarm swarm;
@@ -404,7 +410,7 @@ TEST(Matchmaker, HeldLeaderAloneFollowsAnEarlierDeclarationFoundLater) {
   auto options = fast(2);
   options.hold_until_released = true;
   Matchmaker first(*swarm.peers[0].node, shared, options);
-  Matchmaker second(*swarm.peers[1].node, std::make_shared<LaggingStore>(shared, 0ms, true),
+  Matchmaker second(*swarm.peers[1].node, std::make_shared<LaggingStore>(shared, 0ms, everyone()),
                     options);
   auto led =
       asio::co_spawn(swarm.ctx, first.find_group(1.0f, 7, Clock::now() + 5s), asio::use_future);
@@ -455,6 +461,59 @@ TEST(Matchmaker, HeldLeaderReleasedAloneGivesUpAfterTheGrace) {
   EXPECT_FALSE(test::wait(m.swarm.ctx, futures[0]).has_value());
   test::wait(m.swarm.ctx, releaser);
   EXPECT_LT(Clock::now() - released_at, 2s);
+}
+
+// Two leaders, one with a follower: the later one (its DHT view was late)
+// finds the earlier declaration, sends its follower there and follows too —
+// one group of three, not {first} and {second, third}.
+TEST(Matchmaker, HeldLeaderWithFollowersRedirectsThemToAnEarlierLeader) {
+  test::Swarm swarm;
+  swarm.add_peers(3, {100});
+  auto shared = std::make_shared<InMemoryGroupKeyStore>();
+  auto options = fast(3);
+  options.hold_until_released = true;
+  const PeerId first_peer = swarm.peers[0].node->local_address().peer;
+  Matchmaker first(*swarm.peers[0].node, shared, options);
+  Matchmaker second(*swarm.peers[1].node, std::make_shared<LaggingStore>(shared, 0ms, everyone()),
+                    options);
+  Matchmaker third(
+      *swarm.peers[2].node,
+      std::make_shared<LaggingStore>(
+          shared, 0ms, [first_peer](const Declaration& d) { return d.address.peer == first_peer; }),
+      options);
+  std::vector<std::future<std::optional<GroupInfo>>> futures;
+  futures.push_back(
+      asio::co_spawn(swarm.ctx, first.find_group(1.0f, 7, Clock::now() + 5s), asio::use_future));
+  for (auto* m : {&second, &third}) {
+    const auto delay = m == &second ? 20ms : 40ms;  // declare in this order
+    futures.push_back(asio::co_spawn(
+        swarm.ctx,
+        [m, delay]() -> asio::awaitable<std::optional<GroupInfo>> {
+          co_await test::sleep_for(delay);
+          co_return co_await m->find_group(1.0f, 7, Clock::now() + 5s);
+        },
+        asio::use_future));
+  }
+  auto releaser = asio::co_spawn(
+      swarm.ctx,
+      [&]() -> asio::awaitable<void> {
+        co_await test::sleep_for(700ms);
+        for (auto* m : {&first, &second, &third}) m->release();
+      },
+      asio::use_future);
+  std::vector<GroupInfo> groups;
+  for (auto& f : futures) {
+    auto g = test::wait(swarm.ctx, f);
+    ASSERT_TRUE(g.has_value());
+    groups.push_back(*g);
+  }
+  test::wait(swarm.ctx, releaser);
+  for (const auto& g : groups) {
+    EXPECT_EQ(g.members.size(), 3u);
+    EXPECT_EQ(g.group_id, groups[0].group_id);
+  }
+  EXPECT_TRUE(first.stats().led_last_round);
+  EXPECT_FALSE(second.stats().led_last_round);
 }
 
 }  // namespace
