@@ -260,6 +260,21 @@ asio::awaitable<Bytes> handle_join(std::shared_ptr<JoinService::Registry> regist
   co_return encode_response(JoinStatus::accepted, &state->leading->group, std::nullopt);
 }
 
+// A held group this peer leads: waits for release() (false if abandoned or
+// the deadline came first), then a short grace for members expected but not
+// in yet (they may still be settling), so a slow declarer is not left out.
+asio::awaitable<bool> wait_for_release(Matchmaker::State& state, const MatchmakingOptions& options,
+                                       Clock::time_point deadline) {
+  while (!state.released && !state.abandoned && Clock::now() < deadline)
+    co_await state.changed.wait_until(deadline);
+  if (!state.released || state.abandoned) co_return false;
+  const std::size_t expected = std::min(options.expected_group_size, options.target_group_size);
+  const auto grace = std::min(deadline, Clock::now() + options.release_grace);
+  while (state.leading->group.members.size() < expected && !state.abandoned && Clock::now() < grace)
+    co_await state.changed.wait_until(grace);
+  co_return !state.abandoned;
+}
+
 }  // namespace
 
 JoinService::JoinService(rpc::RpcNode& node) : registry_(std::make_shared<Registry>()) {
@@ -405,44 +420,27 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
       if (released_alone_until) wake = std::min(wake, *released_alone_until);
       co_await state->changed.wait_until(wake);
     }
-    if (leader_found_later) {
-      log::debug("matchmaking: {} is led by {} after all; following it with {} follower(s)", key,
-                 leader_found_later->to_string(), group.members.size() - 1);
-      stats_.led_last_round = false;
-      if (group.members.size() == 1) {
-        state->leading.reset();  // nobody joined it: nobody to tell
-      } else {
-        state->leading->phase = State::Phase::redirected;
-        state->leading->redirect = leader_found_later;
-        state->changed.notify_all();
-      }
-    } else if (group.members.size() < enough || state->abandoned) {
-      disband();
-      co_return std::nullopt;
-    }
     if (!leader_found_later) {
-      if (options_.hold_until_released) {
-        while (!state->released && !state->abandoned && Clock::now() < deadline)
-          co_await state->changed.wait_until(deadline);
-        if (!state->released || state->abandoned) {
-          disband();
-          co_return std::nullopt;
-        }
-        // Released before everyone expected joined (they may still be settling):
-        // a short grace, so a slow declarer is not left out of the round.
-        const auto grace = std::min(deadline, Clock::now() + options_.release_grace);
-        while (group.members.size() <
-                   std::min(options_.expected_group_size, options_.target_group_size) &&
-               !state->abandoned && Clock::now() < grace)
-          co_await state->changed.wait_until(grace);
-        if (state->abandoned) {
-          disband();
-          co_return std::nullopt;
-        }
+      bool ready = group.members.size() >= enough && !state->abandoned;
+      if (ready && options_.hold_until_released)
+        ready = co_await wait_for_release(*state, options_, deadline);
+      if (!ready) {
+        disband();
+        co_return std::nullopt;
       }
       state->leading->phase = State::Phase::started;
       state->changed.notify_all();
       co_return group;
+    }
+    log::debug("matchmaking: {} is led by {} after all; following it with {} follower(s)", key,
+               leader_found_later->to_string(), group.members.size() - 1);
+    stats_.led_last_round = false;
+    if (group.members.size() == 1) {
+      state->leading.reset();  // nobody joined it: nobody to tell
+    } else {
+      state->leading->phase = State::Phase::redirected;
+      state->leading->redirect = leader_found_later;
+      state->changed.notify_all();
     }
   }
 

@@ -11,6 +11,7 @@
 //   bench_transport [--bytes N] [--chunk N] [--pings N] [--handshakes N] [--json]
 #include "core/identity.hpp"
 #include "core/rpc.hpp"
+#include "core/stopwatch.hpp"
 #include "core/tcp_transport.hpp"
 
 #include <CLI/CLI.hpp>
@@ -62,10 +63,6 @@ double cpu_seconds() {
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
          static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-}
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
 Bytes to_bytes(const std::string& text) {

@@ -3,6 +3,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
+#include "core/stopwatch.hpp"
 #include "kernels/reduce.hpp"
 
 #include <algorithm>
@@ -27,10 +28,6 @@ metrics::Counter& rounds_counter(const char* outcome) {
 
 void copy_into(std::span<float> dst, std::span<const float> src) {
   std::copy(src.begin(), src.end(), dst.begin());
-}
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 }  // namespace

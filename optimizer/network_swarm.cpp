@@ -9,6 +9,7 @@
 #include "core/codec.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/stopwatch.hpp"
 #include "dht/validator.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -27,9 +28,6 @@ namespace {
 
 constexpr double kPublishPeriodSeconds = 1.0;
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 constexpr double kDonorTtlSeconds = 60.0;
 
 // The optimizer's counters travel in the state's metadata: [optimizer_steps].

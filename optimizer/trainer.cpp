@@ -2,6 +2,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/stopwatch.hpp"
 #include "nn/fashion_mnist.hpp"
 #include "nn/solo_training.hpp"
 #include "optimizer/model_factory.hpp"
@@ -15,10 +16,6 @@ namespace {
 
 nn::Tensor host_labels(std::vector<std::int32_t>& labels) {
   return nn::Tensor::view(labels.data(), {labels.size()}, nn::DType::i32, nn::Device::cpu);
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
 nn::Dataset first_samples(const nn::Dataset& data, std::size_t count) {
