@@ -15,7 +15,7 @@
 // negative weight); faults of other peers are reported in StepResult.
 #include "averaging/butterfly.hpp"
 #include "averaging/group_source.hpp"
-#include "core/rpc.hpp"
+#include "net/rpc.hpp"
 
 #include <asio/awaitable.hpp>
 #include <asio/thread_pool.hpp>

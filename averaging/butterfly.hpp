@@ -26,8 +26,8 @@
 // other peers never throw — they are reported in AllReduceResult.
 #include "averaging/compression.hpp"
 #include "averaging/partition.hpp"
-#include "core/address.hpp"
-#include "core/rpc.hpp"
+#include "net/address.hpp"
+#include "net/rpc.hpp"
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>

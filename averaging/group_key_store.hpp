@@ -23,7 +23,7 @@
 // Times are seconds since the Unix epoch (the DHT's clock). Errors: list()
 // returns what it could find and skips (logs at debug) entries that fail the
 // checks; declare() returns false when nothing stored it.
-#include "core/address.hpp"
+#include "net/address.hpp"
 
 #include <asio/awaitable.hpp>
 

@@ -31,7 +31,7 @@
 // peers never throw.
 #include "averaging/group_key_store.hpp"
 #include "averaging/group_source.hpp"
-#include "core/rpc.hpp"
+#include "net/rpc.hpp"
 
 #include <chrono>
 #include <functional>

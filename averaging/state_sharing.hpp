@@ -15,7 +15,7 @@
 // throws apiary::Error{unavailable} when no usable donor is found or the
 // chunks cannot all be fetched by the deadline.
 #include "averaging/group_key_store.hpp"
-#include "core/rpc.hpp"
+#include "net/rpc.hpp"
 
 #include <chrono>
 #include <cstdint>

@@ -25,12 +25,12 @@
 #include "averaging/averager.hpp"
 #include "averaging/group_source.hpp"
 #include "core/identity.hpp"
-#include "core/inproc_transport.hpp"
-#include "core/link_emulator.hpp"
+#include "net/inproc_transport.hpp"
+#include "net/link_emulator.hpp"
 #include "core/log.hpp"
 #include "core/memory_tuning.hpp"
-#include "core/rpc.hpp"
-#include "core/tcp_transport.hpp"
+#include "net/rpc.hpp"
+#include "net/tcp_transport.hpp"
 
 #include <CLI/CLI.hpp>
 #include <asio/executor_work_guard.hpp>

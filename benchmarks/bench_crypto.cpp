@@ -7,8 +7,8 @@
 // the machine is shared.
 //
 //   bench_crypto [--size BYTES] [--seconds S] [--json]
-#include "core/frame_cipher.hpp"
-#include "core/handshake.hpp"
+#include "net/frame_cipher.hpp"
+#include "net/handshake.hpp"
 #include "core/identity.hpp"
 
 #include <CLI/CLI.hpp>

@@ -8,9 +8,9 @@
 //   bench_dht [--nodes N] [--keys K] [--transport inproc|tcp] [--latency-ms X]
 //             [--kill-fraction F] [--get-concurrency C] [--seed S] [--json]
 #include "core/identity.hpp"
-#include "core/inproc_transport.hpp"
-#include "core/link_emulator.hpp"
-#include "core/tcp_transport.hpp"
+#include "net/inproc_transport.hpp"
+#include "net/link_emulator.hpp"
+#include "net/tcp_transport.hpp"
 #include "dht/async_util.hpp"
 #include "dht/swarm.hpp"
 

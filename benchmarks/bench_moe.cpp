@@ -16,8 +16,8 @@
 // on the GPU; it exits with code 2 and the driver's reason where there is none.
 #include "core/identity.hpp"
 #include "core/memory_tuning.hpp"
-#include "core/rpc.hpp"
-#include "core/tcp_transport.hpp"
+#include "net/rpc.hpp"
+#include "net/tcp_transport.hpp"
 #include "experts/expert_server.hpp"
 #include "experts/expert_uid.hpp"
 #include "experts/ffn_expert.hpp"

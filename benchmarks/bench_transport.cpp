@@ -10,9 +10,9 @@
 //
 //   bench_transport [--bytes N] [--chunk N] [--pings N] [--handshakes N] [--json]
 #include "core/identity.hpp"
-#include "core/rpc.hpp"
+#include "net/rpc.hpp"
 #include "core/stopwatch.hpp"
-#include "core/tcp_transport.hpp"
+#include "net/tcp_transport.hpp"
 
 #include <CLI/CLI.hpp>
 #include <asio/co_spawn.hpp>

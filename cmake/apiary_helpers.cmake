@@ -9,7 +9,7 @@ endif()
 
 # apiary_add_library(NAME [SOURCES …] [DEPS …] [PRIVATE_DEPS …])
 # One library per top-level folder, aliased as apiary::NAME. Headers live beside
-# sources and are included from the repository root ("core/rpc.hpp").
+# sources and are included from the repository root ("net/rpc.hpp").
 function(apiary_add_library name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
   if(ARG_SOURCES)

@@ -25,7 +25,7 @@
 // Errors: store/get report per-record outcomes (StoreResult, nullopt for
 // "not found"); bootstrap() throws apiary::Error{Errc::unavailable} when no
 // initial peer answers; invalid arguments throw apiary::Error{invalid_argument}.
-#include "core/rpc.hpp"
+#include "net/rpc.hpp"
 #include "dht/blacklist.hpp"
 #include "dht/record.hpp"
 #include "dht/routing_table.hpp"

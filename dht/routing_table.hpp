@@ -9,7 +9,7 @@
 // the least-recently-seen node: if that one is dead, remove() promotes a
 // replacement. Buckets untouched for a while are reported by stale_buckets().
 // Not thread-safe: lives on the node's network thread. Errors: none thrown.
-#include "core/address.hpp"
+#include "net/address.hpp"
 #include "dht/id.hpp"
 
 #include <chrono>

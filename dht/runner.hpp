@@ -10,7 +10,7 @@
 // Errors: the constructor throws apiary::Error when bootstrap fails (the thread
 // is stopped first); futures rethrow what the coroutine threw.
 #include "core/identity.hpp"
-#include "core/tcp_transport.hpp"
+#include "net/tcp_transport.hpp"
 #include "dht/node.hpp"
 
 #include <asio/co_spawn.hpp>

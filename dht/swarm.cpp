@@ -1,7 +1,7 @@
 #include "dht/swarm.hpp"
 
-#include "core/inproc_transport.hpp"
-#include "core/tcp_transport.hpp"
+#include "net/inproc_transport.hpp"
+#include "net/tcp_transport.hpp"
 #include "dht/async_util.hpp"
 
 #include <algorithm>

@@ -6,8 +6,8 @@
 // Threading: call everything on the swarm's executor (from coroutines), except
 // the constructor. Errors: throws apiary::Error (bootstrap failures).
 #include "core/identity.hpp"
-#include "core/rpc.hpp"
-#include "core/transport.hpp"
+#include "net/rpc.hpp"
+#include "net/transport.hpp"
 #include "dht/node.hpp"
 
 #include <asio/awaitable.hpp>

@@ -13,7 +13,7 @@
 // own: every request's deadline is enforced by `find` (the RPC timeout).
 // Errors: `find` reports failure as nullopt; nothing here throws except
 // std::bad_alloc.
-#include "core/address.hpp"
+#include "net/address.hpp"
 #include "dht/id.hpp"
 #include "dht/wire.hpp"
 

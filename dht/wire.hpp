@@ -13,7 +13,7 @@
 //
 // Senders are identified by the authenticated transport (RequestContext), not
 // by anything in the body, so a request cannot claim someone else's node id.
-#include "core/address.hpp"
+#include "net/address.hpp"
 #include "core/bytes.hpp"
 #include "dht/id.hpp"
 #include "dht/record.hpp"

@@ -8,7 +8,7 @@
 // Threading: get_children() blocks and is called from the user's (compute)
 // thread, never from a network thread. Errors: a failed lookup is reported as
 // "no children" (the prefix is then skipped), not thrown.
-#include "core/address.hpp"
+#include "net/address.hpp"
 
 #include <cstdint>
 #include <map>

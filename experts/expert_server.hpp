@@ -14,7 +14,7 @@
 // thread. Handlers hold the server's state by shared pointer, so a request
 // arriving after stop() gets Error{unavailable}, never a dangling server.
 // Errors: throws apiary::Error.
-#include "core/rpc.hpp"
+#include "net/rpc.hpp"
 #include "experts/expert_backend.hpp"
 
 #include <chrono>

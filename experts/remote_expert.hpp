@@ -9,7 +9,7 @@
 // RpcNode::stop() fails the calls still pending.
 // Errors: the PendingTensor throws apiary::Error (deadline_exceeded,
 // unavailable, connection_closed, invalid_argument from the server, …).
-#include "core/rpc.hpp"
+#include "net/rpc.hpp"
 #include "experts/directory.hpp"
 #include "experts/expert_handle.hpp"
 #include "experts/wire.hpp"

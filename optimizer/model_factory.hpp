@@ -16,7 +16,7 @@
 #include "nn/solo_training.hpp"
 #include "optimizer/run_config.hpp"
 
-#include "core/address.hpp"
+#include "net/address.hpp"
 
 #include <memory>
 #include <optional>

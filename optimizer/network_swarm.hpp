@@ -14,7 +14,7 @@
 // network failures later come back as outcomes (see swarm_services.hpp).
 #include "averaging/group_source.hpp"
 #include "core/identity.hpp"
-#include "core/tcp_transport.hpp"
+#include "net/tcp_transport.hpp"
 #include "dht/runner.hpp"
 #include "optimizer/progress_tracker.hpp"
 #include "optimizer/run_config.hpp"

@@ -2,9 +2,9 @@
 // Helpers shared by the apiary subcommands: listen endpoints, identities,
 // --peers lists, and a blocking wait for SIGINT/SIGTERM.
 // Errors: throw apiary::Error{invalid_argument} with the flag named.
-#include "core/address.hpp"
+#include "net/address.hpp"
 #include "core/identity.hpp"
-#include "core/tcp_transport.hpp"
+#include "net/tcp_transport.hpp"
 
 #include <atomic>
 #include <functional>

@@ -6,12 +6,12 @@
 //   apiary dht get KEY --peers ADDR… [--latest] [--json]     exit 0 found, 2 not found
 //   apiary dht put KEY VALUE --ttl SECONDS --peers ADDR… [--subkey S]
 // get/put run a short-lived client-mode node (it accepts no connections).
-#include "core/address.hpp"
+#include "net/address.hpp"
 #include "core/bytes.hpp"
 #include "core/error.hpp"
 #include "core/identity.hpp"
 #include "core/log.hpp"
-#include "core/tcp_transport.hpp"
+#include "net/tcp_transport.hpp"
 #include "dht/runner.hpp"
 #include "dht/validator.hpp"
 #include "tools/cli_common.hpp"

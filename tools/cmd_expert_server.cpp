@@ -4,13 +4,13 @@
 // Prints its address (apiary://<id>@<host>:<port>) as the first stdout line,
 // then runs until SIGINT/SIGTERM, saving checkpoints (with --checkpoint-dir)
 // before it exits.
-#include "core/address.hpp"
+#include "net/address.hpp"
 #include "core/error.hpp"
 #include "core/identity.hpp"
 #include "core/log.hpp"
 #include "core/memory_tuning.hpp"
-#include "core/rpc.hpp"
-#include "core/tcp_transport.hpp"
+#include "net/rpc.hpp"
+#include "net/tcp_transport.hpp"
 #include "dht/node.hpp"
 #include "experts/dht_directory.hpp"
 #include "experts/expert_server.hpp"

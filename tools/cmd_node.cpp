@@ -3,8 +3,8 @@
 // runs until SIGINT/SIGTERM. Used by `make demo` and the integration tests.
 #include "core/identity.hpp"
 #include "core/log.hpp"
-#include "core/rpc.hpp"
-#include "core/tcp_transport.hpp"
+#include "net/rpc.hpp"
+#include "net/tcp_transport.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/command.hpp"
 

@@ -1,10 +1,10 @@
 // `apiary ping ADDR`: dials a peer (handshake authenticates its id), then
 // measures RPC round trips. Exit 1 with a clear message when the peer is
 // unreachable or presents another id than the address names.
-#include "core/address.hpp"
+#include "net/address.hpp"
 #include "core/identity.hpp"
-#include "core/rpc.hpp"
-#include "core/tcp_transport.hpp"
+#include "net/rpc.hpp"
+#include "net/tcp_transport.hpp"
 #include "tools/command.hpp"
 
 #include <asio/co_spawn.hpp>

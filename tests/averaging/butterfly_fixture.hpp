@@ -4,8 +4,8 @@
 // hard time limit.
 #include "averaging/butterfly.hpp"
 #include "core/identity.hpp"
-#include "core/inproc_transport.hpp"
-#include "core/rpc.hpp"
+#include "net/inproc_transport.hpp"
+#include "net/rpc.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>

@@ -3,7 +3,7 @@
 // garbage, wrong schema, a reducer that never answers).
 #include "averaging/butterfly.hpp"
 #include "averaging/wire.hpp"
-#include "core/link_emulator.hpp"
+#include "net/link_emulator.hpp"
 #include "tests/averaging/butterfly_fixture.hpp"
 
 #include <gtest/gtest.h>

@@ -3,7 +3,7 @@
 // finishes by the deadline, holds no NaN, and all survivors agree bit for bit
 // on every part reduced by a live reducer. Takes ~15 s; bounded to ~2 minutes.
 #include "averaging/butterfly.hpp"
-#include "core/link_emulator.hpp"
+#include "net/link_emulator.hpp"
 #include "tests/averaging/butterfly_fixture.hpp"
 
 #include <gtest/gtest.h>

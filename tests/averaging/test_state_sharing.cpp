@@ -2,7 +2,7 @@
 // a corrupt donor's chunks fetched again from others.
 #include "averaging/state_sharing.hpp"
 #include "averaging/wire.hpp"
-#include "core/link_emulator.hpp"
+#include "net/link_emulator.hpp"
 #include "tests/averaging/butterfly_fixture.hpp"
 
 #include <gtest/gtest.h>

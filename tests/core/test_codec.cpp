@@ -1,6 +1,6 @@
 // Strict msgpack codec: round trips and rejection of malformed or out-of-range input.
 #include "core/codec.hpp"
-#include "core/rpc_frame.hpp"
+#include "net/rpc_frame.hpp"
 
 #include <gtest/gtest.h>
 

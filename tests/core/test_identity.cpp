@@ -1,5 +1,5 @@
 // Identity, key files, peer ids, addresses and BLAKE2b helpers.
-#include "core/address.hpp"
+#include "net/address.hpp"
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "core/identity.hpp"

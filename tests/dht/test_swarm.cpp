@@ -1,6 +1,6 @@
 // DHT behaviour over many in-process nodes (InprocNetwork, real RPC stack).
-#include "core/inproc_transport.hpp"
-#include "core/rpc.hpp"
+#include "net/inproc_transport.hpp"
+#include "net/rpc.hpp"
 #include "dht/async_util.hpp"
 #include "dht/swarm.hpp"
 #include "dht/wire.hpp"

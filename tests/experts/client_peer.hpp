@@ -2,8 +2,8 @@
 // A DHT peer and RPC endpoint in a test process, on its own network thread,
 // over the encrypted TCP transport (with `options`, e.g. a membership token).
 #include "core/identity.hpp"
-#include "core/rpc.hpp"
-#include "core/tcp_transport.hpp"
+#include "net/rpc.hpp"
+#include "net/tcp_transport.hpp"
 #include "dht/node.hpp"
 
 #include <asio/co_spawn.hpp>

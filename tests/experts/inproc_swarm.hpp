@@ -2,8 +2,8 @@
 // A network thread running an InprocNetwork, plus helpers to create RPC nodes
 // and expert servers on it, and to run code on that thread (tests only).
 #include "core/identity.hpp"
-#include "core/inproc_transport.hpp"
-#include "core/rpc.hpp"
+#include "net/inproc_transport.hpp"
+#include "net/rpc.hpp"
 #include "experts/expert_server.hpp"
 #include "experts/ffn_expert.hpp"
 

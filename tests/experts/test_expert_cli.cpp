@@ -5,8 +5,8 @@
 // moe-mlp run prints expert-server lines that, pasted, serve every expert.
 #include "client_peer.hpp"
 #include "core/identity.hpp"
-#include "core/rpc.hpp"
-#include "core/tcp_transport.hpp"
+#include "net/rpc.hpp"
+#include "net/tcp_transport.hpp"
 #include "dht/node.hpp"
 #include "experts/dht_directory.hpp"
 #include "experts/expert_uid.hpp"

@@ -3,7 +3,7 @@
 // that a server declared periodically.
 #include "core/codec.hpp"
 #include "core/identity.hpp"
-#include "core/inproc_transport.hpp"
+#include "net/inproc_transport.hpp"
 #include "experts/beam_search.hpp"
 #include "experts/dht_directory.hpp"
 #include "experts/expert_server.hpp"

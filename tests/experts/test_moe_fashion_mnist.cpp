@@ -8,8 +8,8 @@
 // softmax cross-entropy. The gate and the head are trained here with Adam.
 #include "client_peer.hpp"
 #include "core/identity.hpp"
-#include "core/rpc.hpp"
-#include "core/tcp_transport.hpp"
+#include "net/rpc.hpp"
+#include "net/tcp_transport.hpp"
 #include "dht/node.hpp"
 #include "experts/dht_directory.hpp"
 #include "experts/mixture.hpp"

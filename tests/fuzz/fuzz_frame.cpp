@@ -1,10 +1,10 @@
-// libFuzzer target: the AEAD frame decoder (core/frame_cipher.hpp).
+// libFuzzer target: the AEAD frame decoder (net/frame_cipher.hpp).
 // The input is read as a byte stream of frames, exactly as a receiver reads a
 // socket: header, size check, body, in-place authentication. Only
 // apiary::Error may come out. Then a round-trip property: whatever is sealed
 // opens to the same bytes.
 #include "core/error.hpp"
-#include "core/frame_cipher.hpp"
+#include "net/frame_cipher.hpp"
 
 #include <cstdint>
 #include <cstdlib>

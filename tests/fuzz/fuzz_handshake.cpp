@@ -1,10 +1,10 @@
 // libFuzzer target: the handshake message decoder and state machine
-// (core/handshake.hpp). The input is fed as each message a peer could send at
+// (net/handshake.hpp). The input is fed as each message a peer could send at
 // each step: a first hello to a responder, a reply hello to an initiator, an
 // auth message after a genuine hello, and a verdict. Only apiary::Error may
 // come out, and a handshake fed garbage must never report success.
 #include "core/error.hpp"
-#include "core/handshake.hpp"
+#include "net/handshake.hpp"
 #include "core/identity.hpp"
 
 #include <cstdint>

@@ -1,7 +1,7 @@
 // ProgressTracker over a small in-process DHT swarm (real RPC and validators).
 #include "optimizer/progress_tracker.hpp"
 
-#include "core/inproc_transport.hpp"
+#include "net/inproc_transport.hpp"
 #include "dht/swarm.hpp"
 #include "dht/validator.hpp"
 

@@ -1,4 +1,4 @@
-#include "core/frame_cipher.hpp"
+#include "net/frame_cipher.hpp"
 
 #include "core/error.hpp"
 #include "core/hash.hpp"

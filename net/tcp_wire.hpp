@@ -4,7 +4,7 @@
 // Errors: throws apiary::Error (handshake failures keep their code; socket
 // failures become Errc::unavailable) and asio::system_error is never leaked.
 #include "core/error.hpp"
-#include "core/handshake.hpp"
+#include "net/handshake.hpp"
 
 #include <asio/awaitable.hpp>
 #include <asio/co_spawn.hpp>

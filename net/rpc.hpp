@@ -14,7 +14,7 @@
 // Threading: all methods run on the node's executor (its network thread).
 #include "core/bytes.hpp"
 #include "core/error.hpp"
-#include "core/transport.hpp"
+#include "net/transport.hpp"
 
 #include <asio/awaitable.hpp>
 

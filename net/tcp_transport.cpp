@@ -1,12 +1,12 @@
 // TCP transport: acceptor, dialing, handshake under a deadline, and the
 // bookkeeping that lets close() end every connection.
-#include "core/tcp_transport.hpp"
+#include "net/tcp_transport.hpp"
 
 #include "core/error.hpp"
 #include "core/log.hpp"
-#include "core/tcp_connection.hpp"
-#include "core/tcp_metrics.hpp"
-#include "core/tcp_wire.hpp"
+#include "net/tcp_connection.hpp"
+#include "net/tcp_metrics.hpp"
+#include "net/tcp_wire.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/connect.hpp>

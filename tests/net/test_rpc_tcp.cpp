@@ -1,9 +1,9 @@
 // RpcNode over the encrypted TCP transport on loopback: many concurrent calls
 // and a 1 GiB stream whose memory stays bounded by the flow-control window.
 #include "core/identity.hpp"
-#include "core/rpc.hpp"
-#include "core/tcp_transport.hpp"
-#include "tests/core/test_rpc_util.hpp"
+#include "net/rpc.hpp"
+#include "net/tcp_transport.hpp"
+#include "tests/net/test_rpc_util.hpp"
 
 #include <gtest/gtest.h>
 

@@ -10,7 +10,7 @@
 // call from an emulated peer to a plain one takes 2 × latency; between two
 // emulated peers latencies add up and the slower bandwidth wins. send()
 // completes once the message has left the link (backpressure).
-#include "core/transport.hpp"
+#include "net/transport.hpp"
 
 #include <chrono>
 #include <cstdint>

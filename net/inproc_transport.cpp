@@ -1,9 +1,9 @@
 // In-process transport: connections are pairs of message queues on one
 // executor. Per connection end: a deque, an Event and a few flags, so 1,000+
 // peers with tens of connections each fit easily in one process.
-#include "core/inproc_transport.hpp"
+#include "net/inproc_transport.hpp"
 
-#include "core/rpc_event.hpp"
+#include "net/rpc_event.hpp"
 
 #include <asio/post.hpp>
 #include <asio/use_awaitable.hpp>

@@ -1,7 +1,7 @@
 // The handshake state machine and the AEAD frame cipher, without sockets.
 #include "core/error.hpp"
-#include "core/frame_cipher.hpp"
-#include "core/handshake.hpp"
+#include "net/frame_cipher.hpp"
+#include "net/handshake.hpp"
 
 #include <gtest/gtest.h>
 

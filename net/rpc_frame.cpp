@@ -1,4 +1,4 @@
-#include "core/rpc_frame.hpp"
+#include "net/rpc_frame.hpp"
 
 #include "core/codec.hpp"
 

@@ -1,13 +1,13 @@
 #pragma once
-// One multiplexed RPC connection (internal to core/rpc*): pending outbound calls,
+// One multiplexed RPC connection (internal to net/rpc*): pending outbound calls,
 // inbound handler coroutines and streams over one transport Connection, with
-// the frame format of core/rpc_frame.hpp. Lives on the node's executor.
+// the frame format of net/rpc_frame.hpp. Lives on the node's executor.
 // Errors: throws apiary::Error; a malformed frame closes this connection only.
 #include "core/error.hpp"
 #include "core/metrics.hpp"
-#include "core/rpc.hpp"
-#include "core/rpc_event.hpp"
-#include "core/transport.hpp"
+#include "net/rpc.hpp"
+#include "net/rpc_event.hpp"
+#include "net/transport.hpp"
 
 #include <asio/cancellation_signal.hpp>
 

@@ -1,7 +1,7 @@
 #pragma once
 // One authenticated TCP connection after the handshake: AEAD frames
-// (core/frame_cipher.hpp) over an asio socket. Internal to the TCP transport
-// (core/tcp_transport.cpp); see core/transport.hpp for the Connection contract.
+// (net/frame_cipher.hpp) over an asio socket. Internal to the TCP transport
+// (net/tcp_transport.cpp); see net/transport.hpp for the Connection contract.
 //
 // Sends are sealed in call order and written by one writer (several queued
 // frames go out in one gathered write). A send that has started writing is
@@ -12,9 +12,9 @@
 // oversize frame or socket error closes this connection only (logged with the
 // remote endpoint) and fails pending calls with Errc::connection_closed.
 #include "core/error.hpp"
-#include "core/frame_cipher.hpp"
-#include "core/handshake.hpp"
-#include "core/transport.hpp"
+#include "net/frame_cipher.hpp"
+#include "net/handshake.hpp"
+#include "net/transport.hpp"
 
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>

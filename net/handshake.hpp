@@ -1,7 +1,7 @@
 #pragma once
 // Secure-channel handshake as a pure state machine over byte buffers: no
 // sockets, no clocks, so tests and fuzzers drive it directly (the transport
-// adds the socket and the deadline, core/tcp_wire.hpp).
+// adds the socket and the deadline, net/tcp_wire.hpp).
 //
 // Messages on the wire are [2-byte big-endian length][body], body ≤
 // Handshake::max_message_size. Flow (I = initiator/dialer, R = responder):
@@ -16,7 +16,7 @@
 // ephemeral keys and to a role, so it cannot be replayed elsewhere. Session
 // keys: BLAKE2b-256 keyed by the X25519 shared secret over (direction label ‖
 // th), one key per direction. The cipher is AES-256-GCM when both masks offer
-// it, else XChaCha20-Poly1305 (core/frame_cipher.hpp).
+// it, else XChaCha20-Poly1305 (net/frame_cipher.hpp).
 //
 // Checks: version; signature; the dialer's expected PeerId (permission_denied
 // "peer id mismatch: dialled X but the peer presented Y"); TransportOptions-
@@ -25,7 +25,7 @@
 // bad_message. After on_message() throws, take_outgoing() may still hold a
 // verdict for the peer (best effort) — send it, then drop the connection.
 #include "core/bytes.hpp"
-#include "core/frame_cipher.hpp"
+#include "net/frame_cipher.hpp"
 #include "core/identity.hpp"
 
 #include <array>

@@ -1,8 +1,8 @@
-#include "core/rpc_connection.hpp"
+#include "net/rpc_connection.hpp"
 
 #include "core/log.hpp"
-#include "core/rpc_frame.hpp"
-#include "core/rpc_stream.hpp"
+#include "net/rpc_frame.hpp"
+#include "net/rpc_stream.hpp"
 
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/co_spawn.hpp>

@@ -1,11 +1,11 @@
 // The TCP transport over loopback: handshake, frames, refusals, and a listener
 // that survives malformed, tampered, replayed, reordered and oversized input.
 #include "core/error.hpp"
-#include "core/frame_cipher.hpp"
-#include "core/handshake.hpp"
+#include "net/frame_cipher.hpp"
+#include "net/handshake.hpp"
 #include "core/metrics.hpp"
-#include "core/tcp_transport.hpp"
-#include "core/tcp_wire.hpp"
+#include "net/tcp_transport.hpp"
+#include "net/tcp_wire.hpp"
 
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>

@@ -1,12 +1,12 @@
 // RpcNode: handler registry, connection pool (one connection per peer pair,
 // dialed once however many calls wait for it), deadlines and metrics. The
-// per-connection multiplexing lives in core/rpc_connection.cpp, streams in
-// core/rpc_stream.cpp, the wire format in core/rpc_frame.cpp.
-#include "core/rpc.hpp"
+// per-connection multiplexing lives in net/rpc_connection.cpp, streams in
+// net/rpc_stream.cpp, the wire format in net/rpc_frame.cpp.
+#include "net/rpc.hpp"
 
 #include "core/log.hpp"
-#include "core/rpc_connection.hpp"
-#include "core/rpc_event.hpp"
+#include "net/rpc_connection.hpp"
+#include "net/rpc_event.hpp"
 
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/co_spawn.hpp>

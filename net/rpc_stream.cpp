@@ -1,6 +1,6 @@
-#include "core/rpc_stream.hpp"
+#include "net/rpc_stream.hpp"
 
-#include "core/rpc_frame.hpp"
+#include "net/rpc_frame.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>

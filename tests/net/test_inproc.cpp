@@ -1,8 +1,8 @@
 // In-process transport: address checks, admission, client mode, kill, and scale.
 #include "core/identity.hpp"
-#include "core/inproc_transport.hpp"
-#include "core/rpc.hpp"
-#include "tests/core/test_rpc_util.hpp"
+#include "net/inproc_transport.hpp"
+#include "net/rpc.hpp"
+#include "tests/net/test_rpc_util.hpp"
 
 #include <gtest/gtest.h>
 

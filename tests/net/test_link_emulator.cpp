@@ -1,11 +1,11 @@
 // Link emulator over the in-process transport: latency, bandwidth, order,
 // random disconnects, and a late RPC response that the caller drops.
 #include "core/identity.hpp"
-#include "core/inproc_transport.hpp"
-#include "core/link_emulator.hpp"
+#include "net/inproc_transport.hpp"
+#include "net/link_emulator.hpp"
 #include "core/metrics.hpp"
-#include "core/rpc.hpp"
-#include "tests/core/test_rpc_util.hpp"
+#include "net/rpc.hpp"
+#include "tests/net/test_rpc_util.hpp"
 
 #include <gtest/gtest.h>
 

@@ -13,9 +13,9 @@
 // connection closes after an exponential time with rate disconnect_per_s.
 // Determinism: connection i draws its jitter and disconnect times from a
 // generator seeded by (profile.seed, i).
-#include "core/link_emulator.hpp"
+#include "net/link_emulator.hpp"
 
-#include "core/rpc_event.hpp"
+#include "net/rpc_event.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>

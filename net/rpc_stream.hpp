@@ -1,5 +1,5 @@
 #pragma once
-// A stream over an RpcConnection (internal to core/rpc*), with credit-based flow
+// A stream over an RpcConnection (internal to net/rpc*), with credit-based flow
 // control: the receiver grants the sender credit (bytes) as its application
 // reads, so at most `window` unread bytes are ever buffered per direction.
 // The initial grant equals the receiver's RpcOptions::stream_window_bytes; a
@@ -7,9 +7,9 @@
 // write() is for one coroutine at a time; it returns once the frame is queued
 // on the connection (credit bounds what is queued), so sealing the next frame
 // overlaps with writing the previous one. Errors: throws apiary::Error.
-#include "core/rpc.hpp"
-#include "core/rpc_connection.hpp"
-#include "core/rpc_event.hpp"
+#include "net/rpc.hpp"
+#include "net/rpc_connection.hpp"
+#include "net/rpc_event.hpp"
 
 #include <cstdint>
 #include <deque>

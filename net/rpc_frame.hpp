@@ -1,5 +1,5 @@
 #pragma once
-// RPC wire format (internal to core/rpc*): every message on a Connection is one
+// RPC wire format (internal to net/rpc*): every message on a Connection is one
 // msgpack array whose first two elements are the frame type and an id:
 //
 //   request       [0, id, method, payload]      response [1, id, payload]
@@ -13,7 +13,7 @@
 // whose call an id belongs to. Errors: decode_frame throws Error{bad_message}.
 #include "core/bytes.hpp"
 #include "core/error.hpp"
-#include "core/rpc.hpp"
+#include "net/rpc.hpp"
 
 #include <cstdint>
 #include <span>

@@ -1,10 +1,10 @@
 // RpcNode over the in-process transport: unary calls, errors, deadlines,
 // cancellation, connection pooling, malformed frames and streams.
 #include "core/identity.hpp"
-#include "core/inproc_transport.hpp"
+#include "net/inproc_transport.hpp"
 #include "core/metrics.hpp"
-#include "core/rpc.hpp"
-#include "tests/core/test_rpc_util.hpp"
+#include "net/rpc.hpp"
+#include "tests/net/test_rpc_util.hpp"
 
 #include <gtest/gtest.h>
 #include <asio/experimental/awaitable_operators.hpp>

@@ -4,7 +4,7 @@
 // (identities are still the peers' real keys). Used by protocol tests and
 // benchmarks with 1,000+ peers. Addresses are apiary://<id>@inproc:<n>.
 #include "core/identity.hpp"
-#include "core/transport.hpp"
+#include "net/transport.hpp"
 
 #include <memory>
 

@@ -1,17 +1,17 @@
 #pragma once
 // Transport interface: authenticated, message-oriented connections between peers.
 //
-// Implementations: TcpTransport (core/tcp_transport.hpp — handshake + AEAD
-// frames over TCP), InprocNetwork/InprocTransport (core/inproc_transport.hpp —
+// Implementations: TcpTransport (net/tcp_transport.hpp — handshake + AEAD
+// frames over TCP), InprocNetwork/InprocTransport (net/inproc_transport.hpp —
 // thousands of peers in one process, used by protocol tests), and LinkEmulator
-// (core/link_emulator.hpp — wraps any transport, adds latency, jitter, a
+// (net/link_emulator.hpp — wraps any transport, adds latency, jitter, a
 // bandwidth cap and random disconnects).
 //
 // Threading: a transport and its connections live on one executor (the peer's
 // network thread); call them only from coroutines running there.
 // Errors: awaitables throw apiary::Error (connection_closed, unavailable,
 // permission_denied for a peer id mismatch or refused token, deadline_exceeded).
-#include "core/address.hpp"
+#include "net/address.hpp"
 #include "core/bytes.hpp"
 
 #include <asio/any_io_executor.hpp>

@@ -1,4 +1,4 @@
-#include "core/address.hpp"
+#include "net/address.hpp"
 
 #include "core/error.hpp"
 

@@ -1,5 +1,5 @@
 #pragma once
-// AEAD frames of the secure channel, after the handshake (core/handshake.hpp).
+// AEAD frames of the secure channel, after the handshake (net/handshake.hpp).
 //
 // Wire format of one frame:
 //   [4-byte big-endian length L][L bytes: ciphertext ‖ 16-byte tag]

@@ -1,8 +1,8 @@
 #pragma once
-// TCP transport: secure channel (core/handshake.hpp, core/frame_cipher.hpp)
-// over asio TCP sockets. See core/transport.hpp for the contract.
+// TCP transport: secure channel (net/handshake.hpp, net/frame_cipher.hpp)
+// over asio TCP sockets. See net/transport.hpp for the contract.
 #include "core/identity.hpp"
-#include "core/transport.hpp"
+#include "net/transport.hpp"
 
 #include <cstdint>
 #include <memory>

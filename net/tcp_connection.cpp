@@ -1,8 +1,8 @@
-#include "core/tcp_connection.hpp"
+#include "net/tcp_connection.hpp"
 
 #include "core/log.hpp"
-#include "core/tcp_metrics.hpp"
-#include "core/tcp_wire.hpp"
+#include "net/tcp_metrics.hpp"
+#include "net/tcp_wire.hpp"
 
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>

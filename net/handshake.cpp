@@ -1,4 +1,4 @@
-#include "core/handshake.hpp"
+#include "net/handshake.hpp"
 
 #include "core/error.hpp"
 #include "core/hash.hpp"
