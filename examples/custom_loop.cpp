@@ -88,9 +88,7 @@ int main(int argc, char** argv) {
     } else {
       optimizer::NetworkSwarmOptions o;
       o.initial_peers = {PeerAddress::parse(peers)};
-      o.run = run;
-      o.target_batch_size = config.target_batch_size;
-      o.averaging = config.averaging;
+      o.config = config;
       auto network = std::make_shared<optimizer::NetworkSwarm>(o);
       std::fprintf(stderr, "joined as %s\n", network->address().to_string().c_str());
       swarm = network;

@@ -56,7 +56,7 @@ GroupSourceFactory matchmaking_groups(const AveragingConfig& averaging, bool cli
   base.target_group_size = std::max<std::size_t>(base.min_group_size, averaging.target_group_size);
   base.client_mode = client_mode;
   const auto hold_window =
-      std::chrono::milliseconds(static_cast<long>(averaging.averaging_timeout * 1000));
+      std::chrono::milliseconds(static_cast<long>(averaging.held_round_window_seconds() * 1000));
   return
       [base, hold_window](dht::DhtNode& node,
                           const GroupRequest& request) -> std::unique_ptr<averaging::GroupSource> {
@@ -201,7 +201,7 @@ struct NetworkSwarm::Impl {
     const auto store = donors;
     if (!serving_donor || !store) co_return;
     const double expiration = dht::system_dht_time() + kDonorTtlSeconds;
-    const bool stored = co_await serving_donor->announce(*store, options.run, expiration);
+    const bool stored = co_await serving_donor->announce(*store, options.config.run, expiration);
     if (!stored) log::debug("donor announcement not stored");
   }
 
@@ -271,7 +271,7 @@ struct NetworkSwarm::Impl {
         }
         // Look again at least once per matchmaking window, so a peer notices
         // that the others reached the target before their round closes.
-        const double longest = std::clamp(options.averaging.matchmaking_time, 0.5, 2.0);
+        const double longest = std::clamp(options.config.averaging.matchmaking_time, 0.5, 2.0);
         wait = std::clamp(g.next_refresh - dht::system_dht_time(), 0.2, longest);
       } catch (const std::exception& e) {
         log::debug("progress refresh failed: {}", e.what());
@@ -301,7 +301,7 @@ struct NetworkSwarm::Impl {
 NetworkSwarm::NetworkSwarm(NetworkSwarmOptions options) : impl_(std::make_shared<Impl>()) {
   impl_->options = std::move(options);
   auto& o = impl_->options;
-  if (!o.groups) o.groups = matchmaking_groups(o.averaging, o.client_mode);
+  if (!o.groups) o.groups = matchmaking_groups(o.config.averaging, o.client_mode);
   dht::DhtOptions dht_options;
   dht_options.client_mode = o.client_mode;
   dht_options.validator = std::make_shared<dht::OwnerSignatureValidator>(o.identity);
@@ -320,8 +320,8 @@ NetworkSwarm::NetworkSwarm(NetworkSwarmOptions options) : impl_(std::make_shared
         ProgressOptions progress;
         progress.min_refresh_period = 0.2;  // near the target, look often
         impl->tracker = std::make_shared<ProgressTracker>(
-            node.shared_from_this(), impl->options.identity.public_key(), impl->options.run,
-            impl->options.target_batch_size, progress);
+            node.shared_from_this(), impl->options.identity.public_key(), impl->options.config.run,
+            impl->options.config.target_batch_size, progress);
         impl->joins = std::make_shared<averaging::JoinService>(node.rpc());
         impl->allreduce = std::make_shared<averaging::AllReduceService>(node.rpc());
         impl->donor = std::make_shared<averaging::StateDonor>(node.rpc());
@@ -405,7 +405,7 @@ GlobalProgress NetworkSwarm::global_progress(std::uint64_t local_epoch) {
     if (impl_->have_local && impl_->local.epoch == local_epoch)
       epoch_started_at = impl_->epoch_started_at;
   }
-  return estimate_progress(reports, local_epoch, impl_->options.target_batch_size,
+  return estimate_progress(reports, local_epoch, impl_->options.config.target_batch_size,
                            dht::system_dht_time(), {}, epoch_started_at);
 }
 
@@ -418,7 +418,8 @@ AveragingOutcome NetworkSwarm::average(const std::string& group_key,
   const std::size_t expected = impl_->expected_peers();
   auto prepared = impl_->take_prepared(group_key);
   averaging::AllReduceOptions allreduce;
-  allreduce.compression = compression_policy(impl_->options.compression, kind, tensors.size());
+  allreduce.compression =
+      compression_policy(impl_->options.config.compression, kind, tensors.size());
   auto future = runner_->run(
       [impl = impl_, group_key, tensors, weight, expected, deadline, allreduce, prepared,
        started](dht::DhtNode& node) mutable -> asio::awaitable<AveragingOutcome> {
@@ -505,7 +506,7 @@ void NetworkSwarm::prepare_rounds(std::vector<RoundPlan> rounds,
       round->key = plan.group_key;
       round->expected = expected;
       const auto policy =
-          compression_policy(impl_->options.compression, plan.kind, plan.sizes.size());
+          compression_policy(impl_->options.config.compression, plan.kind, plan.sizes.size());
       round->schema = averaging::schema_hash(plan.sizes, policy);
       impl_->prepared[plan.group_key] = round;
       fresh.push_back(std::move(round));
@@ -557,7 +558,7 @@ std::optional<StateSnapshot> NetworkSwarm::download_state(std::uint64_t min_epoc
   try {
     return runner_
         ->run([impl = impl_, min_epoch, sizes, ms](dht::DhtNode& node) {
-          return download_run_state(node, impl->options.run, min_epoch, sizes, ms);
+          return download_run_state(node, impl->options.config.run, min_epoch, sizes, ms);
         })
         .get();
   } catch (const std::exception& e) {

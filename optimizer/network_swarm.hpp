@@ -14,8 +14,8 @@
 // network failures later come back as outcomes (see swarm_services.hpp).
 #include "averaging/group_source.hpp"
 #include "core/identity.hpp"
-#include "net/tcp_transport.hpp"
 #include "dht/runner.hpp"
+#include "net/tcp_transport.hpp"
 #include "optimizer/progress_tracker.hpp"
 #include "optimizer/run_config.hpp"
 #include "optimizer/swarm_services.hpp"
@@ -47,14 +47,13 @@ struct NetworkSwarmOptions {
   TcpEndpoint listen{"127.0.0.1", 0};
   bool client_mode = false;
   std::vector<PeerAddress> initial_peers;
-  std::string run;
-  std::uint64_t target_batch_size = 0;
-  AveragingConfig averaging;
-  CompressionConfig compression;
+  // The run's configuration: the swarm reads its name, target_batch_size,
+  // averaging and compression (model, data set and optimizer are the trainer's).
+  RunConfig config;
   // Permissioned runs: this peer's token and the check applied to others.
   Bytes token;
   std::function<bool(const PublicKey&, ByteSpan)> admit;
-  // How a round finds its group. Empty: matchmaking_groups(averaging, client_mode).
+  // How a round finds its group. Empty: matchmaking_groups(config.averaging, client_mode).
   GroupSourceFactory groups;
 };
 

@@ -191,6 +191,7 @@ RunConfig RunConfig::parse_json(const std::string& text) {
     r.read("min_group_size", c.averaging.min_group_size);
     r.read("matchmaking_time", c.averaging.matchmaking_time);
     r.read("averaging_timeout", c.averaging.averaging_timeout);
+    r.read("held_round_window", c.averaging.held_round_window);
     r.read("overlap", c.averaging.overlap);
     r.read("local_steps", c.averaging.local_steps);
     r.read("outer_lr", c.averaging.outer_lr);
@@ -253,6 +254,8 @@ void RunConfig::validate() const {
           "averaging.min_group_size must be in [1, target_group_size]");
   require(averaging.matchmaking_time > 0 && averaging.averaging_timeout > 0,
           "averaging.matchmaking_time and averaging_timeout must be > 0");
+  require(averaging.held_round_window >= 0,
+          "averaging.held_round_window must be >= 0 (0: averaging_timeout)");
   require(averaging.local_steps >= 1, "averaging.local_steps must be >= 1");
   require(averaging.outer_lr > 0 && averaging.outer_momentum >= 0 && averaging.outer_momentum < 1,
           "averaging.outer_lr must be > 0 and outer_momentum in [0, 1)");
@@ -310,6 +313,8 @@ std::string RunConfig::to_json() const {
                     {"local_steps", averaging.local_steps},
                     {"outer_lr", averaging.outer_lr},
                     {"outer_momentum", averaging.outer_momentum}};
+  if (averaging.held_round_window > 0)  // configs without it keep their canonical text
+    j["averaging"]["held_round_window"] = averaging.held_round_window;
   j["compression"] = {{"gradients", compression.gradients},
                       {"state", compression.state},
                       {"min_compress_elements", compression.min_compress_elements}};

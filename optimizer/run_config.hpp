@@ -64,10 +64,19 @@ struct AveragingConfig {
   // estimated end of an epoch (ahead of time, while the peers compute).
   double matchmaking_time = 2.0;
   double averaging_timeout = 30.0;  // initial; adapts to measured rounds
-  bool overlap = false;             // apply last epoch's average while the next travels
-  std::uint32_t local_steps = 50;   // local_updates: inner steps per round
-  double outer_lr = 0.7;            // local_updates: outer Nesterov
+  // How long the leader of a round matched ahead of time keeps taking members
+  // while it waits for this peer to be ready (seconds; 0: averaging_timeout,
+  // the value it had before it was a setting). Printed only when set, so the
+  // canonical text (and signature) of configurations without it is unchanged.
+  double held_round_window = 0.0;
+  bool overlap = false;            // apply last epoch's average while the next travels
+  std::uint32_t local_steps = 50;  // local_updates: inner steps per round
+  double outer_lr = 0.7;           // local_updates: outer Nesterov
   double outer_momentum = 0.9;
+
+  double held_round_window_seconds() const noexcept {
+    return held_round_window > 0 ? held_round_window : averaging_timeout;
+  }
 };
 
 struct CompressionConfig {

@@ -122,7 +122,6 @@ int run_join(const JoinOptions& o) {
   swarm_options.listen = parse_listen(o.listen);
   swarm_options.client_mode = o.client_mode;
   swarm_options.initial_peers = peers;
-  swarm_options.run = o.run;
   std::vector<PeerId> trusted;
   if (!o.token_file.empty()) {
     auto membership = load_membership(o.token_file, identity, o.run);
@@ -185,9 +184,7 @@ int run_join(const JoinOptions& o) {
       config.run, config.model.hidden.size(), config.optimizer.name, config.optimizer.lr,
       config.target_batch_size, config.averaging.mode, config.compression.gradients);
 
-  swarm_options.target_batch_size = config.target_batch_size;
-  swarm_options.averaging = config.averaging;
-  swarm_options.compression = config.compression;
+  swarm_options.config = config;
   auto swarm = std::make_shared<optimizer::NetworkSwarm>(swarm_options);
   if (!o.quiet) std::fprintf(stderr, "joined as %s\n", swarm->address().to_string().c_str());
 

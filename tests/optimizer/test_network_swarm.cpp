@@ -23,10 +23,10 @@ struct LoopbackSwarm {
   explicit LoopbackSwarm(CompressionConfig compression = {}) {
     for (std::size_t i = 0; i < kPeers; ++i) {
       NetworkSwarmOptions o;
-      o.run = "swarm-test";
-      o.compression = compression;
-      o.target_batch_size = 1000;
-      o.averaging.matchmaking_time = 2.0;
+      o.config.run = "swarm-test";
+      o.config.compression = compression;
+      o.config.target_batch_size = 1000;
+      o.config.averaging.matchmaking_time = 2.0;
       if (i > 0) o.initial_peers = {peers[0]->address()};
       peers.push_back(std::make_shared<NetworkSwarm>(o));
     }

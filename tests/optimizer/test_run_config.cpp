@@ -141,3 +141,17 @@ TEST(ModelFactory, AMoeModelWithoutExpertServersSkipsItsBatches) {
   EXPECT_FALSE(model->forward_backward(images, labels).has_value());
   EXPECT_EQ(model->evaluate(data).accuracy, 0.0);
 }
+
+TEST(RunConfig, HeldRoundWindowIsItsOwnSettingAndDefaultsToTheAveragingTimeout) {
+  auto plain = RunConfig::parse_json(R"({"run": "x", "averaging": {"averaging_timeout": 12}})");
+  EXPECT_DOUBLE_EQ(plain.averaging.held_round_window_seconds(), 12.0);
+  // Unset, it is not printed: the canonical text of older configurations is unchanged.
+  EXPECT_EQ(plain.to_json().find("held_round_window"), std::string::npos);
+  auto held = RunConfig::parse_json(R"({"run": "x", "averaging": {"held_round_window": 4.5}})");
+  EXPECT_DOUBLE_EQ(held.averaging.held_round_window_seconds(), 4.5);
+  EXPECT_EQ(RunConfig::parse_json(held.to_json()).to_json(), held.to_json());
+  EXPECT_NE(held.to_json().find("\"held_round_window\":4.5"), std::string::npos);
+  EXPECT_NE(error_of(R"({"run": "x", "averaging": {"held_round_window": -1}})")
+                .find("averaging.held_round_window"),
+            std::string::npos);
+}
