@@ -1,15 +1,13 @@
-// Your own training loop through the embedding API: a hand-written network
+// Your own training loop through the embedding API (apiary::Optimizer): a hand-written network
 // (784 → 32 → 10, ReLU, softmax, plain loops) on Fashion-MNIST, its weights and
 // gradients in two flat buffers. After each mini-batch's backward pass,
 // optimizer.step(batch) accumulates the gradients; at each epoch boundary (512
 // samples, swarm-wide) it averages them with the peers and takes an Adam step.
-//   custom_loop [--epochs 60]                      alone (SoloSwarm)
+//   custom_loop [--epochs 60]                      alone (a swarm of one)
 //   custom_loop --peers ADDR --run NAME [--epochs N]  with a swarm of custom_loops;
 //       ADDR is any peer of it, e.g. the address `apiary dht --listen 127.0.0.1:0` prints.
 #include "nn/fashion_mnist.hpp"
-#include "optimizer/collaborative_optimizer.hpp"
-#include "optimizer/network_swarm.hpp"
-#include "optimizer/trainer.hpp"
+#include "optimizer/embedded_optimizer.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -74,36 +72,20 @@ int main(int argc, char** argv) {
   try {
     const auto train = nn::load_fashion_mnist(nn::Split::train);
     const auto test = nn::load_fashion_mnist(nn::Split::test);
-    optimizer::RunConfig config;  // what every peer of the run must agree on
-    config.run = run;
-    config.target_batch_size = 512;
-    config.optimizer.lr = 0.003;
-    config.averaging.matchmaking_time = 1.0;
-    config.averaging.averaging_timeout = 10.0;
-    std::shared_ptr<optimizer::SwarmServices> swarm;
-    if (peers.empty()) {
-      auto solo = std::make_shared<optimizer::SoloSwarm>();
-      solo->target_batch_size = config.target_batch_size;
-      swarm = solo;
-    } else {
-      optimizer::NetworkSwarmOptions o;
-      o.initial_peers = {PeerAddress::parse(peers)};
-      o.config = config;
-      auto network = std::make_shared<optimizer::NetworkSwarm>(o);
-      std::fprintf(stderr, "joined as %s\n", network->address().to_string().c_str());
-      swarm = network;
-    }
     Net net;
     std::mt19937 init(7);  // the same initial weights on every peer
     std::normal_distribution<float> normal(0.0f, 1.0f);
     for (std::size_t i = kW1; i < kB1; ++i) net.w[i] = normal(init) * std::sqrt(2.0f / kIn);
     for (std::size_t i = kW2; i < kB2; ++i) net.w[i] = normal(init) * std::sqrt(2.0f / kHidden);
-    optimizer::CollaborativeOptions options;
+    apiary::OptimizerOptions options;  // what every peer of the run must agree on
+    options.peers = peers;             // empty: alone
     options.run = run;
-    options.target_batch_size = config.target_batch_size;
-    options.optimizer = config.optimizer;
-    options.averaging = config.averaging;
-    optimizer::CollaborativeOptimizer opt(swarm, options, net.w, net.g);
+    options.target_batch_size = 512;
+    options.learning_rate = 0.003;
+    options.run_config_json =
+        R"({"averaging": {"matchmaking_time": 1.0, "averaging_timeout": 10.0}})";
+    apiary::Optimizer opt(options, net.w, net.g);
+    if (!peers.empty()) std::fprintf(stderr, "joined as %s\n", opt.address().c_str());
     std::mt19937 rng{std::random_device{}()};  // each peer draws its own samples
     std::uniform_int_distribution<std::size_t> pick(0, train.size() - 1);
     double epoch_loss = 0, first_loss = -1, last_loss = 0;
@@ -122,7 +104,7 @@ int main(int argc, char** argv) {
         if (first_loss < 0) first_loss = last_loss;
         if (opt.epoch() % 10 == 0 || opt.epoch() >= epochs)
           std::printf("epoch %3llu  loss %.4f  %s\n", static_cast<unsigned long long>(opt.epoch()),
-                      last_loss, opt.last_round().averaged ? "" : "(not averaged)");
+                      last_loss, opt.last_epoch_averaged() ? "" : "(not averaged)");
         epoch_loss = 0;
         epoch_batches = 0;
       }

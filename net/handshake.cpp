@@ -58,6 +58,27 @@ Bytes signed_payload(std::string_view label, const std::array<std::uint8_t, 32>&
   return payload;
 }
 
+// The transcript hash both roles sign: label ‖ len ‖ M1 ‖ len ‖ M2 without its
+// signature (the responder hashes M2 before signing it, the initiator after
+// stripping the signature), lengths as big-endian u16.
+std::array<std::uint8_t, 32> transcript_hash(ByteSpan hello_i, ByteSpan hello_r_unsigned) {
+  Hasher th;
+  th.update(as_bytes(transcript_label));
+  for (ByteSpan message : {hello_i, hello_r_unsigned}) {
+    Bytes length;
+    put_u16(length, static_cast<std::uint16_t>(message.size()));
+    th.update(length).update(message);
+  }
+  return th.finalize256();
+}
+
+void check_version(const HandshakeHello& hello) {
+  if (hello.version != handshake_version)
+    throw Error(Errc::failed_precondition, "peer speaks handshake version " +
+                                               std::to_string(hello.version) + ", this peer " +
+                                               std::to_string(handshake_version));
+}
+
 }  // namespace
 
 HandshakeHello decode_hello(ByteSpan body, std::uint8_t expected_type) {
@@ -213,6 +234,17 @@ void Handshake::derive_keys(const std::array<std::uint8_t, 32>& remote_ephemeral
   result_.receive_key = role_ == Role::initiator ? r2i : i2r;
 }
 
+// The peer's identity, port and token, and the cipher both sides support.
+void Handshake::adopt_remote(HandshakeHello hello) {
+  result_.remote_key = hello.identity_key;
+  result_.remote_peer = hello.identity_key.peer_id();
+  result_.remote_listen_port = hello.listen_port;
+  result_.remote_token = std::move(hello.token);
+  result_.cipher = (hello.cipher_mask & cipher_mask() & mask_aes_gcm)
+                       ? CipherSuite::aes256_gcm
+                       : CipherSuite::xchacha20_poly1305;
+}
+
 void Handshake::check_token(const HandshakeHello& hello) {
   if (config_.admit && !config_.admit(hello.identity_key, hello.token))
     throw Error(Errc::permission_denied,
@@ -222,31 +254,12 @@ void Handshake::check_token(const HandshakeHello& hello) {
 // Responder: got M1, answer with M2.
 void Handshake::handle_hello_i(ByteSpan body) {
   HandshakeHello hello = decode_hello(body, type_hello_i);
-  if (hello.version != handshake_version)
-    throw Error(Errc::failed_precondition, "peer speaks handshake version " +
-                                               std::to_string(hello.version) + ", this peer " +
-                                               std::to_string(handshake_version));
+  check_version(hello);
   m1_.assign(body.begin(), body.end());
   Bytes hello_r = encode_hello(type_hello_r);
-  {
-    Hasher th;
-    Bytes lens;
-    th.update(as_bytes(transcript_label));
-    put_u16(lens, static_cast<std::uint16_t>(m1_.size()));
-    th.update(lens).update(m1_);
-    lens.clear();
-    put_u16(lens, static_cast<std::uint16_t>(hello_r.size()));
-    th.update(lens).update(hello_r);
-    transcript_ = th.finalize256();
-  }
+  transcript_ = transcript_hash(m1_, hello_r);
   derive_keys(hello.ephemeral_key);
-  result_.remote_key = hello.identity_key;
-  result_.remote_peer = hello.identity_key.peer_id();
-  result_.remote_listen_port = hello.listen_port;
-  result_.remote_token = std::move(hello.token);
-  result_.cipher = (hello.cipher_mask & cipher_mask() & mask_aes_gcm)
-                       ? CipherSuite::aes256_gcm
-                       : CipherSuite::xchacha20_poly1305;
+  adopt_remote(std::move(hello));
   const Signature sig = identity_.sign(signed_payload(sign_label_responder, transcript_));
   append(hello_r, sig);
   queue(std::move(hello_r));
@@ -256,40 +269,21 @@ void Handshake::handle_hello_i(ByteSpan body) {
 // Initiator: got M2; verify the responder, answer with M3.
 void Handshake::handle_hello_r(ByteSpan body) {
   HandshakeHello hello = decode_hello(body, type_hello_r);
-  if (hello.version != handshake_version)
-    throw Error(Errc::failed_precondition, "peer speaks handshake version " +
-                                               std::to_string(hello.version) + ", this peer " +
-                                               std::to_string(handshake_version));
+  check_version(hello);
   const PeerId presented = hello.identity_key.peer_id();
   if (config_.expected_peer && *config_.expected_peer != presented)
     throw Error(Errc::permission_denied, "peer id mismatch: dialled " +
                                              config_.expected_peer->to_string() +
                                              " but the peer presented " + presented.to_string());
   const ByteSpan hello_r_unsigned = body.first(body.size() - crypto_sign_BYTES);
-  {
-    Hasher th;
-    Bytes lens;
-    th.update(as_bytes(transcript_label));
-    put_u16(lens, static_cast<std::uint16_t>(m1_.size()));
-    th.update(lens).update(m1_);
-    lens.clear();
-    put_u16(lens, static_cast<std::uint16_t>(hello_r_unsigned.size()));
-    th.update(lens).update(hello_r_unsigned);
-    transcript_ = th.finalize256();
-  }
+  transcript_ = transcript_hash(m1_, hello_r_unsigned);
   if (!hello.identity_key.verify(signed_payload(sign_label_responder, transcript_),
                                  *hello.signature))
     throw Error(Errc::permission_denied,
                 "handshake signature of peer " + presented.to_string() + " is invalid");
   check_token(hello);
   derive_keys(hello.ephemeral_key);
-  result_.remote_key = hello.identity_key;
-  result_.remote_peer = presented;
-  result_.remote_listen_port = hello.listen_port;
-  result_.remote_token = std::move(hello.token);
-  result_.cipher = (hello.cipher_mask & cipher_mask() & mask_aes_gcm)
-                       ? CipherSuite::aes256_gcm
-                       : CipherSuite::xchacha20_poly1305;
+  adopt_remote(std::move(hello));
   Bytes auth{type_auth_i};
   append(auth, identity_.sign(signed_payload(sign_label_initiator, transcript_)));
   queue(std::move(auth));

@@ -25,8 +25,8 @@
 // bad_message. After on_message() throws, take_outgoing() may still hold a
 // verdict for the peer (best effort) — send it, then drop the connection.
 #include "core/bytes.hpp"
-#include "net/frame_cipher.hpp"
 #include "core/identity.hpp"
+#include "net/frame_cipher.hpp"
 
 #include <array>
 #include <cstddef>
@@ -108,6 +108,7 @@ class Handshake {
   void queue_verdict(std::uint8_t status, std::string_view reason);
   void derive_keys(const std::array<std::uint8_t, 32>& remote_ephemeral);
   void check_token(const HandshakeHello& hello);
+  void adopt_remote(HandshakeHello hello);
   std::uint8_t cipher_mask() const noexcept;
 
   Role role_;

@@ -57,29 +57,30 @@ CollaborativeOptimizer::CollaborativeOptimizer(std::shared_ptr<SwarmServices> sw
       options_(std::move(options)),
       params_(params),
       grads_(grads),
-      local_(options_.optimizer, params.size(), std::move(slices)),
+      local_(options_.config.optimizer, params.size(), std::move(slices)),
       deadline_(DeadlinePolicy{
-          .initial_seconds = options_.averaging.averaging_timeout,
+          .initial_seconds = options_.config.averaging.averaging_timeout,
           .min_seconds = 1.0,
-          .max_seconds = std::max(4.0 * options_.averaging.averaging_timeout, 10.0)}) {
+          .max_seconds = std::max(4.0 * options_.config.averaging.averaging_timeout, 10.0)}) {
   if (params.size() != grads.size() || params.empty()) {
     throw Error(Errc::invalid_argument, "collaborative optimizer: parameters (" +
                                             std::to_string(params.size()) + ") and gradients (" +
                                             std::to_string(grads.size()) +
                                             ") must be non-empty and the same size");
   }
-  options_.averaging.average_state_every =
-      std::max<std::uint32_t>(1, options_.averaging.average_state_every);
+  options_.config.averaging.average_state_every =
+      std::max<std::uint32_t>(1, options_.config.averaging.average_state_every);
   accumulated_.assign(params.size(), 0.0f);
-  if (options_.averaging.mode == "local_updates") {
+  if (options_.config.averaging.mode == AveragingMode::local_updates) {
     outer_anchor_.assign(params.begin(), params.end());
     outer_momentum_.assign(params.size(), 0.0f);
   }
-  if (options_.averaging.overlap && options_.averaging.mode == "local_updates") {
+  if (options_.config.averaging.overlap &&
+      options_.config.averaging.mode == AveragingMode::local_updates) {
     log::warn("averaging.overlap applies to target-batch mode only; local updates run without it");
-    options_.averaging.overlap = false;
+    options_.config.averaging.overlap = false;
   }
-  if (options_.averaging.overlap) {
+  if (options_.config.averaging.overlap) {
     agreed_storage_.assign(params.begin(), params.end());
     agreed_ = agreed_storage_;
   } else {
@@ -127,7 +128,8 @@ bool CollaborativeOptimizer::step(std::size_t batch_size) {
   const double t = now();
   throughput_.update(static_cast<double>(batch_size), std::max(t - last_step_time_, 1e-6));
   last_step_time_ = t;
-  if (options_.averaging.mode == "local_updates") return diloco_step(batch_size);
+  if (options_.config.averaging.mode == AveragingMode::local_updates)
+    return diloco_step(batch_size);
 
   kernels::weighted_accumulate(accumulated_, grads_, static_cast<float>(batch_size));
   local_samples_ += batch_size;
@@ -136,7 +138,7 @@ bool CollaborativeOptimizer::step(std::size_t batch_size) {
   const GlobalProgress global = swarm_->global_progress(epoch_);
   // With overlap the others announce epoch N+1 as soon as round N starts, so
   // one epoch ahead means "join round N now", not "missed it".
-  const std::uint64_t behind_by = options_.averaging.overlap ? 1 : 0;
+  const std::uint64_t behind_by = options_.config.averaging.overlap ? 1 : 0;
   if (global.global_epoch > epoch_ + behind_by) {
     // The swarm stepped without this peer (it missed the round), so its
     // parameters lack that step: take the state of a peer that has it.
@@ -146,23 +148,23 @@ bool CollaborativeOptimizer::step(std::size_t batch_size) {
   }
   prepare_rounds(global);
   const bool ready = global.global_epoch > epoch_ ||
-                     global.target_reached(options_.target_batch_size) ||
+                     global.target_reached(options_.config.target_batch_size) ||
                      (prepared_epoch_ == epoch_ && swarm_->round_started(gradients_key(epoch_)));
   if (!ready) return false;
   return end_epoch(global);
 }
 
 std::string CollaborativeOptimizer::gradients_key(std::uint64_t epoch) const {
-  return options_.run + ".grad." + std::to_string(epoch);
+  return options_.config.run + ".grad." + std::to_string(epoch);
 }
 
 std::string CollaborativeOptimizer::state_key(std::uint64_t epoch) const {
-  return options_.run + ".state." + std::to_string(epoch);
+  return options_.config.run + ".state." + std::to_string(epoch);
 }
 
 void CollaborativeOptimizer::prepare_rounds(const GlobalProgress& global) {
   if (prepared_epoch_ == epoch_) return;
-  const double lead = std::max(0.1, options_.averaging.matchmaking_time);
+  const double lead = std::max(0.1, options_.config.averaging.matchmaking_time);
   if (global.seconds_to_target() > lead) return;
   prepared_epoch_ = epoch_;
   if (!prepared_keys_.empty()) swarm_->abandon_rounds(std::exchange(prepared_keys_, {}));
@@ -170,7 +172,7 @@ void CollaborativeOptimizer::prepare_rounds(const GlobalProgress& global) {
   rounds.push_back({gradients_key(epoch_), {params_.size()}, RoundKind::gradients});
   // The boundary moves to epoch + 1 (unless the swarm is further on, and then
   // this plan is simply not used).
-  if ((epoch_ + 1) % options_.averaging.average_state_every == 0) {
+  if ((epoch_ + 1) % options_.config.averaging.average_state_every == 0) {
     RoundPlan state{state_key(epoch_ + 1), {params_.size()}, RoundKind::state};
     for (auto buffer : local_.state_buffers()) state.sizes.push_back(buffer.size());
     rounds.push_back(std::move(state));
@@ -191,7 +193,7 @@ void CollaborativeOptimizer::abandon_unused_rounds(std::uint64_t ended_epoch) {
   for (auto& key : std::exchange(prepared_keys_, {})) {
     const bool used =
         key == gradients_key(ended_epoch) ||
-        (key == state_key(epoch_) && epoch_ % options_.averaging.average_state_every == 0);
+        (key == state_key(epoch_) && epoch_ % options_.config.averaging.average_state_every == 0);
     if (!used) unused.push_back(std::move(key));
   }
   if (!unused.empty()) swarm_->abandon_rounds(std::move(unused));
@@ -200,14 +202,37 @@ void CollaborativeOptimizer::abandon_unused_rounds(std::uint64_t ended_epoch) {
 bool CollaborativeOptimizer::end_epoch(const GlobalProgress& global) {
   const std::uint64_t ended_epoch = epoch_;
   RoundReport round =
-      options_.averaging.overlap ? overlapped_boundary(global) : blocking_boundary(global);
+      options_.config.averaging.overlap ? overlapped_boundary(global) : blocking_boundary(global);
   abandon_unused_rounds(ended_epoch);
+  finish_boundary(round);
+  return true;
+}
+
+void CollaborativeOptimizer::finish_boundary(const RoundReport& round) {
   blocked_seconds_total_ += round.communication_blocked_seconds;
   last_round_ = round;
   // Throughput counts compute only: the time spent averaging is not a step's.
   last_step_time_ = now();
   report(true);
-  return true;
+}
+
+RoundReport CollaborativeOptimizer::begin_round() const {
+  RoundReport round;
+  round.epoch = epoch_;
+  round.local_samples = local_samples_;
+  round.deadline_seconds = deadline_.next_seconds();
+  return round;
+}
+
+// Blocking: averages accumulated_ (weight: this epoch's samples) with the
+// round's deadline; the outcome and the time it took go into `round`.
+void CollaborativeOptimizer::average_accumulated(const std::string& key, RoundReport& round) {
+  const auto started = std::chrono::steady_clock::now();
+  round.gradients =
+      swarm_->average(key, {std::span<float>(accumulated_)}, static_cast<float>(local_samples_),
+                      std::chrono::duration<double>(round.deadline_seconds), RoundKind::gradients);
+  round.communication_blocked_seconds = seconds_since(started);
+  round.averaged = round.gradients.ok;
 }
 
 void CollaborativeOptimizer::record_gradient_outcome(const AveragingOutcome& outcome,
@@ -226,29 +251,22 @@ void CollaborativeOptimizer::record_gradient_outcome(const AveragingOutcome& out
 
 // The caller holds state_mutex_.
 void CollaborativeOptimizer::apply_gradients(std::span<float> gradients, std::uint64_t epoch) {
-  if (options_.optimizer.clip_grad_norm > 0) {
-    kernels::clip_by_global_norm(gradients, static_cast<float>(options_.optimizer.clip_grad_norm));
+  if (options_.config.optimizer.clip_grad_norm > 0) {
+    kernels::clip_by_global_norm(gradients,
+                                 static_cast<float>(options_.config.optimizer.clip_grad_norm));
   }
   local_.step(agreed_, gradients, epoch);
 }
 
 RoundReport CollaborativeOptimizer::blocking_boundary(const GlobalProgress& global) {
-  RoundReport round;
-  round.epoch = epoch_;
-  round.local_samples = local_samples_;
-  round.deadline_seconds = deadline_.next_seconds();
+  RoundReport round = begin_round();
   // Mean local gradient, then the swarm's mean weighted by samples.
   kernels::scale(accumulated_,
                  1.0f / static_cast<float>(std::max<std::uint64_t>(local_samples_, 1)));
   const std::string key = gradients_key(epoch_);
   log::debug("epoch {}: averaging gradients of {} samples (deadline {:.1f} s)", epoch_,
              local_samples_, round.deadline_seconds);
-  const auto started = std::chrono::steady_clock::now();
-  round.gradients =
-      swarm_->average(key, {std::span<float>(accumulated_)}, static_cast<float>(local_samples_),
-                      std::chrono::duration<double>(round.deadline_seconds), RoundKind::gradients);
-  round.communication_blocked_seconds = seconds_since(started);
-  round.averaged = round.gradients.ok;
+  average_accumulated(key, round);
   record_gradient_outcome(round.gradients, epoch_, round.deadline_seconds);
   {
     std::lock_guard lock(state_mutex_);
@@ -259,7 +277,7 @@ RoundReport CollaborativeOptimizer::blocking_boundary(const GlobalProgress& glob
     local_samples_ = 0;
     epoch_ = std::max(epoch_ + 1, global.global_epoch);
   }
-  if (epoch_ % options_.averaging.average_state_every == 0) {
+  if (epoch_ % options_.config.averaging.average_state_every == 0) {
     const auto state_started = std::chrono::steady_clock::now();
     round.state_averaged = average_state();
     round.communication_blocked_seconds += seconds_since(state_started);
@@ -294,7 +312,7 @@ RoundReport CollaborativeOptimizer::overlapped_boundary(const GlobalProgress& gl
     local_samples_ = 0;
     epoch_ = std::max(epoch_ + 1, global.global_epoch);
     next->generation = generation_;
-    if (epoch_ % options_.averaging.average_state_every == 0) {
+    if (epoch_ % options_.config.averaging.average_state_every == 0) {
       // Copies after this boundary's step; they come back at the next boundary.
       next->state_epoch = epoch_;
       next->state.emplace_back(agreed_.begin(), agreed_.end());
@@ -320,9 +338,9 @@ void CollaborativeOptimizer::speculate(std::span<const float> local_mean, std::u
     *speculative_ = local_;
   }
   speculative_grads_.assign(local_mean.begin(), local_mean.end());
-  if (options_.optimizer.clip_grad_norm > 0) {
+  if (options_.config.optimizer.clip_grad_norm > 0) {
     kernels::clip_by_global_norm(speculative_grads_,
-                                 static_cast<float>(options_.optimizer.clip_grad_norm));
+                                 static_cast<float>(options_.config.optimizer.clip_grad_norm));
   }
   copy_into(params_, agreed_);
   speculative_->step(params_, speculative_grads_, epoch);
@@ -446,7 +464,7 @@ bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
   local_samples_ += batch_size;
   ++inner_steps_;
   report(false);
-  if (inner_steps_ % options_.averaging.local_steps != 0) return false;
+  if (inner_steps_ % options_.config.averaging.local_steps != 0) return false;
   // A peer whose round failed while the others averaged stays behind for
   // good (each round's key is its epoch, and a failed round costs it the
   // matchmaking wait): take the state of a peer that is ahead instead.
@@ -461,19 +479,11 @@ bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
     }
   }
 
-  RoundReport round;
-  round.epoch = epoch_;
-  round.local_samples = local_samples_;
-  round.deadline_seconds = deadline_.next_seconds();
+  RoundReport round = begin_round();
   // Pseudo-gradient: how far the inner steps moved the parameters.
   for (std::size_t i = 0; i < params_.size(); ++i) accumulated_[i] = outer_anchor_[i] - params_[i];
-  const std::string key = options_.run + ".outer." + std::to_string(epoch_);
-  const auto started = std::chrono::steady_clock::now();
-  round.gradients =
-      swarm_->average(key, {std::span<float>(accumulated_)}, static_cast<float>(local_samples_),
-                      std::chrono::duration<double>(round.deadline_seconds), RoundKind::gradients);
-  round.communication_blocked_seconds = seconds_since(started);
-  round.averaged = round.gradients.ok;
+  const std::string key = options_.config.run + ".outer." + std::to_string(epoch_);
+  average_accumulated(key, round);
   round.applied = true;
   round.applied_epoch = epoch_;
   if (round.averaged) {
@@ -485,17 +495,15 @@ bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
   }
   {
     std::lock_guard lock(state_mutex_);
-    kernels::SgdConfig outer{static_cast<float>(options_.averaging.outer_lr),
-                             static_cast<float>(options_.averaging.outer_momentum), 0.0f, true};
+    kernels::SgdConfig outer{static_cast<float>(options_.config.averaging.outer_lr),
+                             static_cast<float>(options_.config.averaging.outer_momentum), 0.0f,
+                             true};
     kernels::sgd_step(outer_anchor_, accumulated_, outer_momentum_, outer);
     copy_into(params_, outer_anchor_);
     local_samples_ = 0;
     epoch_ += 1;
   }
-  blocked_seconds_total_ += round.communication_blocked_seconds;
-  last_round_ = round;
-  last_step_time_ = now();
-  report(true);
+  finish_boundary(round);
   return true;
 }
 

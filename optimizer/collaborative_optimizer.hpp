@@ -2,7 +2,8 @@
 // CollaborativeOptimizer: many peers take one optimizer step together each
 // time the whole swarm has processed `target_batch_size` samples — an epoch.
 //
-// Embedding API (see examples/custom_loop.cpp):
+// Embedding API (apiary::Optimizer in optimizer/embedded_optimizer.hpp wraps
+// it with its swarm; see examples/custom_loop.cpp):
 //
 //   CollaborativeOptimizer opt(swarm, options, params, grads);
 //   for (;;) {
@@ -95,10 +96,9 @@
 namespace apiary::optimizer {
 
 struct CollaborativeOptions {
-  std::string run;
-  std::uint64_t target_batch_size = 4096;
-  OptimizerConfig optimizer;
-  AveragingConfig averaging;
+  // The run's configuration: the optimizer reads its name, target_batch_size,
+  // optimizer and averaging (the swarm its compression, the trainer the rest).
+  RunConfig config;
   bool client_mode = false;
   bool load_state_on_start = true;  // a joiner first asks peers for the current state
   // Least time between progress reports to the swarm (0: every step; the
@@ -179,6 +179,9 @@ class CollaborativeOptimizer {
   void apply_round(InFlightRound& round, RoundReport& report);
   void record_gradient_outcome(const AveragingOutcome& outcome, std::uint64_t epoch,
                                double deadline_seconds);
+  RoundReport begin_round() const;
+  void average_accumulated(const std::string& key, RoundReport& round);
+  void finish_boundary(const RoundReport& round);
   void apply_gradients(std::span<float> gradients, std::uint64_t epoch);
   void speculate(std::span<const float> local_mean, std::uint64_t epoch);
   bool diloco_step(std::size_t batch_size);

@@ -15,7 +15,8 @@ LocalOptimizer::LocalOptimizer(OptimizerConfig config, std::size_t num_params,
   const auto& c = config_;
   try {
     // AdamW is Adam with decoupled weight decay.
-    kernel_config_.kind = nn::parse_optimizer_kind(c.name == "adamw" ? "adam" : c.name);
+    kernel_config_.kind = nn::parse_optimizer_kind(
+        c.name == OptimizerName::adamw ? "adam" : std::string(name_of(c.name)));
   } catch (const std::invalid_argument& e) {
     throw Error(Errc::invalid_argument, e.what());
   }
@@ -23,11 +24,11 @@ LocalOptimizer::LocalOptimizer(OptimizerConfig config, std::size_t num_params,
                         static_cast<float>(c.weight_decay), c.nesterov};
   kernel_config_.adam = {static_cast<float>(c.lr),           static_cast<float>(c.beta1),
                          static_cast<float>(c.beta2),        static_cast<float>(c.eps),
-                         static_cast<float>(c.weight_decay), c.name == "adamw"};
+                         static_cast<float>(c.weight_decay), c.name == OptimizerName::adamw};
   kernel_config_.lamb = {static_cast<float>(c.lr), static_cast<float>(c.beta1),
                          static_cast<float>(c.beta2), static_cast<float>(c.eps),
                          static_cast<float>(c.weight_decay)};
-  if (config_.name == "sgd") {
+  if (config_.name == OptimizerName::sgd) {
     if (config_.momentum > 0) buf1_.assign(num_params_, 0.0f);
   } else {
     buf1_.assign(num_params_, 0.0f);
@@ -66,7 +67,7 @@ std::vector<std::span<float>> LocalOptimizer::state_buffers() {
 }
 
 std::vector<std::string> LocalOptimizer::state_names() const {
-  if (config_.name == "sgd")
+  if (config_.name == OptimizerName::sgd)
     return buf1_.empty() ? std::vector<std::string>{} : std::vector<std::string>{"momentum"};
   return {"exp_avg", "exp_avg_sq"};
 }

@@ -142,11 +142,11 @@ averaging::CompressionPolicy compression_policy(const CompressionConfig& compres
   averaging::CompressionPolicy policy;
   policy.min_compressed_elements = compression.min_compress_elements;
   if (kind == RoundKind::state) {
-    policy.codec = averaging::parse_codec(compression.state).value_or(averaging::Codec::none);
+    policy.codec = compression.state;
     policy.per_tensor.assign(tensors, averaging::Codec::none);
     if (!policy.per_tensor.empty()) policy.per_tensor[0] = std::nullopt;
   } else {
-    policy.codec = averaging::parse_codec(compression.gradients).value_or(averaging::Codec::none);
+    policy.codec = compression.gradients;
   }
   return policy;
 }

@@ -19,60 +19,209 @@ namespace {
   throw Error(Errc::invalid_argument, "config: " + message);
 }
 
+void require(bool ok, const std::string& message) {
+  if (!ok) bad(message);
+}
+
+std::vector<std::uint32_t> read_widths(const json& array, const std::string& field,
+                                       std::uint32_t max) {
+  if (!array.is_array()) bad(field + " must be an array of integers");
+  std::vector<std::uint32_t> out;
+  for (const auto& w : array) {
+    if (!w.is_number_unsigned() || w.get<std::uint64_t>() == 0 || w.get<std::uint64_t>() > max)
+      bad(field + " entries must be integers in [1, " + std::to_string(max) + "]");
+    out.push_back(w.get<std::uint32_t>());
+  }
+  return out;
+}
+
+// The field lists below are walked by two visitors: Reader (parse_json) and
+// Writer (to_json). A visitor has
+//   field(name, value)                  a scalar, string or named choice
+//   widths(name, vector, max)           an array of positive integers
+//   section(name, present, fields, why) a nested object; `present` says whether
+//                                       it belongs (printed only then; read
+//                                       otherwise it is an error: `why`)
+//   optional(name, value, set)          a scalar printed only when `set`
+
 // Reads fields from one JSON object, remembering which were consumed, so that
 // unknown (misspelled) fields can be reported.
-class ObjectReader {
+class Reader {
  public:
-  ObjectReader(const json& object, std::string path) : object_(object), path_(std::move(path)) {
-    if (!object_.is_object()) bad(where() + " must be an object");
+  Reader(const json& object, std::string path) : object_(object), path_(std::move(path)) {
+    if (!object_.is_object()) bad((path_.empty() ? "the top level" : path_) + " must be an object");
   }
 
   template <typename T>
-  void read(const char* name, T& out) {
-    seen_.insert(name);
-    auto it = object_.find(name);
-    if (it == object_.end()) return;
-    try {
-      if constexpr (std::is_same_v<T, bool>) {
-        if (!it->is_boolean()) throw std::invalid_argument("");
-      } else if constexpr (std::is_integral_v<T>) {
-        if (!it->is_number_integer() ||
-            (std::is_unsigned_v<T> && it->is_number_integer() && it->get<std::int64_t>() < 0))
-          throw std::invalid_argument("");
-      } else if constexpr (std::is_floating_point_v<T>) {
-        if (!it->is_number()) throw std::invalid_argument("");
-      } else if constexpr (std::is_same_v<T, std::string>) {
-        if (!it->is_string()) throw std::invalid_argument("");
-      }
-      out = it->get<T>();
-    } catch (const std::exception&) {
-      bad(field(name) + " has the wrong type (" + it->type_name() + ")");
+  void field(const char* name, T& out) {
+    const json* value = find(name);
+    if (!value) return;
+    if constexpr (ConfigEnum<T>) {
+      std::string text;
+      read_scalar(name, *value, text);
+      auto parsed = parse_name<T>(text);
+      if (!parsed) bad(path(name) + " must be " + names_list<T>());
+      out = *parsed;
+    } else {
+      read_scalar(name, *value, out);
+    }
+  }
+  template <typename T>
+  void optional(const char* name, T& out, bool /*set*/) {
+    field(name, out);
+  }
+  void widths(const char* name, std::vector<std::uint32_t>& out, std::uint32_t max) {
+    if (const json* value = find(name)) out = read_widths(*value, path(name), max);
+  }
+  template <typename S, typename Fields>
+  void section(const char* name, S& out, Fields fields, bool present = true,
+               const char* why = nullptr) {
+    const json* value = find(name);
+    if (!value) return;
+    if (!present) bad(why);
+    Reader child(*value, path(name));
+    fields(child, out);
+    child.finish();
+  }
+  void finish() const {
+    for (const auto& [key, value] : object_.items()) {
+      if (!seen_.count(key)) bad("unknown field " + path(key.c_str()));
     }
   }
 
-  const json* child(const char* name) {
+ private:
+  const json* find(const char* name) {
     seen_.insert(name);
     auto it = object_.find(name);
     return it == object_.end() ? nullptr : &*it;
   }
+  std::string path(const char* name) const { return path_.empty() ? name : path_ + "." + name; }
 
-  void finish() const {
-    for (const auto& [key, value] : object_.items()) {
-      if (!seen_.count(key)) bad("unknown field " + field(key.c_str()));
+  template <typename T>
+  void read_scalar(const char* name, const json& value, T& out) const {
+    bool ok = true;
+    if constexpr (std::is_same_v<T, bool>) {
+      ok = value.is_boolean();
+    } else if constexpr (std::is_integral_v<T>) {
+      ok = value.is_number_integer() && !(std::is_unsigned_v<T> && value.get<std::int64_t>() < 0);
+    } else if constexpr (std::is_floating_point_v<T>) {
+      ok = value.is_number();
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      ok = value.is_string();
     }
+    try {
+      if (ok) out = value.get<T>();
+    } catch (const std::exception&) {
+      ok = false;
+    }
+    if (!ok) bad(path(name) + " has the wrong type (" + value.type_name() + ")");
   }
 
-  std::string field(const char* name) const { return path_.empty() ? name : path_ + "." + name; }
-
- private:
-  std::string where() const { return path_.empty() ? "the top level" : path_; }
   const json& object_;
   std::string path_;
   std::set<std::string> seen_;
 };
 
-void require(bool ok, const std::string& message) {
-  if (!ok) bad(message);
+// Prints fields into a JSON object (nlohmann::json sorts the keys: the text is canonical).
+class Writer {
+ public:
+  json out = json::object();
+
+  template <typename T>
+  void field(const char* name, const T& value) {
+    if constexpr (ConfigEnum<T>) {
+      out[name] = name_of(value);
+    } else {
+      out[name] = value;
+    }
+  }
+  template <typename T>
+  void optional(const char* name, const T& value, bool set) {
+    if (set) field(name, value);
+  }
+  void widths(const char* name, const std::vector<std::uint32_t>& value, std::uint32_t) {
+    out[name] = value;
+  }
+  template <typename S, typename Fields>
+  void section(const char* name, const S& value, Fields fields, bool present = true,
+               const char* = nullptr) {
+    if (!present) return;
+    Writer child;
+    fields(child, value);
+    out[name] = std::move(child.out);
+  }
+};
+
+// fields(v, "a", x.a, "b", x.b, …): v.field for each name and member.
+template <typename V>
+void fields(V&) {}
+template <typename V, typename T, typename... Rest>
+void fields(V& v, const char* name, T& value, Rest&&... rest) {
+  v.field(name, value);
+  fields(v, std::forward<Rest>(rest)...);
+}
+
+// The one list of each section's fields (C is the section, const or not).
+template <typename V, typename C>
+void moe_fields(V& v, C& moe) {
+  fields(v, "expert_prefix", moe.expert_prefix);
+  v.widths("grid", moe.grid, 1024);
+  fields(v, "expert_inner", moe.expert_inner, "gating", moe.gating, "k_best", moe.k_best, "k_min",
+         moe.k_min, "backward_k_min", moe.backward_k_min, "forward_timeout", moe.forward_timeout,
+         "timeout_after_k_min", moe.timeout_after_k_min, "backward_timeout", moe.backward_timeout,
+         "balancing_loss_weight", moe.balancing_loss_weight);
+}
+
+template <typename V, typename C>
+void model_fields(V& v, C& model) {
+  fields(v, "type", model.type);
+  v.widths("hidden", model.hidden, 65536);
+  fields(v, "activation", model.activation, "seed", model.seed);
+  // mlp configs have no moe section: their canonical text predates it.
+  v.section(
+      "moe", model.moe, [](auto& sv, auto& s) { moe_fields(sv, s); }, model.type == "moe-mlp",
+      "model.moe is only for model.type moe-mlp");
+}
+
+template <typename V, typename C>
+void dataset_fields(V& v, C& dataset) {
+  fields(v, "name", dataset.name, "path", dataset.path);
+}
+
+template <typename V, typename C>
+void optimizer_fields(V& v, C& o) {
+  fields(v, "name", o.name, "lr", o.lr, "momentum", o.momentum, "nesterov", o.nesterov, "beta1",
+         o.beta1, "beta2", o.beta2, "eps", o.eps, "weight_decay", o.weight_decay, "clip_grad_norm",
+         o.clip_grad_norm, "warmup_epochs", o.warmup_epochs, "lr_decay_per_epoch",
+         o.lr_decay_per_epoch);
+}
+
+template <typename V, typename C>
+void averaging_fields(V& v, C& a) {
+  fields(v, "mode", a.mode, "average_state_every", a.average_state_every, "target_group_size",
+         a.target_group_size, "min_group_size", a.min_group_size, "matchmaking_time",
+         a.matchmaking_time, "averaging_timeout", a.averaging_timeout);
+  // Printed only when set: configurations without it keep their canonical text.
+  v.optional("held_round_window", a.held_round_window, a.held_round_window > 0);
+  fields(v, "overlap", a.overlap, "local_steps", a.local_steps, "outer_lr", a.outer_lr,
+         "outer_momentum", a.outer_momentum);
+}
+
+template <typename V, typename C>
+void compression_fields(V& v, C& k) {
+  fields(v, "gradients", k.gradients, "state", k.state, "min_compress_elements",
+         k.min_compress_elements);
+}
+
+template <typename V, typename C>
+void run_fields(V& v, C& c) {
+  fields(v, "run", c.run, "target_batch_size", c.target_batch_size, "batch_size", c.batch_size,
+         "max_epochs", c.max_epochs, "target_accuracy", c.target_accuracy);
+  v.section("model", c.model, [](auto& sv, auto& s) { model_fields(sv, s); });
+  v.section("dataset", c.dataset, [](auto& sv, auto& s) { dataset_fields(sv, s); });
+  v.section("optimizer", c.optimizer, [](auto& sv, auto& s) { optimizer_fields(sv, s); });
+  v.section("averaging", c.averaging, [](auto& sv, auto& s) { averaging_fields(sv, s); });
+  v.section("compression", c.compression, [](auto& sv, auto& s) { compression_fields(sv, s); });
 }
 
 bool one_of(const std::string& value, std::initializer_list<const char*> allowed) {
@@ -81,40 +230,16 @@ bool one_of(const std::string& value, std::initializer_list<const char*> allowed
   return false;
 }
 
-std::vector<std::uint32_t> read_widths(const json& array, const char* field, std::uint32_t max) {
-  if (!array.is_array()) bad(std::string(field) + " must be an array of integers");
-  std::vector<std::uint32_t> out;
-  for (const auto& w : array) {
-    if (!w.is_number_unsigned() || w.get<std::uint64_t>() == 0 || w.get<std::uint64_t>() > max)
-      bad(std::string(field) + " entries must be integers in [1, " + std::to_string(max) + "]");
-    out.push_back(w.get<std::uint32_t>());
-  }
-  return out;
-}
-
-void read_moe(const json& object, MoeModelConfig& moe) {
-  ObjectReader r(object, "model.moe");
-  r.read("expert_prefix", moe.expert_prefix);
-  if (const json* g = r.child("grid")) moe.grid = read_widths(*g, "model.moe.grid", 1024);
-  r.read("expert_inner", moe.expert_inner);
-  r.read("gating", moe.gating);
-  r.read("k_best", moe.k_best);
-  r.read("k_min", moe.k_min);
-  r.read("backward_k_min", moe.backward_k_min);
-  r.read("forward_timeout", moe.forward_timeout);
-  r.read("timeout_after_k_min", moe.timeout_after_k_min);
-  r.read("backward_timeout", moe.backward_timeout);
-  r.read("balancing_loss_weight", moe.balancing_loss_weight);
-  r.finish();
+bool is_grid_name(const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 64 &&
+            (std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_');
+  for (char ch : name)
+    ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-');
+  return ok;
 }
 
 void validate_moe(const MoeModelConfig& moe) {
-  const auto& name = moe.expert_prefix;
-  bool name_ok = !name.empty() && name.size() <= 64 &&
-                 (std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_');
-  for (char ch : name)
-    name_ok = name_ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-');
-  require(name_ok,
+  require(is_grid_name(moe.expert_prefix),
           "model.moe.expert_prefix must be a grid name like ffn ([A-Za-z_][A-Za-z0-9_-]*)");
   require(!moe.grid.empty() && moe.grid.size() <= 4, "model.moe.grid must have 1 to 4 dimensions");
   std::uint64_t cells = 1;
@@ -134,6 +259,31 @@ void validate_moe(const MoeModelConfig& moe) {
           "model.moe.balancing_loss_weight must be in [0, 100]");
 }
 
+void validate_optimizer(const OptimizerConfig& optimizer) {
+  require(optimizer.lr > 0 && optimizer.lr < 100, "optimizer.lr must be > 0");
+  require(
+      optimizer.beta1 >= 0 && optimizer.beta1 < 1 && optimizer.beta2 >= 0 && optimizer.beta2 < 1,
+      "optimizer.beta1 and beta2 must be in [0, 1)");
+  require(optimizer.eps > 0, "optimizer.eps must be > 0");
+  require(optimizer.weight_decay >= 0, "optimizer.weight_decay must be >= 0");
+  require(optimizer.clip_grad_norm >= 0, "optimizer.clip_grad_norm must be >= 0");
+  require(optimizer.lr_decay_per_epoch > 0 && optimizer.lr_decay_per_epoch <= 1,
+          "optimizer.lr_decay_per_epoch must be in (0, 1]");
+}
+
+void validate_averaging(const AveragingConfig& averaging) {
+  require(averaging.average_state_every >= 1, "averaging.average_state_every must be >= 1");
+  require(averaging.min_group_size >= 1 && averaging.min_group_size <= averaging.target_group_size,
+          "averaging.min_group_size must be in [1, target_group_size]");
+  require(averaging.matchmaking_time > 0 && averaging.averaging_timeout > 0,
+          "averaging.matchmaking_time and averaging_timeout must be > 0");
+  require(averaging.held_round_window >= 0,
+          "averaging.held_round_window must be >= 0 (0: averaging_timeout)");
+  require(averaging.local_steps >= 1, "averaging.local_steps must be >= 1");
+  require(averaging.outer_lr > 0 && averaging.outer_momentum >= 0 && averaging.outer_momentum < 1,
+          "averaging.outer_lr must be > 0 and outer_momentum in [0, 1)");
+}
+
 }  // namespace
 
 RunConfig RunConfig::parse_json(const std::string& text) {
@@ -144,67 +294,8 @@ RunConfig RunConfig::parse_json(const std::string& text) {
     bad(std::string("not valid JSON: ") + e.what());
   }
   RunConfig c;
-  ObjectReader top(doc, "");
-  top.read("run", c.run);
-  top.read("target_batch_size", c.target_batch_size);
-  top.read("batch_size", c.batch_size);
-  top.read("max_epochs", c.max_epochs);
-  top.read("target_accuracy", c.target_accuracy);
-  if (const json* m = top.child("model")) {
-    ObjectReader r(*m, "model");
-    r.read("type", c.model.type);
-    if (const json* h = r.child("hidden")) c.model.hidden = read_widths(*h, "model.hidden", 65536);
-    r.read("activation", c.model.activation);
-    r.read("seed", c.model.seed);
-    if (const json* e = r.child("moe")) {
-      if (c.model.type != "moe-mlp") bad("model.moe is only for model.type moe-mlp");
-      read_moe(*e, c.model.moe);
-    }
-    r.finish();
-  }
-  if (const json* d = top.child("dataset")) {
-    ObjectReader r(*d, "dataset");
-    r.read("name", c.dataset.name);
-    r.read("path", c.dataset.path);
-    r.finish();
-  }
-  if (const json* o = top.child("optimizer")) {
-    ObjectReader r(*o, "optimizer");
-    r.read("name", c.optimizer.name);
-    r.read("lr", c.optimizer.lr);
-    r.read("momentum", c.optimizer.momentum);
-    r.read("nesterov", c.optimizer.nesterov);
-    r.read("beta1", c.optimizer.beta1);
-    r.read("beta2", c.optimizer.beta2);
-    r.read("eps", c.optimizer.eps);
-    r.read("weight_decay", c.optimizer.weight_decay);
-    r.read("clip_grad_norm", c.optimizer.clip_grad_norm);
-    r.read("warmup_epochs", c.optimizer.warmup_epochs);
-    r.read("lr_decay_per_epoch", c.optimizer.lr_decay_per_epoch);
-    r.finish();
-  }
-  if (const json* a = top.child("averaging")) {
-    ObjectReader r(*a, "averaging");
-    r.read("mode", c.averaging.mode);
-    r.read("average_state_every", c.averaging.average_state_every);
-    r.read("target_group_size", c.averaging.target_group_size);
-    r.read("min_group_size", c.averaging.min_group_size);
-    r.read("matchmaking_time", c.averaging.matchmaking_time);
-    r.read("averaging_timeout", c.averaging.averaging_timeout);
-    r.read("held_round_window", c.averaging.held_round_window);
-    r.read("overlap", c.averaging.overlap);
-    r.read("local_steps", c.averaging.local_steps);
-    r.read("outer_lr", c.averaging.outer_lr);
-    r.read("outer_momentum", c.averaging.outer_momentum);
-    r.finish();
-  }
-  if (const json* k = top.child("compression")) {
-    ObjectReader r(*k, "compression");
-    r.read("gradients", c.compression.gradients);
-    r.read("state", c.compression.state);
-    r.read("min_compress_elements", c.compression.min_compress_elements);
-    r.finish();
-  }
+  Reader top(doc, "");
+  run_fields(top, c);
   top.finish();
   c.validate();
   return c;
@@ -222,6 +313,7 @@ RunConfig RunConfig::load_file(const std::string& path) {
   }
 }
 
+// Named choices (mode, optimizer, codecs) are enums: valid once parsed.
 void RunConfig::validate() const {
   require(!run.empty() && run.size() <= 64, "run must be a name of 1 to 64 characters");
   for (char ch : run) {
@@ -236,89 +328,15 @@ void RunConfig::validate() const {
   require(target_batch_size > 0, "target_batch_size must be > 0");
   require(batch_size > 0 && batch_size <= target_batch_size,
           "batch_size must be in [1, target_batch_size]");
-  require(one_of(optimizer.name, {"sgd", "adam", "adamw", "lamb"}),
-          "optimizer.name must be sgd, adam, adamw or lamb");
-  require(optimizer.lr > 0 && optimizer.lr < 100, "optimizer.lr must be > 0");
-  require(
-      optimizer.beta1 >= 0 && optimizer.beta1 < 1 && optimizer.beta2 >= 0 && optimizer.beta2 < 1,
-      "optimizer.beta1 and beta2 must be in [0, 1)");
-  require(optimizer.eps > 0, "optimizer.eps must be > 0");
-  require(optimizer.weight_decay >= 0, "optimizer.weight_decay must be >= 0");
-  require(optimizer.clip_grad_norm >= 0, "optimizer.clip_grad_norm must be >= 0");
-  require(optimizer.lr_decay_per_epoch > 0 && optimizer.lr_decay_per_epoch <= 1,
-          "optimizer.lr_decay_per_epoch must be in (0, 1]");
-  require(one_of(averaging.mode, {"target_batch", "local_updates"}),
-          "averaging.mode must be target_batch or local_updates");
-  require(averaging.average_state_every >= 1, "averaging.average_state_every must be >= 1");
-  require(averaging.min_group_size >= 1 && averaging.min_group_size <= averaging.target_group_size,
-          "averaging.min_group_size must be in [1, target_group_size]");
-  require(averaging.matchmaking_time > 0 && averaging.averaging_timeout > 0,
-          "averaging.matchmaking_time and averaging_timeout must be > 0");
-  require(averaging.held_round_window >= 0,
-          "averaging.held_round_window must be >= 0 (0: averaging_timeout)");
-  require(averaging.local_steps >= 1, "averaging.local_steps must be >= 1");
-  require(averaging.outer_lr > 0 && averaging.outer_momentum >= 0 && averaging.outer_momentum < 1,
-          "averaging.outer_lr must be > 0 and outer_momentum in [0, 1)");
-  require(one_of(compression.gradients, {"none", "fp16", "bf16", "8bit"}),
-          "compression.gradients must be none, fp16, bf16 or 8bit");
-  require(one_of(compression.state, {"none", "fp16", "bf16", "8bit"}),
-          "compression.state must be none, fp16, bf16 or 8bit");
+  validate_optimizer(optimizer);
+  validate_averaging(averaging);
   require(target_accuracy >= 0 && target_accuracy <= 1, "target_accuracy must be in [0, 1]");
 }
 
 std::string RunConfig::to_json() const {
-  json j;  // nlohmann::json sorts object keys: the text is canonical
-  j["run"] = run;
-  j["target_batch_size"] = target_batch_size;
-  j["batch_size"] = batch_size;
-  j["max_epochs"] = max_epochs;
-  j["target_accuracy"] = target_accuracy;
-  j["model"] = {{"type", model.type},
-                {"hidden", model.hidden},
-                {"activation", model.activation},
-                {"seed", model.seed}};
-  if (model.type == "moe-mlp") {  // mlp configs keep their canonical text
-    const auto& moe = model.moe;
-    j["model"]["moe"] = {{"expert_prefix", moe.expert_prefix},
-                         {"grid", moe.grid},
-                         {"expert_inner", moe.expert_inner},
-                         {"gating", moe.gating},
-                         {"k_best", moe.k_best},
-                         {"k_min", moe.k_min},
-                         {"backward_k_min", moe.backward_k_min},
-                         {"forward_timeout", moe.forward_timeout},
-                         {"timeout_after_k_min", moe.timeout_after_k_min},
-                         {"backward_timeout", moe.backward_timeout},
-                         {"balancing_loss_weight", moe.balancing_loss_weight}};
-  }
-  j["dataset"] = {{"name", dataset.name}, {"path", dataset.path}};
-  j["optimizer"] = {{"name", optimizer.name},
-                    {"lr", optimizer.lr},
-                    {"momentum", optimizer.momentum},
-                    {"nesterov", optimizer.nesterov},
-                    {"beta1", optimizer.beta1},
-                    {"beta2", optimizer.beta2},
-                    {"eps", optimizer.eps},
-                    {"weight_decay", optimizer.weight_decay},
-                    {"clip_grad_norm", optimizer.clip_grad_norm},
-                    {"warmup_epochs", optimizer.warmup_epochs},
-                    {"lr_decay_per_epoch", optimizer.lr_decay_per_epoch}};
-  j["averaging"] = {{"mode", averaging.mode},
-                    {"average_state_every", averaging.average_state_every},
-                    {"target_group_size", averaging.target_group_size},
-                    {"min_group_size", averaging.min_group_size},
-                    {"matchmaking_time", averaging.matchmaking_time},
-                    {"averaging_timeout", averaging.averaging_timeout},
-                    {"overlap", averaging.overlap},
-                    {"local_steps", averaging.local_steps},
-                    {"outer_lr", averaging.outer_lr},
-                    {"outer_momentum", averaging.outer_momentum}};
-  if (averaging.held_round_window > 0)  // configs without it keep their canonical text
-    j["averaging"]["held_round_window"] = averaging.held_round_window;
-  j["compression"] = {{"gradients", compression.gradients},
-                      {"state", compression.state},
-                      {"min_compress_elements", compression.min_compress_elements}};
-  return j.dump();
+  Writer top;
+  run_fields(top, *this);
+  return top.out.dump();
 }
 
 }  // namespace apiary::optimizer

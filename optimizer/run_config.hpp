@@ -4,8 +4,13 @@
 // The coordinator reads it from a JSON file, signs it with the run key and
 // publishes it in the DHT; `apiary join` fetches and validates it.
 //
+// Named choices (averaging mode, optimizer, codecs) are enums whose names are
+// in optimizer/config_names.hpp. One list of each section's fields drives both
+// parse_json and to_json (run_config.cpp).
 // Errors: parse/validate throw apiary::Error{Errc::invalid_argument} whose
 // message names the offending field ("config: optimizer.lr must be > 0").
+#include "optimizer/config_names.hpp"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -44,7 +49,7 @@ struct DatasetConfig {
 };
 
 struct OptimizerConfig {
-  std::string name = "adam";  // sgd | adam | adamw | lamb
+  OptimizerName name = OptimizerName::adam;
   double lr = 1e-3;
   double momentum = 0.9;  // sgd
   bool nesterov = false;  // sgd
@@ -56,7 +61,7 @@ struct OptimizerConfig {
 };
 
 struct AveragingConfig {
-  std::string mode = "target_batch";  // target_batch | local_updates (DiLoCo)
+  AveragingMode mode = AveragingMode::target_batch;
   std::uint32_t average_state_every = 1;
   std::uint32_t target_group_size = 16;
   std::uint32_t min_group_size = 2;
@@ -80,8 +85,8 @@ struct AveragingConfig {
 };
 
 struct CompressionConfig {
-  std::string gradients = "none";  // none | fp16 | bf16 | 8bit
-  std::string state = "fp16";
+  Codec gradients = Codec::none;
+  Codec state = Codec::fp16;
   std::uint64_t min_compress_elements = 4096;  // smaller tensors stay fp32
 };
 

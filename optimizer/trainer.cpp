@@ -45,23 +45,6 @@ void resume(CollaborativeOptimizer& optimizer, const StateSnapshot& state) {
 
 }  // namespace
 
-void SoloSwarm::report_progress(const PeerProgress& local) {
-  last_ = local;
-}
-
-GlobalProgress SoloSwarm::global_progress(std::uint64_t local_epoch) {
-  std::vector<PeerProgress> reports{last_};
-  return estimate_progress(reports, local_epoch, target_batch_size, last_.report_time);
-}
-
-AveragingOutcome SoloSwarm::average(const std::string&, std::vector<std::span<float>>, float,
-                                    std::chrono::duration<double>, RoundKind) {
-  AveragingOutcome out;
-  out.ok = true;  // a group of one: the local values are the average
-  out.group_size = 1;
-  return out;
-}
-
 TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerOptions& options) {
   const RunConfig& config = options.config;
   const std::string data_dir = options.data_dir.empty() ? config.dataset.path : options.data_dir;
@@ -73,10 +56,7 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
   log::info("model: {}", model->describe());
 
   CollaborativeOptions collab;
-  collab.run = config.run;
-  collab.target_batch_size = config.target_batch_size;
-  collab.optimizer = config.optimizer;
-  collab.averaging = config.averaging;
+  collab.config = config;
   collab.client_mode = options.client_mode;
   collab.load_state_on_start = !options.initial_state;
   auto& registry = model->parameters();

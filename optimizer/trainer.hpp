@@ -6,6 +6,7 @@
 // Errors: throws apiary::Error (configuration) or nn::DatasetError (data).
 #include "optimizer/collaborative_optimizer.hpp"
 #include "optimizer/run_config.hpp"
+#include "optimizer/solo_swarm.hpp"
 #include "optimizer/swarm_services.hpp"
 
 #include <atomic>
@@ -79,24 +80,5 @@ struct TrainerSummary {
 };
 
 TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerOptions& options);
-
-// A group of one: progress is local, averaging succeeds trivially (nothing to
-// average), no state to download. The baseline for comparisons.
-class SoloSwarm : public SwarmServices {
- public:
-  void report_progress(const PeerProgress& local) override;
-  GlobalProgress global_progress(std::uint64_t local_epoch) override;
-  AveragingOutcome average(const std::string&, std::vector<std::span<float>>, float,
-                           std::chrono::duration<double>, RoundKind) override;
-  std::optional<StateSnapshot> download_state(std::uint64_t,
-                                              std::chrono::duration<double>) override {
-    return std::nullopt;
-  }
-  void serve_state(std::function<StateSnapshot()>) override {}
-  std::uint64_t target_batch_size = 0;
-
- private:
-  PeerProgress last_;
-};
 
 }  // namespace apiary::optimizer

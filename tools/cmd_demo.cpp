@@ -73,7 +73,8 @@ int run_demo(const DemoOptions& o) {
       "demo: run '%s', target batch %llu samples, %s, target test accuracy %.0f%%, time limit %.0f "
       "s\n",
       config.run.c_str(), static_cast<unsigned long long>(config.target_batch_size),
-      config.optimizer.name.c_str(), 100 * config.target_accuracy, o.time_limit);
+      std::string(name_of(config.optimizer.name)).c_str(), 100 * config.target_accuracy,
+      o.time_limit);
   std::printf("demo: logs in %s\n", out.c_str());
   std::fflush(stdout);
 

@@ -181,8 +181,9 @@ int run_join(const JoinOptions& o) {
   const optimizer::RunConfig& config = fetched->config;
   log::info(
       "run '{}': MLP {} hidden, {} lr {}, target batch {} samples, averaging {} ({} compression)",
-      config.run, config.model.hidden.size(), config.optimizer.name, config.optimizer.lr,
-      config.target_batch_size, config.averaging.mode, config.compression.gradients);
+      config.run, config.model.hidden.size(), optimizer::name_of(config.optimizer.name),
+      config.optimizer.lr, config.target_batch_size, optimizer::name_of(config.averaging.mode),
+      optimizer::name_of(config.compression.gradients));
 
   swarm_options.config = config;
   auto swarm = std::make_shared<optimizer::NetworkSwarm>(swarm_options);

@@ -85,7 +85,8 @@ int run_status(const StatusOptions& o) {
   if (snap.config) {
     std::printf("target batch %llu, optimizer %s, averaging %s\n",
                 static_cast<unsigned long long>(snap.config->target_batch_size),
-                snap.config->optimizer.name.c_str(), snap.config->averaging.mode.c_str());
+                std::string(optimizer::name_of(snap.config->optimizer.name)).c_str(),
+                std::string(optimizer::name_of(snap.config->averaging.mode)).c_str());
   } else {
     std::printf("configuration not found (%s)\n", snap.config_error.c_str());
   }

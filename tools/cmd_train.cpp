@@ -63,8 +63,7 @@ int run_config_training(const TrainOptions& o) {
   if (o.device != "cpu")
     throw Error(Errc::invalid_argument, "--config trains on the CPU only (--device cpu)");
   const optimizer::RunConfig config = optimizer::RunConfig::load_file(o.config_file);
-  auto swarm = std::make_shared<optimizer::SoloSwarm>();
-  swarm->target_batch_size = config.target_batch_size;
+  auto swarm = std::make_shared<optimizer::SoloSwarm>(config.target_batch_size);
   optimizer::TrainerOptions trainer;
   trainer.config = config;
   if (*o.data_given) trainer.data_dir = o.config.data_dir;
@@ -92,8 +91,8 @@ int run_config_training(const TrainOptions& o) {
         stderr,
         "solo run '%s' in one process: %s lr %g, %llu samples per epoch, batch %u, "
         "%u epochs%s\n",
-        config.run.c_str(), config.optimizer.name.c_str(), config.optimizer.lr,
-        static_cast<unsigned long long>(config.target_batch_size),
+        config.run.c_str(), std::string(optimizer::name_of(config.optimizer.name)).c_str(),
+        config.optimizer.lr, static_cast<unsigned long long>(config.target_batch_size),
         trainer.batch_size ? trainer.batch_size : config.batch_size,
         o.max_epochs ? o.max_epochs : config.max_epochs,
         o.time_limit > 0 ? (", time limit " + std::to_string(o.time_limit) + " s").c_str() : "");

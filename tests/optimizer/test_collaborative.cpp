@@ -48,13 +48,13 @@ struct Peer {
 
 CollaborativeOptions options(std::uint64_t target) {
   CollaborativeOptions o;
-  o.run = "test";
-  o.target_batch_size = target;
-  o.optimizer.name = "sgd";
-  o.optimizer.lr = 0.1;
-  o.optimizer.momentum = 0.0;
-  o.averaging.average_state_every = 1;
-  o.averaging.averaging_timeout = 2.0;
+  o.config.run = "test";
+  o.config.target_batch_size = target;
+  o.config.optimizer.name = OptimizerName::sgd;
+  o.config.optimizer.lr = 0.1;
+  o.config.optimizer.momentum = 0.0;
+  o.config.averaging.average_state_every = 1;
+  o.config.averaging.averaging_timeout = 2.0;
   o.report_period_seconds = 0.0;  // report every step: the fake hub is free
   return o;
 }
@@ -225,10 +225,10 @@ TEST(CollaborativeOptimizer, LocalUpdateModeConverges) {
       auto swarm = std::make_shared<FakeSwarm>(hub, "peer" + std::to_string(p));
       auto opts = options(1);
       opts.load_state_on_start = false;
-      opts.averaging.mode = "local_updates";
-      opts.averaging.local_steps = 10;
-      opts.averaging.outer_lr = 0.7;
-      opts.averaging.outer_momentum = 0.9;
+      opts.config.averaging.mode = AveragingMode::local_updates;
+      opts.config.averaging.local_steps = 10;
+      opts.config.averaging.outer_lr = 0.7;
+      opts.config.averaging.outer_momentum = 0.9;
       CollaborativeOptimizer opt(swarm, opts, peers[p]->params, peers[p]->grads);
       for (int i = 0; i < 100; ++i) {
         peers[p]->compute_gradients(16);
@@ -249,7 +249,7 @@ namespace {
 CollaborativeOptions overlap_options(std::uint64_t target) {
   auto o = options(target);
   o.load_state_on_start = false;
-  o.averaging.overlap = true;
+  o.config.averaging.overlap = true;
   return o;
 }
 
@@ -468,7 +468,7 @@ TEST(CollaborativeOptimizer, FollowerEndsItsEpochWhenTheRoundStarts) {
   hub->group_wait = std::chrono::milliseconds(5000);
   auto opts = options(hub->target);
   opts.load_state_on_start = false;
-  opts.averaging.average_state_every = 1000;  // gradient rounds only
+  opts.config.averaging.average_state_every = 1000;  // gradient rounds only
   Peer leader_model(31), follower_model(32);
   auto leader_swarm = std::make_shared<FakeSwarm>(hub, "leader");
   auto follower_swarm = std::make_shared<FakeSwarm>(hub, "follower");

@@ -24,7 +24,7 @@ TEST(LocalOptimizer, ScheduleWarmsUpThenDecays) {
 
 TEST(LocalOptimizer, SgdMomentumMatchesFormula) {
   OptimizerConfig c;
-  c.name = "sgd";
+  c.name = OptimizerName::sgd;
   c.lr = 0.1;
   c.momentum = 0.9;
   LocalOptimizer opt(c, 2);
@@ -39,7 +39,7 @@ TEST(LocalOptimizer, SgdMomentumMatchesFormula) {
 
 TEST(LocalOptimizer, AdamFirstStepMovesByLr) {
   OptimizerConfig c;
-  c.name = "adam";
+  c.name = OptimizerName::adam;
   c.lr = 0.01;
   LocalOptimizer opt(c, 3);
   std::vector<float> p{0, 0, 0}, g{2.0f, -3.0f, 0.0f};

@@ -15,12 +15,12 @@ TEST(LocalUpdatesCatchUp, PeerBehindLoadsStateAtItsOuterBoundary) {
   auto hub = std::make_shared<FakeHub>();
   hub->group_wait = std::chrono::milliseconds(100);
   CollaborativeOptions o;
-  o.run = "catch-up";
-  o.optimizer.name = "sgd";
-  o.optimizer.lr = 0.1;
-  o.optimizer.momentum = 0.0;
-  o.averaging.mode = "local_updates";
-  o.averaging.local_steps = 4;
+  o.config.run = "catch-up";
+  o.config.optimizer.name = OptimizerName::sgd;
+  o.config.optimizer.lr = 0.1;
+  o.config.optimizer.momentum = 0.0;
+  o.config.averaging.mode = AveragingMode::local_updates;
+  o.config.averaging.local_steps = 4;
   o.load_state_on_start = false;
 
   // The peer ahead: epoch 7, parameters all 3.
@@ -38,7 +38,7 @@ TEST(LocalUpdatesCatchUp, PeerBehindLoadsStateAtItsOuterBoundary) {
 
   std::vector<float> params(kDim, 0.0f), grads(kDim, 1.0f);
   CollaborativeOptimizer behind(std::make_shared<FakeSwarm>(hub, "behind"), o, params, grads);
-  for (std::uint32_t i = 1; i < o.averaging.local_steps; ++i) {
+  for (std::uint32_t i = 1; i < o.config.averaging.local_steps; ++i) {
     EXPECT_FALSE(behind.step(8));  // inner steps: nothing to catch up on yet
     EXPECT_EQ(behind.epoch(), 0u);
   }

@@ -101,8 +101,8 @@ TEST(NetworkSwarm, PeersAverageToTheWeightedMean) {
 // compression.state; statistics travel in fp32, and never through the gradient codec.
 TEST(NetworkSwarm, StateRoundsKeepOptimizerStatisticsExact) {
   CompressionConfig compression;
-  compression.gradients = "8bit";
-  compression.state = "8bit";
+  compression.gradients = Codec::blockwise8;
+  compression.state = Codec::blockwise8;
   LoopbackSwarm swarm(compression);
   ASSERT_TRUE(swarm.everyone_sees_everyone()) << "the progress reports did not spread";
   auto make = [](std::size_t peer) {

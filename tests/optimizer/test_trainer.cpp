@@ -10,12 +10,11 @@ using namespace apiary::optimizer;
 TEST(Trainer, SoloRunLearnsFashionMnist) {
   if (!apiary::nn::fashion_mnist_available())
     GTEST_SKIP() << "dataset-fashion-mnist is not installed";
-  auto swarm = std::make_shared<SoloSwarm>();
   TrainerOptions options;
   options.config =
       RunConfig::parse_json(R"({"run": "solo-test", "target_batch_size": 256, "batch_size": 64,
       "optimizer": {"name": "adam", "lr": 0.002}})");
-  swarm->target_batch_size = options.config.target_batch_size;
+  auto swarm = std::make_shared<SoloSwarm>(options.config.target_batch_size);
   options.max_epochs = 60;  // 60 × 256 = 15 360 samples, a quarter of the data
   options.eval_every_epochs = 20;
   options.eval_samples = 2000;
