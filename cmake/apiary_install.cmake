@@ -29,6 +29,10 @@ install(FILES ${PROJECT_BINARY_DIR}/apiaryConfig.cmake ${PROJECT_BINARY_DIR}/api
 
 set(APIARY_PC_LIBS "")
 set(APIARY_PC_CRYPTO "")
+set(APIARY_PC_CUDA "")
+if(APIARY_HAVE_CUDA)
+  set(APIARY_PC_CUDA "-L${CUDAToolkit_LIBRARY_DIR} -lcublas -lcudart ")
+endif()
 if(APIARY_HAVE_OPENSSL)
   set(APIARY_PC_CRYPTO "-lcrypto ")
 endif()

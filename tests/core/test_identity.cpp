@@ -1,5 +1,4 @@
 // Identity, key files, peer ids, addresses and BLAKE2b helpers.
-#include "net/address.hpp"
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "core/identity.hpp"
@@ -176,51 +175,4 @@ TEST(Identity, LoadRefusesCorruptKeys) {
     EXPECT_NE(message.find(bad.string()), std::string::npos) << message;
   }
   EXPECT_EQ(code_of([&] { Identity::load(dir.path / "missing.key"); }), Errc::io_error);
-}
-
-TEST(PeerAddress, RoundTripIPv4HostnameAndIPv6) {
-  Identity id = Identity::generate();
-  const std::string pid = id.peer_id().to_string();
-  for (std::string text :
-       {"apiary://" + pid + "@127.0.0.1:31337", "apiary://" + pid + "@node-1.example.org:1",
-        "apiary://" + pid + "@[::1]:65535", "apiary://" + pid + "@[fe80::1:2]:443",
-        "apiary://" + pid + "@inproc:0"}) {
-    PeerAddress address = PeerAddress::parse(text);
-    EXPECT_EQ(address.peer, id.peer_id());
-    EXPECT_EQ(address.to_string(), text);
-    EXPECT_EQ(PeerAddress::parse(address.to_string()), address);
-  }
-  PeerAddress v6 = PeerAddress::parse("apiary://" + pid + "@[::1]:8080");
-  EXPECT_EQ(v6.host, "::1");
-  EXPECT_EQ(v6.port, 8080);
-  PeerAddress upper = PeerAddress::parse("apiary://" + id.peer_id().to_string() + "@h:2");
-  EXPECT_EQ(upper.host, "h");
-}
-
-TEST(PeerAddress, BadInputsGiveClearErrors) {
-  const std::string pid = Identity::generate().peer_id().to_string();
-  const std::vector<std::string> bad = {
-      "",
-      "http://" + pid + "@127.0.0.1:1",
-      "apiary://" + pid + "127.0.0.1:1",
-      "apiary://" + pid.substr(2) + "@127.0.0.1:1",
-      "apiary://" + std::string(40, 'z') + "@127.0.0.1:1",
-      "apiary://" + pid + "@127.0.0.1",
-      "apiary://" + pid + "@127.0.0.1:",
-      "apiary://" + pid + "@127.0.0.1:0",
-      "apiary://" + pid + "@127.0.0.1:65536",
-      "apiary://" + pid + "@127.0.0.1:12x",
-      "apiary://" + pid + "@:1",
-      "apiary://" + pid + "@::1:80",
-      "apiary://" + pid + "@[::1:80",
-      "apiary://" + pid + "@[::1]80",
-      "apiary://" + pid + "@[]:80",
-      "apiary://" + pid + "@host name:80",
-  };
-  for (const auto& text : bad) {
-    std::string message;
-    EXPECT_EQ(code_of([&] { PeerAddress::parse(text); }, &message), Errc::invalid_argument) << text;
-    EXPECT_NE(message.find("apiary://<40-hex-digit peer id>@<host>:<port>"), std::string::npos)
-        << message;
-  }
 }
