@@ -1,7 +1,7 @@
 #pragma once
 // Errors of the core layer.
 //
-// Convention for core/: coroutine and blocking network APIs report failure by
+// Convention for core/ and net/: coroutine and blocking network APIs report failure by
 // throwing apiary::Error (a code plus a message). Decoders of untrusted input
 // throw apiary::Error{Errc::bad_message}; the RPC layer turns that into an error
 // for that one request or connection, never a crash.

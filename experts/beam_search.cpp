@@ -36,6 +36,64 @@ struct SampleSearch {
   bool done = false;
 };
 
+// A sample's search before any lookup: its scores checked against the grid, the
+// best possible rest per level, and the root on the frontier.
+SampleSearch start_search(const GridScores& scores, const std::vector<std::size_t>& grid,
+                          const std::string& uid_prefix, std::size_t k) {
+  const std::size_t dims = grid.size();
+  if (scores.size() != dims) {
+    throw Error(Errc::invalid_argument, "beam search: scores for " + std::to_string(scores.size()) +
+                                            " dimensions, grid has " + std::to_string(dims));
+  }
+  SampleSearch search;
+  search.best_rest.assign(dims + 1, 0.0);
+  for (std::size_t d = dims; d-- > 0;) {
+    if (scores[d].size() != grid[d]) {
+      throw Error(Errc::invalid_argument, "beam search: dimension " + std::to_string(d) + " has " +
+                                              std::to_string(scores[d].size()) +
+                                              " scores, grid size is " + std::to_string(grid[d]));
+    }
+    double best = -std::numeric_limits<double>::infinity();
+    for (float v : scores[d]) best = std::max(best, static_cast<double>(v));
+    search.best_rest[d] = search.best_rest[d + 1] + best;
+  }
+  search.frontier.push(Node{search.best_rest[0], 0.0, uid_prefix, {}, false, {}});
+  search.done = k == 0;
+  return search;
+}
+
+// Pushes the fetched children of every node the search is expanding onto its
+// frontier (leaves only when the directory's uid matches the path and it is not
+// excluded).
+void push_children(SampleSearch& search, const GridScores& scores,
+                   const std::vector<std::size_t>& grid,
+                   const std::unordered_map<std::string, PrefixChildren>& fetched,
+                   const BeamSearcher::Exclude& exclude) {
+  const std::size_t dims = grid.size();
+  for (const auto& node : search.expanding) {
+    const std::size_t level = node.coords.size();
+    const auto& children = fetched.at(node.prefix);
+    for (const auto& [coord, info] : children) {
+      if (coord >= grid[level]) continue;
+      Node child;
+      child.partial = node.partial + scores[level][coord];
+      child.coords = node.coords;
+      child.coords.push_back(coord);
+      if (level + 1 == dims) {
+        if (info.uid != node.prefix + std::to_string(coord)) continue;
+        if (exclude && exclude(info.uid)) continue;
+        child.leaf = true;
+        child.bound = child.partial;
+        child.expert = info;
+      } else {
+        child.prefix = node.prefix + std::to_string(coord) + ".";
+        child.bound = child.partial + search.best_rest[level + 1];
+      }
+      search.frontier.push(std::move(child));
+    }
+  }
+}
+
 }  // namespace
 
 BeamSearcher::BeamSearcher(ExpertDirectory& directory, std::string uid_prefix,
@@ -75,33 +133,12 @@ std::vector<ScoredExpert> BeamSearcher::find_best_experts(const GridScores& scor
 
 std::vector<std::vector<ScoredExpert>> BeamSearcher::find_best_experts(
     std::span<const GridScores> samples, std::size_t k, const Exclude& exclude) {
-  const std::size_t dims = grid_.size();
   const std::size_t beam =
       options_.beam_size == 0 ? std::max<std::size_t>(k, 1) : options_.beam_size;
-  std::vector<SampleSearch> searches(samples.size());
-  for (std::size_t s = 0; s < samples.size(); ++s) {
-    const auto& scores = samples[s];
-    if (scores.size() != dims) {
-      throw Error(Errc::invalid_argument, "beam search: scores for " +
-                                              std::to_string(scores.size()) +
-                                              " dimensions, grid has " + std::to_string(dims));
-    }
-    auto& search = searches[s];
-    search.best_rest.assign(dims + 1, 0.0);
-    for (std::size_t d = dims; d-- > 0;) {
-      if (scores[d].size() != grid_[d]) {
-        throw Error(Errc::invalid_argument, "beam search: dimension " + std::to_string(d) +
-                                                " has " + std::to_string(scores[d].size()) +
-                                                " scores, grid size is " +
-                                                std::to_string(grid_[d]));
-      }
-      double best = -std::numeric_limits<double>::infinity();
-      for (float v : scores[d]) best = std::max(best, static_cast<double>(v));
-      search.best_rest[d] = search.best_rest[d + 1] + best;
-    }
-    search.frontier.push(Node{search.best_rest[0], 0.0, uid_prefix_, {}, false, {}});
-    search.done = k == 0;
-  }
+  std::vector<SampleSearch> searches;
+  searches.reserve(samples.size());
+  for (const auto& scores : samples)
+    searches.push_back(start_search(scores, grid_, uid_prefix_, k));
 
   // Children already fetched during this call (shared by all samples).
   std::unordered_map<std::string, PrefixChildren> fetched;
@@ -153,29 +190,7 @@ std::vector<std::vector<ScoredExpert>> BeamSearcher::find_best_experts(
       }
     }
     for (std::size_t s = 0; s < searches.size(); ++s) {
-      auto& search = searches[s];
-      for (const auto& node : search.expanding) {
-        const std::size_t level = node.coords.size();
-        const auto& children = fetched.at(node.prefix);
-        for (const auto& [coord, info] : children) {
-          if (coord >= grid_[level]) continue;
-          Node child;
-          child.partial = node.partial + samples[s][level][coord];
-          child.coords = node.coords;
-          child.coords.push_back(coord);
-          if (level + 1 == dims) {
-            if (info.uid != node.prefix + std::to_string(coord)) continue;
-            if (exclude && exclude(info.uid)) continue;
-            child.leaf = true;
-            child.bound = child.partial;
-            child.expert = info;
-          } else {
-            child.prefix = node.prefix + std::to_string(coord) + ".";
-            child.bound = child.partial + search.best_rest[level + 1];
-          }
-          search.frontier.push(std::move(child));
-        }
-      }
+      push_children(searches[s], samples[s], grid_, fetched, exclude);
     }
   }
   std::vector<std::vector<ScoredExpert>> out;

@@ -100,34 +100,33 @@ ExpertHandlePtr MixtureOfExperts::handle_for(const ExpertInfo& info) {
   return handle;
 }
 
-MoeForward MixtureOfExperts::forward(const HostTensor& input) {
-  TensorSchema{{config_.in_features}}.check(input, "moe input");
-  const std::size_t rows = input.rows(), dims = config_.grid.size(), width = gate_width_;
+// Gate logits x·W + b into ctx.logits (and per-dimension softmax into ctx.probs
+// in switch mode); returns the grid scores per row: logits, or log-probabilities.
+std::vector<GridScores> MixtureOfExperts::gate_scores(MoeContext& ctx) const {
+  const std::size_t rows = ctx.input.rows(), dims = config_.grid.size(), width = gate_width_;
   const bool switch_mode = config_.mode == GatingMode::switch_top1;
-  auto ctx = std::make_shared<MoeContext>();
-  ctx->input = input;
-
+  const HostTensor& input = ctx.input;
   // Gate logits = x·W + b.
   std::span<const float> w(gate_params_.data(), config_.in_features * width);
   std::span<const float> b(gate_params_.data() + config_.in_features * width, width);
-  ctx->logits.assign(rows * width, 0.0f);
+  ctx.logits.assign(rows * width, 0.0f);
   if (rows > 0) {
-    k::gemm({rows, width, config_.in_features}, 1.0f, input.values, w, 0.0f, ctx->logits);
-    k::add_bias_rows(ctx->logits, b, rows, width);
+    k::gemm({rows, width, config_.in_features}, 1.0f, input.values, w, 0.0f, ctx.logits);
+    k::add_bias_rows(ctx.logits, b, rows, width);
   }
   // Grid scores per row: logits, or log-probabilities in switch mode.
   std::vector<GridScores> scores(rows, GridScores(dims));
-  if (switch_mode) ctx->probs.assign(rows * width, 0.0f);
+  if (switch_mode) ctx.probs.assign(rows * width, 0.0f);
   for (std::size_t r = 0; r < rows; ++r) {
     for (std::size_t d = 0; d < dims; ++d) {
-      const float* z = ctx->logits.data() + r * width + grid_offsets_[d];
+      const float* z = ctx.logits.data() + r * width + grid_offsets_[d];
       auto& s = scores[r][d];
       s.assign(z, z + config_.grid[d]);
       if (switch_mode) {
         float max = *std::max_element(s.begin(), s.end());
         double sum = 0.0;
         for (float v : s) sum += std::exp(static_cast<double>(v - max));
-        float* p = ctx->probs.data() + r * width + grid_offsets_[d];
+        float* p = ctx.probs.data() + r * width + grid_offsets_[d];
         for (std::size_t i = 0; i < s.size(); ++i) {
           s[i] = static_cast<float>((s[i] - max) - std::log(sum));
           p[i] = std::exp(s[i]);
@@ -135,6 +134,124 @@ MoeForward MixtureOfExperts::forward(const HostTensor& input) {
       }
     }
   }
+  return scores;
+}
+
+// Files each searched row under the groups of its chosen experts (one group per
+// expert, created on first use; a retry skips experts the row already has).
+void MixtureOfExperts::assign_rows(MoeContext& ctx, const std::vector<std::size_t>& search_rows,
+                                   const std::vector<std::vector<ScoredExpert>>& chosen) {
+  std::map<std::string, std::size_t> group_of;
+  for (std::size_t i = 0; i < search_rows.size(); ++i) {
+    const auto r = search_rows[i];
+    for (auto& scored : chosen[i]) {
+      bool known = false;  // a retry skips experts this row already has
+      for (auto& slot : ctx.slots[r]) known |= ctx.groups[slot.group].uid == scored.expert.uid;
+      if (known) continue;
+      auto [it, inserted] = group_of.try_emplace(scored.expert.uid, ctx.groups.size());
+      if (inserted) {
+        MoeGroup group;
+        group.uid = scored.expert.uid;
+        try {
+          group.handle = handle_for(scored.expert);
+        } catch (const Error& e) {
+          group.failed = true;
+          last_expert_error_ = scored.expert.uid + ": " + e.what();
+          log::debug("moe: cannot reach {}: {}", scored.expert.uid, e.what());
+        }
+        ctx.groups.push_back(std::move(group));
+      }
+      auto& group = ctx.groups[it->second];
+      MoeSlot slot;
+      slot.group = it->second;
+      slot.index_in_group = group.rows.size();
+      slot.coords = scored.coords;
+      group.rows.push_back(r);
+      ctx.slots[r].push_back(std::move(slot));
+    }
+  }
+}
+
+// Each row's output: the answering experts' outputs weighted by the softmax of
+// their summed logits, or by their switch probabilities.
+HostTensor MixtureOfExperts::combine_outputs(MoeContext& ctx) const {
+  const std::size_t rows = ctx.input.rows(), dims = config_.grid.size(), width = gate_width_;
+  const bool switch_mode = config_.mode == GatingMode::switch_top1;
+  HostTensor output = HostTensor::zeros({rows, config_.out_features});
+  for (std::size_t r = 0; r < rows; ++r) {
+    auto& slots = ctx.slots[r];
+    for (auto& slot : slots) slot.answered = ctx.groups[slot.group].output.has_value();
+    if (switch_mode) {
+      for (auto& slot : slots) {
+        if (!slot.answered) continue;
+        double p = 1.0;
+        for (std::size_t d = 0; d < dims; ++d) {
+          p *= ctx.probs[r * width + grid_offsets_[d] + slot.coords[d]];
+        }
+        slot.weight = static_cast<float>(p);
+      }
+    } else {
+      // Softmax over the answering experts' summed logits.
+      double max = -INFINITY;
+      std::vector<double> s(slots.size(), 0.0);
+      for (std::size_t i = 0; i < slots.size(); ++i) {
+        if (!slots[i].answered) continue;
+        for (std::size_t d = 0; d < dims; ++d) {
+          s[i] += ctx.logits[r * width + grid_offsets_[d] + slots[i].coords[d]];
+        }
+        max = std::max(max, s[i]);
+      }
+      double sum = 0.0;
+      for (std::size_t i = 0; i < slots.size(); ++i) {
+        if (slots[i].answered) sum += std::exp(s[i] - max);
+      }
+      for (std::size_t i = 0; i < slots.size(); ++i) {
+        if (slots[i].answered) slots[i].weight = static_cast<float>(std::exp(s[i] - max) / sum);
+      }
+    }
+    auto y = output.row(r);
+    for (auto& slot : slots) {
+      if (!slot.answered) continue;
+      auto out = ctx.groups[slot.group].output->row(slot.index_in_group);
+      for (std::size_t j = 0; j < y.size(); ++j) y[j] += slot.weight * out[j];
+    }
+  }
+
+  return output;
+}
+
+// Switch mode's load-balancing loss; fills ctx.top_share (f_{d,i}) for backward.
+float MixtureOfExperts::balancing_loss(MoeContext& ctx) const {
+  const std::size_t rows = ctx.input.rows(), dims = config_.grid.size(), width = gate_width_;
+  // f_{d,i}: share of rows whose top choice has coordinate i in dimension d.
+  ctx.top_share.assign(width, 0.0f);
+  for (std::size_t r = 0; r < rows; ++r) {
+    if (ctx.slots[r].empty()) continue;
+    const auto& top = ctx.slots[r].front();
+    for (std::size_t d = 0; d < dims; ++d) {
+      ctx.top_share[grid_offsets_[d] + top.coords[d]] += 1.0f / static_cast<float>(rows);
+    }
+  }
+  double loss = 0.0;
+  for (std::size_t d = 0; d < dims; ++d) {
+    for (std::size_t i = 0; i < config_.grid[d]; ++i) {
+      double mean_p = 0.0;
+      for (std::size_t r = 0; r < rows; ++r) mean_p += ctx.probs[r * width + grid_offsets_[d] + i];
+      mean_p /= static_cast<double>(rows);
+      loss += static_cast<double>(config_.grid[d]) * ctx.top_share[grid_offsets_[d] + i] * mean_p;
+    }
+  }
+  return static_cast<float>(loss);
+}
+
+MoeForward MixtureOfExperts::forward(const HostTensor& input) {
+  TensorSchema{{config_.in_features}}.check(input, "moe input");
+  const std::size_t rows = input.rows();
+  const bool switch_mode = config_.mode == GatingMode::switch_top1;
+  auto ctx = std::make_shared<MoeContext>();
+  ctx->input = input;
+
+  std::vector<GridScores> scores = gate_scores(*ctx);
   const auto start = Clock::now();
   const auto hard_deadline = start + config_.forward_timeout;
   std::erase_if(failed_until_, [&](const auto& entry) { return entry.second <= start; });
@@ -150,35 +267,7 @@ MoeForward MixtureOfExperts::forward(const HostTensor& input) {
     for (auto r : search_rows) round_scores.push_back(scores[r]);
     auto chosen = searcher_.find_best_experts(round_scores, config_.k_best, excluded);
     const std::size_t first_group = ctx->groups.size();
-    std::map<std::string, std::size_t> group_of;
-    for (std::size_t i = 0; i < search_rows.size(); ++i) {
-      const auto r = search_rows[i];
-      for (auto& scored : chosen[i]) {
-        bool known = false;  // a retry skips experts this row already has
-        for (auto& slot : ctx->slots[r]) known |= ctx->groups[slot.group].uid == scored.expert.uid;
-        if (known) continue;
-        auto [it, inserted] = group_of.try_emplace(scored.expert.uid, ctx->groups.size());
-        if (inserted) {
-          MoeGroup group;
-          group.uid = scored.expert.uid;
-          try {
-            group.handle = handle_for(scored.expert);
-          } catch (const Error& e) {
-            group.failed = true;
-            last_expert_error_ = scored.expert.uid + ": " + e.what();
-            log::debug("moe: cannot reach {}: {}", scored.expert.uid, e.what());
-          }
-          ctx->groups.push_back(std::move(group));
-        }
-        auto& group = ctx->groups[it->second];
-        MoeSlot slot;
-        slot.group = it->second;
-        slot.index_in_group = group.rows.size();
-        slot.coords = scored.coords;
-        group.rows.push_back(r);
-        ctx->slots[r].push_back(std::move(slot));
-      }
-    }
+    assign_rows(*ctx, search_rows, chosen);
     dispatch_and_wait(*ctx, first_group, hard_deadline, answered);
     const auto now = Clock::now();
     for (std::size_t g = first_group; g < ctx->groups.size(); ++g) {
@@ -201,69 +290,8 @@ MoeForward MixtureOfExperts::forward(const HostTensor& input) {
   }
 
   MoeForward result;
-  result.output = HostTensor::zeros({rows, config_.out_features});
-  for (std::size_t r = 0; r < rows; ++r) {
-    auto& slots = ctx->slots[r];
-    for (auto& slot : slots) slot.answered = ctx->groups[slot.group].output.has_value();
-    if (switch_mode) {
-      for (auto& slot : slots) {
-        if (!slot.answered) continue;
-        double p = 1.0;
-        for (std::size_t d = 0; d < dims; ++d) {
-          p *= ctx->probs[r * width + grid_offsets_[d] + slot.coords[d]];
-        }
-        slot.weight = static_cast<float>(p);
-      }
-    } else {
-      // Softmax over the answering experts' summed logits.
-      double max = -INFINITY;
-      std::vector<double> s(slots.size(), 0.0);
-      for (std::size_t i = 0; i < slots.size(); ++i) {
-        if (!slots[i].answered) continue;
-        for (std::size_t d = 0; d < dims; ++d) {
-          s[i] += ctx->logits[r * width + grid_offsets_[d] + slots[i].coords[d]];
-        }
-        max = std::max(max, s[i]);
-      }
-      double sum = 0.0;
-      for (std::size_t i = 0; i < slots.size(); ++i) {
-        if (slots[i].answered) sum += std::exp(s[i] - max);
-      }
-      for (std::size_t i = 0; i < slots.size(); ++i) {
-        if (slots[i].answered) slots[i].weight = static_cast<float>(std::exp(s[i] - max) / sum);
-      }
-    }
-    auto y = result.output.row(r);
-    for (auto& slot : slots) {
-      if (!slot.answered) continue;
-      auto out = ctx->groups[slot.group].output->row(slot.index_in_group);
-      for (std::size_t j = 0; j < y.size(); ++j) y[j] += slot.weight * out[j];
-    }
-  }
-
-  if (switch_mode && rows > 0) {
-    // f_{d,i}: share of rows whose top choice has coordinate i in dimension d.
-    ctx->top_share.assign(width, 0.0f);
-    for (std::size_t r = 0; r < rows; ++r) {
-      if (ctx->slots[r].empty()) continue;
-      const auto& top = ctx->slots[r].front();
-      for (std::size_t d = 0; d < dims; ++d) {
-        ctx->top_share[grid_offsets_[d] + top.coords[d]] += 1.0f / static_cast<float>(rows);
-      }
-    }
-    double loss = 0.0;
-    for (std::size_t d = 0; d < dims; ++d) {
-      for (std::size_t i = 0; i < config_.grid[d]; ++i) {
-        double mean_p = 0.0;
-        for (std::size_t r = 0; r < rows; ++r)
-          mean_p += ctx->probs[r * width + grid_offsets_[d] + i];
-        mean_p /= static_cast<double>(rows);
-        loss +=
-            static_cast<double>(config_.grid[d]) * ctx->top_share[grid_offsets_[d] + i] * mean_p;
-      }
-    }
-    result.balancing_loss = static_cast<float>(loss);
-  }
+  result.output = combine_outputs(*ctx);
+  if (switch_mode && rows > 0) result.balancing_loss = balancing_loss(*ctx);
   result.answered = std::move(answered);
   result.context = std::move(ctx);
   return result;
@@ -339,12 +367,24 @@ HostTensor MixtureOfExperts::backward(const MoeForward& forward, const HostTenso
                                       float balancing_loss_weight) {
   if (!forward.context) throw Error(Errc::invalid_argument, "moe backward: no forward context");
   auto& ctx = *forward.context;
-  const std::size_t rows = ctx.input.rows(), dims = config_.grid.size(), width = gate_width_;
+  const std::size_t rows = ctx.input.rows();
   TensorSchema{{config_.out_features}}.check(grad_output, "moe grad_output");
   if (grad_output.rows() != rows) {
     throw Error(Errc::invalid_argument, "moe grad_output: expected " + std::to_string(rows) +
                                             " rows, got " + std::to_string(grad_output.rows()));
   }
+  const std::vector<float> dlogits = gate_logit_gradients(ctx, grad_output, balancing_loss_weight);
+  HostTensor grad_input = expert_backward(ctx, grad_output, forward.answered);
+  gate_backward(ctx, dlogits, grad_input);
+  return grad_input;
+}
+
+// d loss / d gate logits per row, from the answering experts' outputs (and the
+// balancing loss in switch mode).
+std::vector<float> MixtureOfExperts::gate_logit_gradients(const MoeContext& ctx,
+                                                          const HostTensor& grad_output,
+                                                          float balancing_loss_weight) const {
+  const std::size_t rows = ctx.input.rows(), dims = config_.grid.size(), width = gate_width_;
   const bool switch_mode = config_.mode == GatingMode::switch_top1;
   std::vector<float> dlogits(rows * width, 0.0f);
   for (std::size_t r = 0; r < rows; ++r) {
@@ -402,6 +442,14 @@ HostTensor MixtureOfExperts::backward(const MoeForward& forward, const HostTenso
     }
   }
 
+  return dlogits;
+}
+
+// Each answering expert's backward (weight · dy for its rows); returns the summed
+// input gradients. Throws unavailable when a row has too few answers.
+HostTensor MixtureOfExperts::expert_backward(const MoeContext& ctx, const HostTensor& grad_output,
+                                             const std::vector<std::size_t>& forward_answers) {
+  const std::size_t rows = ctx.input.rows();
   // Experts: each answering expert gets weight · dy for its rows.
   auto grad_input = HostTensor::zeros({rows, config_.in_features});
   auto signal = std::make_shared<CompletionSignal>();
@@ -451,7 +499,7 @@ HostTensor MixtureOfExperts::backward(const MoeForward& forward, const HostTenso
     }
   }
   for (std::size_t r = 0; r < rows; ++r) {
-    const auto need = std::min(config_.backward_k_min, forward.answered[r]);
+    const auto need = std::min(config_.backward_k_min, forward_answers[r]);
     if (backward_answers[r] < need) {
       throw Error(Errc::unavailable, "moe backward: row " + std::to_string(r) + " got " +
                                          std::to_string(backward_answers[r]) +
@@ -460,6 +508,12 @@ HostTensor MixtureOfExperts::backward(const MoeForward& forward, const HostTenso
     }
   }
 
+  return grad_input;
+}
+
+void MixtureOfExperts::gate_backward(const MoeContext& ctx, std::span<const float> dlogits,
+                                     HostTensor& grad_input) {
+  const std::size_t rows = ctx.input.rows(), width = gate_width_;
   // Gate: dW += xᵀ·dz, db += Σ dz, dx += dz·Wᵀ.
   if (rows > 0) {
     std::span<float> gw(gate_grads_.data(), config_.in_features * width);
@@ -473,7 +527,6 @@ HostTensor MixtureOfExperts::backward(const MoeForward& forward, const HostTenso
     k::gemm({rows, config_.in_features, width, k::Transpose::no, k::Transpose::yes}, 1.0f, dlogits,
             w, 1.0f, grad_input.values);
   }
-  return grad_input;
 }
 
 }  // namespace apiary::experts

@@ -103,6 +103,18 @@ class MixtureOfExperts {
   // header comment); counts answers per row into `answered`.
   void dispatch_and_wait(MoeContext& ctx, std::size_t first_group, Clock::time_point hard_deadline,
                          std::vector<std::size_t>& answered);
+  // forward()'s steps.
+  std::vector<GridScores> gate_scores(MoeContext& ctx) const;
+  void assign_rows(MoeContext& ctx, const std::vector<std::size_t>& search_rows,
+                   const std::vector<std::vector<ScoredExpert>>& chosen);
+  HostTensor combine_outputs(MoeContext& ctx) const;
+  float balancing_loss(MoeContext& ctx) const;
+  // backward()'s steps.
+  std::vector<float> gate_logit_gradients(const MoeContext& ctx, const HostTensor& grad_output,
+                                          float balancing_loss_weight) const;
+  HostTensor expert_backward(const MoeContext& ctx, const HostTensor& grad_output,
+                             const std::vector<std::size_t>& forward_answers);
+  void gate_backward(const MoeContext& ctx, std::span<const float> dlogits, HostTensor& grad_input);
 
   MoeConfig config_;
   std::size_t gate_width_ = 0;  // Σ grid

@@ -54,19 +54,20 @@ inline float decode(std::int8_t code, float absmax) {
 }
 
 #ifdef __SSE2__
-// absmax_of() for the plain case with explicit SSE2 (GCC's version of the lane
-// loop is several times slower). max is exact, so the result is the same.
-float absmax_sse2(const float* __restrict x, std::size_t n, bool* finite) {
-  const __m128 abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+// Running max |x| and an inf/NaN probe over 16 floats at a time (SSE2), the one
+// scan both absmax_sse2() and encode_and_scan() use. max is exact, so the
+// result equals the scalar loop's. Kept in registers when inlined.
+struct AbsmaxScan {
+  __m128 abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
   __m128 max0 = _mm_setzero_ps(), max1 = _mm_setzero_ps();
   __m128 probe0 = _mm_setzero_ps(), probe1 = _mm_setzero_ps();
-  std::size_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    // One prefetch per cache line, 4 KiB ahead, so memory fetches overlap with
-    // the compute of the encode pass.
-    _mm_prefetch(reinterpret_cast<const char*>(x + i + kPrefetchFloats), _MM_HINT_T0);
-    __m128 a = _mm_loadu_ps(x + i), b = _mm_loadu_ps(x + i + 4);
-    __m128 c = _mm_loadu_ps(x + i + 8), d = _mm_loadu_ps(x + i + 12);
+
+  // x[0, 16); one prefetch per cache line, 4 KiB ahead, so memory fetches
+  // overlap with the compute of the encode pass.
+  inline void add16(const float* __restrict x) {
+    _mm_prefetch(reinterpret_cast<const char*>(x + kPrefetchFloats), _MM_HINT_T0);
+    __m128 a = _mm_loadu_ps(x), b = _mm_loadu_ps(x + 4);
+    __m128 c = _mm_loadu_ps(x + 8), d = _mm_loadu_ps(x + 12);
     max0 = _mm_max_ps(max0, _mm_and_ps(a, abs_mask));
     max1 = _mm_max_ps(max1, _mm_and_ps(b, abs_mask));
     max0 = _mm_max_ps(max0, _mm_and_ps(c, abs_mask));
@@ -76,17 +77,29 @@ float absmax_sse2(const float* __restrict x, std::size_t n, bool* finite) {
     probe0 = _mm_add_ps(probe0, _mm_sub_ps(c, c));
     probe1 = _mm_add_ps(probe1, _mm_sub_ps(d, d));
   }
-  alignas(16) float maxes[4], probes[4];
-  _mm_store_ps(maxes, _mm_max_ps(max0, max1));
-  _mm_store_ps(probes, _mm_add_ps(probe0, probe1));
-  float m = std::max(std::max(maxes[0], maxes[1]), std::max(maxes[2], maxes[3]));
-  float probe = (probes[0] + probes[1]) + (probes[2] + probes[3]);
-  for (; i < n; ++i) {
-    m = std::max(m, std::fabs(x[i]));
-    probe += x[i] - x[i];
+  // The lanes folded, plus the scalar tail x[0, n); *finite as absmax_of().
+  inline float finish(const float* __restrict tail, std::size_t n, bool* finite) const {
+    alignas(16) float maxes[4], probes[4];
+    _mm_store_ps(maxes, _mm_max_ps(max0, max1));
+    _mm_store_ps(probes, _mm_add_ps(probe0, probe1));
+    float m = std::max(std::max(maxes[0], maxes[1]), std::max(maxes[2], maxes[3]));
+    float probe = (probes[0] + probes[1]) + (probes[2] + probes[3]);
+    for (std::size_t i = 0; i < n; ++i) {
+      m = std::max(m, std::fabs(tail[i]));
+      probe += tail[i] - tail[i];
+    }
+    *finite = probe == 0.0f && m <= FLT_MAX;
+    return m;
   }
-  *finite = probe == 0.0f && m <= FLT_MAX;
-  return m;
+};
+
+// absmax_of() for the plain case with explicit SSE2 (GCC's version of the lane
+// loop is several times slower).
+float absmax_sse2(const float* __restrict x, std::size_t n, bool* finite) {
+  AbsmaxScan scan;
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16) scan.add16(x + i);
+  return scan.finish(x + i, n - i, finite);
 }
 #endif
 
@@ -230,22 +243,10 @@ float encode_and_scan(const float* __restrict x, std::size_t n, float absmax,
                       bool* next_finite) {
   const float multiplier = absmax > 0.0f ? 127.0f / absmax : 0.0f;
   const __m128 m = _mm_set1_ps(multiplier);
-  const __m128 abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
-  __m128 max0 = _mm_setzero_ps(), max1 = _mm_setzero_ps();
-  __m128 probe0 = _mm_setzero_ps(), probe1 = _mm_setzero_ps();
+  AbsmaxScan scan;
   std::size_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    _mm_prefetch(reinterpret_cast<const char*>(next + i + kPrefetchFloats), _MM_HINT_T0);
-    __m128 na = _mm_loadu_ps(next + i), nb = _mm_loadu_ps(next + i + 4);
-    __m128 nc = _mm_loadu_ps(next + i + 8), nd = _mm_loadu_ps(next + i + 12);
-    max0 = _mm_max_ps(max0, _mm_and_ps(na, abs_mask));
-    max1 = _mm_max_ps(max1, _mm_and_ps(nb, abs_mask));
-    max0 = _mm_max_ps(max0, _mm_and_ps(nc, abs_mask));
-    max1 = _mm_max_ps(max1, _mm_and_ps(nd, abs_mask));
-    probe0 = _mm_add_ps(probe0, _mm_sub_ps(na, na));
-    probe1 = _mm_add_ps(probe1, _mm_sub_ps(nb, nb));
-    probe0 = _mm_add_ps(probe0, _mm_sub_ps(nc, nc));
-    probe1 = _mm_add_ps(probe1, _mm_sub_ps(nd, nd));
+    scan.add16(next + i);
     __m128i a = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x + i), m));
     __m128i b = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x + i + 4), m));
     __m128i c = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x + i + 8), m));
@@ -253,18 +254,8 @@ float encode_and_scan(const float* __restrict x, std::size_t n, float absmax,
     __m128i packed = _mm_packs_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + i), packed);
   }
-  alignas(16) float maxes[4], probes[4];
-  _mm_store_ps(maxes, _mm_max_ps(max0, max1));
-  _mm_store_ps(probes, _mm_add_ps(probe0, probe1));
-  float next_max = std::max(std::max(maxes[0], maxes[1]), std::max(maxes[2], maxes[3]));
-  float probe = (probes[0] + probes[1]) + (probes[2] + probes[3]);
-  for (; i < n; ++i) {
-    codes[i] = clamp_code(round_even(x[i] * multiplier));
-    next_max = std::max(next_max, std::fabs(next[i]));
-    probe += next[i] - next[i];
-  }
-  *next_finite = probe == 0.0f && next_max <= FLT_MAX;
-  return next_max;
+  for (std::size_t j = i; j < n; ++j) codes[j] = clamp_code(round_even(x[j] * multiplier));
+  return scan.finish(next + i, n - i, next_finite);
 }
 
 // Quantizes `count` values starting at a block boundary into `out` (the

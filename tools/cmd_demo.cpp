@@ -4,6 +4,7 @@
 // writes a summary to OUT/summary.json.
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/stopwatch.hpp"
 #include "core/subprocess.hpp"
 #include "optimizer/run_config.hpp"
 #include "tools/cli_common.hpp"
@@ -52,33 +53,9 @@ Subprocess spawn_apiary(const std::vector<std::string>& args, const fs::path& lo
                            SpawnOptions{.stdout_file = stdout_file, .stderr_file = log});
 }
 
-int run_demo(const DemoOptions& o) {
-  install_stop_handler();
-  if (o.peers < 2 || o.peers > 16)
-    throw Error(Errc::invalid_argument, "--peers must be in [2, 16]");
-  fs::create_directories(o.out_dir);
-  const fs::path out(o.out_dir);
-  // The run configuration: the built-in demo run unless --config names one.
-  optimizer::RunConfig config = o.config_file.empty()
-                                    ? optimizer::RunConfig::parse_json(kDemoConfig)
-                                    : optimizer::RunConfig::load_file(o.config_file);
-  config.target_accuracy = o.target_accuracy;
-  const fs::path config_path = out / "run.json";
-  std::ofstream(config_path) << config.to_json() << '\n';
-
-  std::printf(
-      "demo: a coordinator and %d peers train an MLP on Fashion-MNIST together on this machine\n",
-      o.peers);
-  std::printf(
-      "demo: run '%s', target batch %llu samples, %s, target test accuracy %.0f%%, time limit %.0f "
-      "s\n",
-      config.run.c_str(), static_cast<unsigned long long>(config.target_batch_size),
-      std::string(name_of(config.optimizer.name)).c_str(), 100 * config.target_accuracy,
-      o.time_limit);
-  std::printf("demo: logs in %s\n", out.c_str());
-  std::fflush(stdout);
-
-  const auto started = std::chrono::steady_clock::now();
+// Starts the coordinator and returns it with the address it printed.
+std::pair<Subprocess, std::string> start_coordinator(const fs::path& config_path,
+                                                     const fs::path& out) {
   Subprocess coordinator = spawn_apiary({"apiary", "coordinator", "--config", config_path.string(),
                                          "--listen", "127.0.0.1:0", "--status-period", "3"},
                                         out / "coordinator.log");
@@ -89,8 +66,11 @@ int run_demo(const DemoOptions& o) {
   }
   std::string address(line);
   while (!address.empty() && (address.back() == '\n' || address.back() == '\r')) address.pop_back();
-  std::printf("demo: coordinator at %s\n", address.c_str());
+  return {std::move(coordinator), address};
+}
 
+std::vector<Subprocess> start_peers(const DemoOptions& o, const std::string& run,
+                                    const std::string& address, const fs::path& out) {
   std::vector<Subprocess> peers;
   const double peer_limit = std::max(10.0, o.time_limit - 5);
   char limit_text[32];
@@ -98,23 +78,18 @@ int run_demo(const DemoOptions& o) {
   for (int i = 0; i < o.peers; ++i) {
     const std::string name = "peer" + std::to_string(i + 1);
     peers.push_back(
-        spawn_apiary({"apiary", "join", "--peers", address, "--run", config.run, "--time-limit",
+        spawn_apiary({"apiary", "join", "--peers", address, "--run", run, "--time-limit",
                       limit_text, "--eval-every", std::to_string(o.eval_every), "--summary",
                       (out / (name + ".json")).string()},
                      out / (name + ".log"), out / (name + ".out")));
   }
-  std::printf("demo: started %d peers; progress every 3 s from the coordinator:\n", o.peers);
-  std::fflush(stdout);
+  return peers;
+}
 
-  // Relay the coordinator's progress lines on a thread (fgets blocks).
-  std::thread relay([&] {
-    char buffer[1024];
-    while (std::fgets(buffer, sizeof(buffer), coordinator.out())) {
-      std::printf("  %s", buffer);
-      std::fflush(stdout);
-    }
-  });
-
+// Waits until every peer exited (stopping them at Ctrl-C or past the time
+// limit); returns their exit codes.
+std::vector<int> wait_for_peers(std::vector<Subprocess>& peers, double time_limit,
+                                std::chrono::steady_clock::time_point started) {
   std::vector<bool> done(peers.size(), false);
   std::vector<int> codes(peers.size(), 0);
   std::size_t remaining = peers.size();
@@ -126,21 +101,19 @@ int run_demo(const DemoOptions& o) {
         --remaining;
       }
     }
-    const double elapsed =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    if (stop_requested() || elapsed > o.time_limit + 60) {
+    if (stop_requested() || seconds_since(started) > time_limit + 60) {
       for (std::size_t i = 0; i < peers.size(); ++i)
         if (!done[i]) peers[i].signal(SIGTERM);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  coordinator.signal(SIGTERM);
-  coordinator.wait();
-  relay.join();
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return codes;
+}
 
-  // Summary over the peers' own summaries.
+// Writes OUT/summary.json over the peers' own summaries and prints it; returns
+// the number of peers that failed.
+int summarize(const DemoOptions& o, const optimizer::RunConfig& config, const fs::path& out,
+              const std::vector<int>& codes, double seconds) {
   nlohmann::json summary{{"run", config.run}, {"peers", o.peers}, {"seconds", seconds}};
   double best_accuracy = 0, total_rate = 0;
   std::uint64_t epochs = 0, averaged = 0, local = 0;
@@ -190,7 +163,55 @@ int run_demo(const DemoOptions& o) {
       static_cast<unsigned long long>(averaged), static_cast<unsigned long long>(local),
       (out / "summary.json").c_str());
   if (failed) std::printf("demo: %d peer(s) failed; see their logs in %s\n", failed, out.c_str());
-  return failed == 0 ? 0 : 1;
+  return failed;
+}
+
+int run_demo(const DemoOptions& o) {
+  install_stop_handler();
+  if (o.peers < 2 || o.peers > 16)
+    throw Error(Errc::invalid_argument, "--peers must be in [2, 16]");
+  fs::create_directories(o.out_dir);
+  const fs::path out(o.out_dir);
+  // The run configuration: the built-in demo run unless --config names one.
+  optimizer::RunConfig config = o.config_file.empty()
+                                    ? optimizer::RunConfig::parse_json(kDemoConfig)
+                                    : optimizer::RunConfig::load_file(o.config_file);
+  config.target_accuracy = o.target_accuracy;
+  const fs::path config_path = out / "run.json";
+  std::ofstream(config_path) << config.to_json() << '\n';
+
+  std::printf(
+      "demo: a coordinator and %d peers train an MLP on Fashion-MNIST together on this machine\n",
+      o.peers);
+  std::printf(
+      "demo: run '%s', target batch %llu samples, %s, target test accuracy %.0f%%, time limit %.0f "
+      "s\n",
+      config.run.c_str(), static_cast<unsigned long long>(config.target_batch_size),
+      std::string(name_of(config.optimizer.name)).c_str(), 100 * config.target_accuracy,
+      o.time_limit);
+  std::printf("demo: logs in %s\n", out.c_str());
+  std::fflush(stdout);
+
+  const auto started = std::chrono::steady_clock::now();
+  auto [coordinator, address] = start_coordinator(config_path, out);
+  std::printf("demo: coordinator at %s\n", address.c_str());
+  std::vector<Subprocess> peers = start_peers(o, config.run, address, out);
+  std::printf("demo: started %d peers; progress every 3 s from the coordinator:\n", o.peers);
+  std::fflush(stdout);
+
+  // Relay the coordinator's progress lines on a thread (fgets blocks).
+  std::thread relay([&coordinator = coordinator] {
+    char buffer[1024];
+    while (std::fgets(buffer, sizeof(buffer), coordinator.out())) {
+      std::printf("  %s", buffer);
+      std::fflush(stdout);
+    }
+  });
+  const std::vector<int> codes = wait_for_peers(peers, o.time_limit, started);
+  coordinator.signal(SIGTERM);
+  coordinator.wait();
+  relay.join();
+  return summarize(o, config, out, codes, seconds_since(started)) == 0 ? 0 : 1;
 }
 
 const Registration registration{
