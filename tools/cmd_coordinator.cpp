@@ -104,6 +104,89 @@ SwarmView summarize(const std::vector<optimizer::PeerProgress>& reports,
   return v;
 }
 
+// The coordinator's address and the command lines that join the run (and serve
+// a moe-mlp run's experts), as text and, with --json, one object.
+void print_join_instructions(const CoordinatorOptions& o, const optimizer::RunConfig& config,
+                             const PeerAddress& address) {
+  const bool token_run = o.auth == "token";
+  const std::string join_line = "apiary join --peers " + address.to_string() + " --run " +
+                                config.run +
+                                (token_run ? " --identity KEYFILE --token TOKENFILE" : "");
+  // A moe-mlp run trains only once its experts are served: print those lines too.
+  const auto server_lines =
+      expert_server_lines(config.model, address.to_string(), o.expert_servers, token_run);
+  std::printf("%s\n", address.to_string().c_str());
+  if (!server_lines.empty()) {
+    std::printf("run '%s' needs its experts served. Start the expert servers with:\n",
+                config.run.c_str());
+    for (const auto& line : server_lines) std::printf("  %s\n", line.c_str());
+  }
+  std::printf("run '%s' is open. Join it with:\n  %s\n", config.run.c_str(), join_line.c_str());
+  if (token_run) {
+    std::printf(
+        "issue tokens (for peers%s) with:\n  apiary coordinator token --run %s --identity %s "
+        "--for PEER_ID --out TOKENFILE\n",
+        server_lines.empty() ? "" : " and expert servers", config.run.c_str(),
+        o.identity_file.c_str());
+  }
+  if (o.json) {
+    std::printf("%s\n", nlohmann::json{{"address", address.to_string()},
+                                       {"run", config.run},
+                                       {"join", join_line},
+                                       {"expert_servers", server_lines}}
+                            .dump()
+                            .c_str());
+  }
+}
+
+// The swarm's progress as the coordinator's tracker sees it now.
+SwarmView fetch_swarm_view(dht::DhtRunner& runner, const Identity& run_key,
+                           const optimizer::RunConfig& config) {
+  return runner
+      .run([&](dht::DhtNode& node) -> asio::awaitable<SwarmView> {
+        optimizer::ProgressTracker tracker(node.shared_from_this(), run_key.public_key(),
+                                           config.run, config.target_batch_size);
+        auto g = co_await tracker.refresh(0);
+        co_return summarize(tracker.last_reports(), g);
+      })
+      .get();
+}
+
+// One status line (or JSON object) per period.
+void print_status(const SwarmView& view, double seconds, bool json) {
+  if (json) {
+    std::printf("%s\n", nlohmann::json{{"seconds", seconds},
+                                       {"epoch", view.global_epoch},
+                                       {"peers", view.peers},
+                                       {"samples_per_s", view.samples_per_second},
+                                       {"loss", view.loss},
+                                       {"test_accuracy", view.test_accuracy}}
+                            .dump()
+                            .c_str());
+  } else {
+    std::printf("[%6.0fs] epoch %4llu | %zu peers | %8.0f samples/s | loss %s | test acc %s\n",
+                seconds, static_cast<unsigned long long>(view.global_epoch), view.peers,
+                view.samples_per_second,
+                view.loss < 0 ? "  -   " : std::to_string(view.loss).substr(0, 6).c_str(),
+                view.test_accuracy < 0
+                    ? "  -  "
+                    : (std::to_string(100 * view.test_accuracy).substr(0, 5) + "%").c_str());
+  }
+}
+
+// Stores the signed run configuration in the DHT; a failure is logged (the
+// next republish retries).
+void publish_config(dht::DhtRunner& runner, const Identity& run_key,
+                    const optimizer::RunConfig& config, double ttl_seconds) {
+  auto result =
+      runner
+          .run([&](dht::DhtNode& node) {
+            return optimizer::publish_run_config(node, run_key.public_key(), config, ttl_seconds);
+          })
+          .get();
+  if (!result.ok()) log::warn("publishing the run configuration failed: {}", result.reason());
+}
+
 int run_coordinator(CoordinatorOptions o) {
   install_stop_handler();
   auto config = optimizer::RunConfig::load_file(o.config_file);
@@ -135,46 +218,10 @@ int run_coordinator(CoordinatorOptions o) {
       {}, dht_options);
   const PeerAddress address = runner.address();
 
-  auto publish = [&] {
-    auto result = runner
-                      .run([&](dht::DhtNode& node) {
-                        return optimizer::publish_run_config(node, run_key.public_key(), config,
-                                                             o.config_ttl);
-                      })
-                      .get();
-    if (!result.ok()) log::warn("publishing the run configuration failed: {}", result.reason());
-  };
+  auto publish = [&] { publish_config(runner, run_key, config, o.config_ttl); };
   publish();
 
-  const bool token_run = o.auth == "token";
-  const std::string join_line = "apiary join --peers " + address.to_string() + " --run " +
-                                config.run +
-                                (token_run ? " --identity KEYFILE --token TOKENFILE" : "");
-  // A moe-mlp run trains only once its experts are served: print those lines too.
-  const auto server_lines =
-      expert_server_lines(config.model, address.to_string(), o.expert_servers, token_run);
-  std::printf("%s\n", address.to_string().c_str());
-  if (!server_lines.empty()) {
-    std::printf("run '%s' needs its experts served. Start the expert servers with:\n",
-                config.run.c_str());
-    for (const auto& line : server_lines) std::printf("  %s\n", line.c_str());
-  }
-  std::printf("run '%s' is open. Join it with:\n  %s\n", config.run.c_str(), join_line.c_str());
-  if (token_run) {
-    std::printf(
-        "issue tokens (for peers%s) with:\n  apiary coordinator token --run %s --identity %s "
-        "--for PEER_ID --out TOKENFILE\n",
-        server_lines.empty() ? "" : " and expert servers", config.run.c_str(),
-        o.identity_file.c_str());
-  }
-  if (o.json) {
-    std::printf("%s\n", nlohmann::json{{"address", address.to_string()},
-                                       {"run", config.run},
-                                       {"join", join_line},
-                                       {"expert_servers", server_lines}}
-                            .dump()
-                            .c_str());
-  }
+  print_join_instructions(o, config, address);
   std::fflush(stdout);
 
   // Checkpoints of the swarm's state, downloaded from its peers. Disk trouble
@@ -209,14 +256,7 @@ int run_coordinator(CoordinatorOptions o) {
     if (stop_requested()) break;
     SwarmView view;
     try {
-      view = runner
-                 .run([&](dht::DhtNode& node) -> asio::awaitable<SwarmView> {
-                   optimizer::ProgressTracker tracker(node.shared_from_this(), run_key.public_key(),
-                                                      config.run, config.target_batch_size);
-                   auto g = co_await tracker.refresh(0);
-                   co_return summarize(tracker.last_reports(), g);
-                 })
-                 .get();
+      view = fetch_swarm_view(runner, run_key, config);
     } catch (const std::exception& e) {
       log::warn("progress fetch failed: {}", e.what());
       continue;
@@ -231,24 +271,7 @@ int run_coordinator(CoordinatorOptions o) {
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    if (o.json) {
-      std::printf("%s\n", nlohmann::json{{"seconds", seconds},
-                                         {"epoch", view.global_epoch},
-                                         {"peers", view.peers},
-                                         {"samples_per_s", view.samples_per_second},
-                                         {"loss", view.loss},
-                                         {"test_accuracy", view.test_accuracy}}
-                              .dump()
-                              .c_str());
-    } else {
-      std::printf("[%6.0fs] epoch %4llu | %zu peers | %8.0f samples/s | loss %s | test acc %s\n",
-                  seconds, static_cast<unsigned long long>(view.global_epoch), view.peers,
-                  view.samples_per_second,
-                  view.loss < 0 ? "  -   " : std::to_string(view.loss).substr(0, 6).c_str(),
-                  view.test_accuracy < 0
-                      ? "  -  "
-                      : (std::to_string(100 * view.test_accuracy).substr(0, 5) + "%").c_str());
-    }
+    print_status(view, seconds, o.json);
     std::fflush(stdout);
     if (checkpoints && view.global_epoch >= next_checkpoint_epoch) {
       // A failed download or write is retried at the next period, not every status line.

@@ -105,6 +105,74 @@ void explain_refusal(const Identity& identity, const std::vector<PeerAddress>& p
   throw Error(Errc::permission_denied, "not admitted to the run: " + refusal + "; " + hint);
 }
 
+// The run's configuration, fetched through a temporary client-mode DHT node
+// (retrying not_found for a while: a swarm that just lost its coordinator, or a
+// busy one, may need a few lookups before the replicas answer).
+optimizer::FetchedRunConfig fetch_config(
+    const JoinOptions& o, const Identity& identity, const std::vector<PeerAddress>& peers,
+    const Bytes& token, const std::function<bool(const PublicKey&, ByteSpan)>& admit,
+    const std::vector<PeerId>& trusted) {
+  std::optional<optimizer::FetchedRunConfig> fetched;
+  dht::DhtOptions probe_options;
+  probe_options.client_mode = true;
+  TransportOptions probe_transport;
+  probe_transport.client_mode = true;
+  probe_transport.own_token = token;
+  probe_transport.admit = admit;
+  std::optional<dht::DhtRunner> probe;
+  try {
+    probe.emplace(
+        [&](asio::any_io_executor ex) {
+          return make_tcp_transport(std::move(ex), identity, {"127.0.0.1", 0}, probe_transport);
+        },
+        peers, probe_options);
+  } catch (const Error& e) {
+    if (e.code() != Errc::unavailable) throw;
+    explain_refusal(identity, peers, probe_transport, o);
+    throw;
+  }
+  for (int attempt = 1;; ++attempt) {
+    try {
+      fetched = probe
+                    ->run([&](dht::DhtNode& node) {
+                      return optimizer::fetch_run_config(node, o.run, trusted);
+                    })
+                    .get();
+      break;
+    } catch (const Error& e) {
+      if (e.code() != Errc::not_found || attempt >= kConfigFetchAttempts) throw;
+      log::info("run configuration not found yet ({}); retrying ({}/{})", e.what(), attempt,
+                kConfigFetchAttempts);
+      std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
+    }
+  }
+  return std::move(*fetched);
+}
+
+optimizer::TrainerOptions trainer_options(const JoinOptions& o, const optimizer::RunConfig& config,
+                                          const Identity& identity,
+                                          optimizer::NetworkSwarm& swarm) {
+  optimizer::TrainerOptions trainer;
+  trainer.config = config;
+  trainer.data_dir = o.data_dir;
+  trainer.batch_size = o.batch_size;
+  trainer.max_epochs = o.max_epochs;
+  trainer.time_limit_seconds = o.time_limit;
+  trainer.eval_every_epochs = o.eval_every;
+  trainer.client_mode = o.client_mode;
+  trainer.step_delay_seconds = o.step_delay;
+  trainer.expert_dht = &swarm.dht();  // remote experts (moe-mlp) are found in the run's DHT
+  trainer.stop = &stop_requested();
+  std::uint64_t seed = 0;
+  for (int i = 0; i < 8; ++i) seed = seed << 8 | identity.peer_id().bytes[i];
+  trainer.data_seed = seed;  // every peer sees its own order of the data
+  trainer.on_status = [quiet = o.quiet](const optimizer::TrainerStatus& s) {
+    if (quiet) return;
+    std::fprintf(stderr, "%s\n", progress_line(s).c_str());
+  };
+  return trainer;
+}
+
 int run_join(const JoinOptions& o) {
   install_stop_handler();
   // Every round frees and reallocates the same large tensor buffers: keep them mapped.
@@ -140,44 +208,8 @@ int run_join(const JoinOptions& o) {
 
   // Bootstrap with a temporary target; the configuration decides the real one.
   log::info("joining run '{}' through {} peer(s)", o.run, peers.size());
-  std::optional<optimizer::FetchedRunConfig> fetched;
-  {
-    dht::DhtOptions probe_options;
-    probe_options.client_mode = true;
-    TransportOptions probe_transport;
-    probe_transport.client_mode = true;
-    probe_transport.own_token = swarm_options.token;
-    probe_transport.admit = swarm_options.admit;
-    std::optional<dht::DhtRunner> probe;
-    try {
-      probe.emplace(
-          [&](asio::any_io_executor ex) {
-            return make_tcp_transport(std::move(ex), identity, {"127.0.0.1", 0}, probe_transport);
-          },
-          peers, probe_options);
-    } catch (const Error& e) {
-      if (e.code() != Errc::unavailable) throw;
-      explain_refusal(identity, peers, probe_transport, o);
-      throw;
-    }
-    // A swarm that just lost its coordinator (or a busy one) may need a few
-    // lookups before the replicas answer: retry not_found for a while.
-    for (int attempt = 1;; ++attempt) {
-      try {
-        fetched = probe
-                      ->run([&](dht::DhtNode& node) {
-                        return optimizer::fetch_run_config(node, o.run, trusted);
-                      })
-                      .get();
-        break;
-      } catch (const Error& e) {
-        if (e.code() != Errc::not_found || attempt >= kConfigFetchAttempts) throw;
-        log::info("run configuration not found yet ({}); retrying ({}/{})", e.what(), attempt,
-                  kConfigFetchAttempts);
-        std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
-      }
-    }
-  }
+  std::optional<optimizer::FetchedRunConfig> fetched =
+      fetch_config(o, identity, peers, swarm_options.token, swarm_options.admit, trusted);
   const optimizer::RunConfig& config = fetched->config;
   log::info(
       "run '{}': MLP {} hidden, {} lr {}, target batch {} samples, averaging {} ({} compression)",
@@ -189,24 +221,7 @@ int run_join(const JoinOptions& o) {
   auto swarm = std::make_shared<optimizer::NetworkSwarm>(swarm_options);
   if (!o.quiet) std::fprintf(stderr, "joined as %s\n", swarm->address().to_string().c_str());
 
-  optimizer::TrainerOptions trainer;
-  trainer.config = config;
-  trainer.data_dir = o.data_dir;
-  trainer.batch_size = o.batch_size;
-  trainer.max_epochs = o.max_epochs;
-  trainer.time_limit_seconds = o.time_limit;
-  trainer.eval_every_epochs = o.eval_every;
-  trainer.client_mode = o.client_mode;
-  trainer.step_delay_seconds = o.step_delay;
-  trainer.expert_dht = &swarm->dht();  // remote experts (moe-mlp) are found in the run's DHT
-  trainer.stop = &stop_requested();
-  std::uint64_t seed = 0;
-  for (int i = 0; i < 8; ++i) seed = seed << 8 | identity.peer_id().bytes[i];
-  trainer.data_seed = seed;  // every peer sees its own order of the data
-  trainer.on_status = [&](const optimizer::TrainerStatus& s) {
-    if (o.quiet) return;
-    std::fprintf(stderr, "%s\n", progress_line(s).c_str());
-  };
+  optimizer::TrainerOptions trainer = trainer_options(o, config, identity, *swarm);
   // Checkpoints: resume from the newest valid one, write one every
   // --checkpoint-every epochs and on every clean exit (SIGINT/SIGTERM included).
   std::optional<optimizer::StateCheckpoints> checkpoints;
