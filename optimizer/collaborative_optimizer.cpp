@@ -57,7 +57,7 @@ CollaborativeOptimizer::CollaborativeOptimizer(std::shared_ptr<SwarmServices> sw
       options_(std::move(options)),
       params_(params),
       grads_(grads),
-      local_(options_.config.optimizer, params.size(), std::move(slices)),
+      local_(make_local_optimizer(options_.config.optimizer, params.size(), std::move(slices))),
       deadline_(DeadlinePolicy{
           .initial_seconds = options_.config.averaging.averaging_timeout,
           .min_seconds = 1.0,
@@ -255,7 +255,7 @@ void CollaborativeOptimizer::apply_gradients(std::span<float> gradients, std::ui
     kernels::clip_by_global_norm(gradients,
                                  static_cast<float>(options_.config.optimizer.clip_grad_norm));
   }
-  local_.step(agreed_, gradients, epoch);
+  step_at_epoch(local_, options_.config.optimizer, agreed_, gradients, epoch);
 }
 
 RoundReport CollaborativeOptimizer::blocking_boundary(const GlobalProgress& global) {
@@ -343,7 +343,7 @@ void CollaborativeOptimizer::speculate(std::span<const float> local_mean, std::u
                                  static_cast<float>(options_.config.optimizer.clip_grad_norm));
   }
   copy_into(params_, agreed_);
-  speculative_->step(params_, speculative_grads_, epoch);
+  step_at_epoch(*speculative_, options_.config.optimizer, params_, speculative_grads_, epoch);
 }
 
 void CollaborativeOptimizer::start_round(std::unique_ptr<InFlightRound> round) {
@@ -459,7 +459,7 @@ bool CollaborativeOptimizer::average_state() {
 bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
   {
     std::lock_guard lock(state_mutex_);
-    local_.step(params_, grads_, epoch_);
+    step_at_epoch(local_, options_.config.optimizer, params_, grads_, epoch_);
   }
   local_samples_ += batch_size;
   ++inner_steps_;

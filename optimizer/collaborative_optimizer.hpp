@@ -78,7 +78,7 @@
 // optimizer's own worker thread (SerialWorker), joined by the destructor.
 // Errors: throws apiary::Error{invalid_argument} for buffer size mismatches.
 #include "optimizer/adaptive_deadline.hpp"
-#include "optimizer/local_optimizer.hpp"
+#include "optimizer/optimizer_schedule.hpp"
 #include "optimizer/progress_estimate.hpp"
 #include "optimizer/run_config.hpp"
 #include "optimizer/serial_worker.hpp"

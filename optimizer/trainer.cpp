@@ -43,6 +43,40 @@ void resume(CollaborativeOptimizer& optimizer, const StateSnapshot& state) {
   optimizer.load_state_from_peers(state.epoch + 1);
 }
 
+void refresh_status(TrainerStatus& status, const CollaborativeOptimizer& optimizer,
+                    SwarmServices& swarm, double seconds, double smoothed_loss) {
+  status.epoch = optimizer.epoch();
+  status.seconds = seconds;
+  status.communication_seconds = optimizer.communication_blocked_seconds();
+  status.loss = smoothed_loss;
+  status.local_samples_per_second = optimizer.samples_per_second();
+  const GlobalProgress g = swarm.global_progress(optimizer.epoch());
+  status.swarm_samples_per_second = g.total_samples_per_second;
+  status.swarm_peers = g.num_peers;
+  status.swarm_samples_this_epoch = static_cast<std::uint64_t>(g.estimated_samples);
+}
+
+void count_round(TrainerStatus& status, const RoundReport& round) {
+  if (round.applied) (round.averaged ? status.averaged_rounds : status.local_rounds)++;
+  status.last_group_size = round.gradients.group_size;
+}
+
+// After training: the final figure is on the whole test set (not counted in
+// the training time, status.seconds), then the parameters and state.
+void finish_summary(TrainerSummary& summary, TrainerStatus& status,
+                    const CollaborativeOptimizer& optimizer, RunModel& model,
+                    const nn::Dataset& test_full, double target_accuracy) {
+  status.communication_seconds = optimizer.communication_blocked_seconds();
+  status.test_accuracy = model.evaluate(test_full).accuracy;
+  summary.best_test_accuracy = std::max(summary.best_test_accuracy, status.test_accuracy);
+  summary.reached_target_accuracy = target_accuracy > 0 && status.test_accuracy >= target_accuracy;
+  status.epoch = optimizer.epoch();
+  summary.last = status;
+  const auto params = model.parameters().flat_parameters();
+  summary.final_parameters.emplace_back(params.begin(), params.end());
+  summary.final_state = optimizer.snapshot();
+}
+
 }  // namespace
 
 TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerOptions& options) {
@@ -81,15 +115,7 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
   std::uint64_t last_eval_epoch = optimizer.epoch();
 
   auto emit = [&](bool epoch_ended) {
-    status.epoch = optimizer.epoch();
-    status.seconds = elapsed();
-    status.communication_seconds = optimizer.communication_blocked_seconds();
-    status.loss = smoothed_loss;
-    status.local_samples_per_second = optimizer.samples_per_second();
-    const GlobalProgress g = swarm->global_progress(optimizer.epoch());
-    status.swarm_samples_per_second = g.total_samples_per_second;
-    status.swarm_peers = g.num_peers;
-    status.swarm_samples_this_epoch = static_cast<std::uint64_t>(g.estimated_samples);
+    refresh_status(status, optimizer, *swarm, elapsed(), smoothed_loss);
     status.epoch_ended = epoch_ended;
     if (options.on_status) options.on_status(status);
   };
@@ -119,9 +145,7 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
     const bool epoch_ended = optimizer.step(batch.labels.size());
     if (epoch_ended) {
       if (options.on_epoch_end) options.on_epoch_end(optimizer);
-      const auto& round = optimizer.last_round();
-      if (round.applied) (round.averaged ? status.averaged_rounds : status.local_rounds)++;
-      status.last_group_size = round.gradients.group_size;
+      count_round(status, optimizer.last_round());
       if (options.eval_every_epochs > 0 &&
           optimizer.epoch() >= last_eval_epoch + options.eval_every_epochs) {
         last_eval_epoch = optimizer.epoch();
@@ -142,19 +166,9 @@ TrainerSummary run_training(std::shared_ptr<SwarmServices> swarm, const TrainerO
   }
   // With overlap: apply the round in flight, so the model holds the agreed parameters.
   optimizer.finish_overlap();
-  // The final figure is on the whole test set (not counted in the training time).
   status.seconds = elapsed();
-  status.communication_seconds = optimizer.communication_blocked_seconds();
-  status.test_accuracy = model->evaluate(test_full).accuracy;
-  summary.best_test_accuracy = std::max(summary.best_test_accuracy, status.test_accuracy);
-  summary.reached_target_accuracy =
-      config.target_accuracy > 0 && status.test_accuracy >= config.target_accuracy;
-  status.epoch = optimizer.epoch();
   status.loss = smoothed_loss;
-  summary.last = status;
-  summary.final_parameters.emplace_back(registry.flat_parameters().begin(),
-                                        registry.flat_parameters().end());
-  summary.final_state = optimizer.snapshot();
+  finish_summary(summary, status, optimizer, *model, test_full, config.target_accuracy);
   return summary;
 }
 

@@ -1,4 +1,4 @@
-#include "optimizer/local_optimizer.hpp"
+#include "optimizer/optimizer_schedule.hpp"
 
 #include "core/error.hpp"
 
@@ -15,11 +15,10 @@ TEST(LocalOptimizer, ScheduleWarmsUpThenDecays) {
   c.lr = 0.1;
   c.warmup_epochs = 4;
   c.lr_decay_per_epoch = 0.5;
-  LocalOptimizer opt(c, 1);
-  EXPECT_DOUBLE_EQ(opt.learning_rate(0), 0.025);
-  EXPECT_DOUBLE_EQ(opt.learning_rate(3), 0.1);
-  EXPECT_DOUBLE_EQ(opt.learning_rate(4), 0.1);
-  EXPECT_DOUBLE_EQ(opt.learning_rate(6), 0.025);
+  EXPECT_DOUBLE_EQ(learning_rate(c, 0), 0.025);
+  EXPECT_DOUBLE_EQ(learning_rate(c, 3), 0.1);
+  EXPECT_DOUBLE_EQ(learning_rate(c, 4), 0.1);
+  EXPECT_DOUBLE_EQ(learning_rate(c, 6), 0.025);
 }
 
 TEST(LocalOptimizer, SgdMomentumMatchesFormula) {
@@ -27,11 +26,11 @@ TEST(LocalOptimizer, SgdMomentumMatchesFormula) {
   c.name = OptimizerName::sgd;
   c.lr = 0.1;
   c.momentum = 0.9;
-  LocalOptimizer opt(c, 2);
+  LocalOptimizer opt = make_local_optimizer(c, 2);
   std::vector<float> p{1.0f, -1.0f}, g{0.5f, 1.0f};
-  opt.step(p, g, 0);  // buf = g
+  step_at_epoch(opt, c, p, g, 0);  // buf = g
   EXPECT_FLOAT_EQ(p[0], 1.0f - 0.1f * 0.5f);
-  opt.step(p, g, 0);  // buf = 0.9·g + g
+  step_at_epoch(opt, c, p, g, 0);  // buf = 0.9·g + g
   EXPECT_FLOAT_EQ(p[0], 1.0f - 0.1f * 0.5f - 0.1f * 1.9f * 0.5f);
   ASSERT_EQ(opt.state_buffers().size(), 1u);
   EXPECT_FLOAT_EQ(opt.state_buffers()[0][1], 1.9f);
@@ -41,9 +40,9 @@ TEST(LocalOptimizer, AdamFirstStepMovesByLr) {
   OptimizerConfig c;
   c.name = OptimizerName::adam;
   c.lr = 0.01;
-  LocalOptimizer opt(c, 3);
+  LocalOptimizer opt = make_local_optimizer(c, 3);
   std::vector<float> p{0, 0, 0}, g{2.0f, -3.0f, 0.0f};
-  opt.step(p, g, 0);
+  step_at_epoch(opt, c, p, g, 0);
   // m̂ = g, v̂ = g², so the first step is -lr·sign(g).
   EXPECT_NEAR(p[0], -0.01f, 1e-6);
   EXPECT_NEAR(p[1], 0.01f, 1e-6);
@@ -53,7 +52,33 @@ TEST(LocalOptimizer, AdamFirstStepMovesByLr) {
 }
 
 TEST(LocalOptimizer, RejectsWrongSizes) {
-  LocalOptimizer opt(OptimizerConfig{}, 4);
+  const OptimizerConfig c;
+  LocalOptimizer opt = make_local_optimizer(c, 4);
   std::vector<float> p(4), g(3);
-  EXPECT_THROW(opt.step(p, g, 0), Error);
+  EXPECT_THROW(step_at_epoch(opt, c, p, g, 0), Error);
+}
+
+// The collaborative optimizer's speculative step works on a copy: the copy's
+// statistics are its own, and assigning again brings the original's back.
+TEST(LocalOptimizer, CopiesOwnTheirStatistics) {
+  OptimizerConfig c;
+  LocalOptimizer original = make_local_optimizer(c, 2);
+  std::vector<float> p{0, 0}, g{1.0f, -1.0f};
+  step_at_epoch(original, c, p, g, 0);
+  const std::vector<float> first(original.state_buffers()[0].begin(),
+                                 original.state_buffers()[0].end());
+  LocalOptimizer copy = original;
+  step_at_epoch(copy, c, p, g, 1);
+  EXPECT_EQ(copy.steps_taken(), 2u);
+  EXPECT_EQ(original.steps_taken(), 1u);
+  EXPECT_NE(copy.state_buffers()[0][0], first[0]);
+  EXPECT_EQ(original.state_buffers()[0][0], first[0]);
+  copy = original;
+  EXPECT_EQ(copy.state_buffers()[0][0], first[0]);
+  EXPECT_EQ(copy.steps_taken(), 1u);
+  // SGD without momentum keeps no statistics.
+  OptimizerConfig plain;
+  plain.name = OptimizerName::sgd;
+  plain.momentum = 0.0;
+  EXPECT_TRUE(make_local_optimizer(plain, 2).state_buffers().empty());
 }

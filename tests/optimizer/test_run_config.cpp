@@ -169,3 +169,14 @@ TEST(RunConfig, CanonicalTextIsUnchanged) {
           .to_json(),
       R"({"averaging":{"average_state_every":1,"averaging_timeout":30.0,"local_steps":50,"matchmaking_time":2.0,"min_group_size":2,"mode":"target_batch","outer_lr":0.7,"outer_momentum":0.9,"overlap":true,"target_group_size":16},"batch_size":64,"compression":{"gradients":"bf16","min_compress_elements":7,"state":"8bit"},"dataset":{"name":"fashion-mnist","path":"/usr/share/datasets/fashion-mnist"},"max_epochs":0,"model":{"activation":"relu","hidden":[256,128],"seed":0,"type":"mlp"},"optimizer":{"beta1":0.9,"beta2":0.999,"clip_grad_norm":0.0,"eps":1e-08,"lr":0.001,"lr_decay_per_epoch":1.0,"momentum":0.5,"name":"sgd","nesterov":true,"warmup_epochs":0,"weight_decay":0.0},"run":"y","target_accuracy":0.0,"target_batch_size":4096})");
 }
+
+TEST(RunConfig, NamedChoicesRoundTripThroughTheirNames) {
+  for (auto name : all_names<Codec>()) EXPECT_EQ(name_of(*parse_name<Codec>(name)), name);
+  for (auto name : all_names<OptimizerName>())
+    EXPECT_EQ(name_of(*parse_name<OptimizerName>(name)), name);
+  EXPECT_EQ(parse_name<AveragingMode>("local_updates"), AveragingMode::local_updates);
+  EXPECT_FALSE(
+      parse_name<Codec>("blockwise8").has_value());  // the codec's alias is not a config name
+  EXPECT_EQ(names_list<OptimizerName>(), "sgd, adam, adamw or lamb");
+  EXPECT_EQ(names_list<AveragingMode>(), "target_batch or local_updates");
+}
