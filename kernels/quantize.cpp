@@ -101,6 +101,18 @@ float absmax_sse2(const float* __restrict x, std::size_t n, bool* finite) {
   for (; i + 16 <= n; i += 16) scan.add16(x + i);
   return scan.finish(x + i, n - i, finite);
 }
+
+// Codes of x[0, 16) at `m` = 127/absmax. cvtps2dq rounds half to even (default
+// MXCSR), exactly like round_even(); |x·m| ≤ 127.00002 rounds into [-127, 127],
+// so the saturating packs need no clamp: the scalar loop's codes.
+inline void encode16(const float* __restrict x, __m128 m, std::int8_t* __restrict codes) {
+  __m128i a = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x), m));
+  __m128i b = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x + 4), m));
+  __m128i c = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x + 8), m));
+  __m128i d = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x + 12), m));
+  __m128i packed = _mm_packs_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(codes), packed);
+}
 #endif
 
 // max |x[i]| (or |x[i] + r[i]| when r is given) with 16 lanes; *finite is false
@@ -142,18 +154,9 @@ void encode_block(const float* __restrict x, std::size_t n, float absmax,
   const float multiplier = absmax > 0.0f ? 127.0f / absmax : 0.0f;
   std::size_t i = 0;
 #ifdef __SSE2__
-  // cvtps2dq rounds half to even (default MXCSR), exactly like round_even();
-  // |x·multiplier| ≤ 127.00002 rounds into [-127, 127], so the saturating packs
-  // need no clamp. Same codes as the scalar loop, 16 values per iteration.
+  // 16 values per iteration, the scalar loop's codes (see encode16).
   const __m128 m = _mm_set1_ps(multiplier);
-  for (; i + 16 <= n; i += 16) {
-    __m128i a = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x + i), m));
-    __m128i b = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x + i + 4), m));
-    __m128i c = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x + i + 8), m));
-    __m128i d = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x + i + 12), m));
-    __m128i packed = _mm_packs_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + i), packed);
-  }
+  for (; i + 16 <= n; i += 16) encode16(x + i, m, codes + i);
 #endif
   for (; i < n; ++i) codes[i] = clamp_code(round_even(x[i] * multiplier));
 }
@@ -247,12 +250,7 @@ float encode_and_scan(const float* __restrict x, std::size_t n, float absmax,
   std::size_t i = 0;
   for (; i + 16 <= n; i += 16) {
     scan.add16(next + i);
-    __m128i a = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x + i), m));
-    __m128i b = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x + i + 4), m));
-    __m128i c = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x + i + 8), m));
-    __m128i d = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(x + i + 12), m));
-    __m128i packed = _mm_packs_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + i), packed);
+    encode16(x + i, m, codes + i);
   }
   for (std::size_t j = i; j < n; ++j) codes[j] = clamp_code(round_even(x[j] * multiplier));
   return scan.finish(next + i, n - i, next_finite);
