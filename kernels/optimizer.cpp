@@ -64,7 +64,10 @@ void adam_step(std::span<float> params, std::span<const float> grads, std::span<
   detail::check_same_size(params.size(), exp_avg.size(), "adam_step exp_avg");
   detail::check_same_size(params.size(), exp_avg_sq.size(), "adam_step exp_avg_sq");
   check_step(step);
-  auto [c1, c2] = bias_correction(c.beta1, c.beta2, step);
+  // Plain variables, not a structured binding: clang before 16 cannot capture
+  // bindings in the lambdas below (the fuzz build compiles this with clang 14).
+  const BiasCorrection correction = bias_correction(c.beta1, c.beta2, step);
+  const float c1 = correction.c1, c2 = correction.c2;
   if (device == Device::cuda) {
     require_device(device);
     APIARY_CUDA_CALL(cuda::adam_step(params.data(), grads.data(), exp_avg.data(), exp_avg_sq.data(),
@@ -104,7 +107,10 @@ void lamb_step(std::span<float> params, std::span<const float> grads, std::span<
                                   std::to_string(params.size()));
     }
   }
-  auto [c1, c2] = bias_correction(c.beta1, c.beta2, step);
+  // Plain variables, not a structured binding: clang before 16 cannot capture
+  // bindings in the lambdas below (the fuzz build compiles this with clang 14).
+  const BiasCorrection correction = bias_correction(c.beta1, c.beta2, step);
+  const float c1 = correction.c1, c2 = correction.c2;
   if (device == Device::cuda) {
     require_device(device);
     APIARY_CUDA_CALL(cuda::lamb_step(params.data(), grads.data(), exp_avg.data(), exp_avg_sq.data(),

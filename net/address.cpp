@@ -68,6 +68,9 @@ PeerAddress PeerAddress::parse(std::string_view text) {
     if (!rest.starts_with(':')) bad_address(text, "missing ':<port>' after ']'");
     port_text = rest.substr(1);
     if (host.empty()) bad_address(text, "empty IPv6 host");
+    // Only IPv6 hosts are printed in brackets; any other would not print back
+    // to an address that parses (found by tests/fuzz/fuzz_address.cpp).
+    if (host.find(':') == std::string_view::npos) bad_address(text, "no IPv6 host in brackets");
     for (char c : host)
       if (!is_ipv6_char(c)) bad_address(text, "invalid character in the IPv6 host");
   } else {

@@ -4,8 +4,8 @@
 // auth message after a genuine hello, and a verdict. Only apiary::Error may
 // come out, and a handshake fed garbage must never report success.
 #include "core/error.hpp"
-#include "net/handshake.hpp"
 #include "core/identity.hpp"
+#include "net/handshake.hpp"
 
 #include <cstdint>
 #include <cstdlib>

@@ -49,6 +49,7 @@ TEST(PeerAddress, BadInputsGiveClearErrors) {
       "apiary://" + pid + "@[::1:80",
       "apiary://" + pid + "@[::1]80",
       "apiary://" + pid + "@[]:80",
+      "apiary://" + pid + "@[host%1]:80",  // brackets hold IPv6 hosts only (fuzz finding)
       "apiary://" + pid + "@host name:80",
   };
   for (const auto& text : bad) {

@@ -1,0 +1,58 @@
+// libFuzzer target: the strict msgpack document parser and its accessors
+// (core/codec.hpp). parse() must refuse bad input with Error{bad_message} only;
+// on a parsed document every accessor is tried on every value (each may refuse
+// with Error), walking arrays and maps to the parser's depth limit.
+#include "core/codec.hpp"
+#include "fuzz_util.hpp"
+
+using namespace apiary;
+
+namespace {
+
+void try_scalars(const codec::Reader& value) {
+  fuzz::expect_only<Error>([&] { (void)value.boolean("b"); });
+  fuzz::expect_only<Error>([&] { (void)value.uint("u", 1000); });
+  fuzz::expect_only<Error>([&] { (void)value.sint("s", -1000, 1000); });
+  fuzz::expect_only<Error>([&] { (void)value.integer<std::uint8_t>("u8"); });
+  fuzz::expect_only<Error>([&] { (void)value.integer<std::int16_t>("i16"); });
+  fuzz::expect_only<Error>([&] { (void)value.f64("f"); });
+  fuzz::expect_only<Error>([&] { (void)value.f64("f", true); });
+  fuzz::expect_only<Error>([&] { (void)value.str("str", 64, 1); });
+  fuzz::expect_only<Error>([&] { (void)value.bin("bin", 64, 1); });
+  fuzz::expect_only<Error>([&] { (void)value.fixed_bin("fixed", 20); });
+}
+
+void walk(const codec::Reader& value, int depth) {
+  fuzz::require(depth <= 17, "depth is bounded by the parser");
+  try_scalars(value);
+  fuzz::expect_only<Error>([&] {
+    codec::ArrayReader items = value.array("arr", 0, 1u << 20);
+    while (!items.done()) walk(items.next(), depth + 1);
+    fuzz::expect_only<Error>([&] { (void)items.next(); });  // past the end: an error
+  });
+  fuzz::expect_only<Error>([&] {
+    codec::MapReader entries = value.map("map", 1u << 16);
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      walk(entries.key(i), depth + 1);
+      walk(entries.value(i), depth + 1);
+    }
+    (void)entries.find("key");
+    fuzz::expect_only<Error>([&] { (void)entries.at("absent-key"); });
+  });
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  fuzz::expect_only<Error>([&] {
+    codec::Document doc = codec::parse(ByteSpan(data, size));
+    walk(doc.root(), 0);
+  });
+  // Tight limits take other refusal paths.
+  fuzz::expect_only<Error>([&] {
+    codec::Limits small{.max_depth = 2, .max_array = 4, .max_map = 4, .max_str = 8, .max_bin = 8};
+    codec::Document doc = codec::parse(ByteSpan(data, size), small);
+    walk(doc.root(), 0);
+  });
+  return 0;
+}
