@@ -1,9 +1,9 @@
 #include "averaging/butterfly.hpp"
 
-#include "averaging/async_util.hpp"
 #include "averaging/load_balancing.hpp"
 #include "averaging/reducer.hpp"
 #include "averaging/wire.hpp"
+#include "core/async.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 
@@ -20,10 +20,9 @@
 namespace apiary::averaging {
 namespace {
 
-using detail::Clock;
-using detail::run_compute;
-using detail::Signal;
-using detail::TaskGroup;
+using async::run_compute;
+using async::Signal;
+using async::TaskGroup;
 
 constexpr std::uint8_t kStreamVersion = 1;
 // Chunk messages: u32 chunk index, u8 codec, 3 zero bytes, payload. Eight
@@ -108,9 +107,9 @@ std::string key_of(ByteSpan group_id) {
 }
 
 // Time left until `deadline`, capped, at least 1 ms (a zero timeout would mean "now").
-std::chrono::milliseconds time_left(Clock::time_point deadline, std::chrono::milliseconds cap) {
+std::chrono::milliseconds time_left(Deadline deadline, std::chrono::milliseconds cap) {
   // Rounded up, so a wait never ends just before the deadline it serves.
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - SteadyClock::now());
   return std::clamp(left, std::chrono::milliseconds{1},
                     std::max(cap, std::chrono::milliseconds{1}));
 }
@@ -143,7 +142,7 @@ class Round : public std::enable_shared_from_this<Round> {
  public:
   Round(asio::any_io_executor executor, rpc::RpcNode& node, GroupInfo group, std::size_t me,
         TensorSet tensors, std::optional<TensorSet> residuals, AllReduceOptions options,
-        Clock::time_point deadline)
+        Deadline deadline)
       : executor_(executor),
         node_(node),
         group_(std::move(group)),
@@ -152,7 +151,7 @@ class Round : public std::enable_shared_from_this<Round> {
         residuals_(std::move(residuals)),
         options_(std::move(options)),
         deadline_(deadline),
-        started_(Clock::now()),
+        started_(SteadyClock::now()),
         plan_(tensors_.sizes(),
               group_part_sizes(group_, total_of(tensors_), options_.min_part_elements),
               effective_chunk_elements(options_, total_of(tensors_), group_.members.size())),
@@ -194,7 +193,7 @@ class Round : public std::enable_shared_from_this<Round> {
     }
     co_await tasks.wait();
     while (reducer_ && !(reducer_->finished() && jobs_ == 0 && handlers_ == 0))
-      co_await changed_.wait_until(Clock::time_point::max());
+      co_await changed_.wait_until(Deadline::max());
     done_ = true;
     changed_.notify_all();
     result_.group_size = group_.members.size();
@@ -389,7 +388,7 @@ class Round : public std::enable_shared_from_this<Round> {
       for (std::size_t s = 0; s < senders_.size(); ++s)
         waiting = waiting || (s != me_ && reducer_->is_active(s) && !senders_[s].connected);
       if (!waiting) co_return;
-      if (Clock::now() >= give_up) {
+      if (SteadyClock::now() >= give_up) {
         for (std::size_t s = 0; s < senders_.size(); ++s)
           if (s != me_ && !senders_[s].connected) exclude_sender(s, "did not connect in time");
         co_return;
@@ -399,7 +398,7 @@ class Round : public std::enable_shared_from_this<Round> {
   }
 
   asio::awaitable<void> watch_deadline([[maybe_unused]] std::shared_ptr<Round> self) {
-    while (!done_ && Clock::now() < deadline_) co_await changed_.wait_until(deadline_);
+    while (!done_ && SteadyClock::now() < deadline_) co_await changed_.wait_until(deadline_);
     if (done_) co_return;
     expired_ = true;
     result_.deadline_hit = true;
@@ -471,7 +470,7 @@ class Round : public std::enable_shared_from_this<Round> {
       if (progress->failed && received < part.chunks.size())
         throw Error(Errc::unavailable, "sending the part failed");
     } catch (const std::exception& e) {
-      if (Clock::now() >= deadline_) result_.deadline_hit = true;
+      if (SteadyClock::now() >= deadline_) result_.deadline_hit = true;
       if (!expired_) {
         log::debug("all-reduce: reducer {} failed: {}", peer_of(r).to_string(), e.what());
         failed_.insert(peer_of(r));
@@ -533,8 +532,8 @@ class Round : public std::enable_shared_from_this<Round> {
   TensorSet tensors_;
   std::optional<TensorSet> residuals_;
   AllReduceOptions options_;
-  Clock::time_point deadline_;
-  Clock::time_point started_;
+  Deadline deadline_;
+  Deadline started_;
   PartitionPlan plan_;
   std::vector<Codec> codecs_;
   Signal changed_;
@@ -588,10 +587,10 @@ asio::awaitable<void> handle_stream(std::shared_ptr<AllReduceService::State> sta
   const StreamHeader header = decode_stream_header(*first);
   const std::string key = key_of(header.group_id);
   // The sender may be a little ahead of us: wait briefly for our round to start.
-  const auto give_up = Clock::now() + state->accept_wait;
+  const auto give_up = SteadyClock::now() + state->accept_wait;
   std::shared_ptr<Round> round;
   while (!(round = state->rounds.count(key) ? state->rounds[key].lock() : nullptr)) {
-    if (Clock::now() >= give_up) throw Error(Errc::not_found, "no such all-reduce round");
+    if (SteadyClock::now() >= give_up) throw Error(Errc::not_found, "no such all-reduce round");
     co_await state->rounds_changed.wait_until(give_up);
   }
   const auto& members = round->group().members;
@@ -612,7 +611,7 @@ asio::awaitable<void> handle_stream(std::shared_ptr<AllReduceService::State> sta
 asio::awaitable<AllReduceResult> AllReduceService::run(GroupInfo group, TensorSet tensors,
                                                        std::optional<TensorSet> residuals,
                                                        AllReduceOptions options,
-                                                       Clock::time_point deadline) {
+                                                       Deadline deadline) {
   if (group.group_id.empty() || group.group_id.size() > kMaxGroupIdBytes)
     throw Error(Errc::invalid_argument, "group id must be 1..64 bytes");
   std::size_t me = group.members.size();

@@ -1,7 +1,7 @@
 #include "averaging/matchmaker.hpp"
 
-#include "averaging/async_util.hpp"
 #include "averaging/wire.hpp"
+#include "core/async.hpp"
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "core/log.hpp"
@@ -14,17 +14,12 @@
 namespace apiary::averaging {
 namespace {
 
-using detail::Clock;
-using detail::Signal;
+using async::Signal;
 
 constexpr std::uint8_t kJoinVersion = 1;
 constexpr std::size_t kMaxKeyBytes = 256;
 constexpr std::size_t kMaxAddressBytes = 512;
 constexpr std::size_t kMaxMembers = 4096;
-
-double system_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 struct JoinRequest {
   std::string group_key;
@@ -126,12 +121,6 @@ JoinResponse decode_response(ByteSpan in) {
   return response;
 }
 
-Clock::time_point steady_from_system(double system_time) {
-  const double left = system_time - system_now();
-  return Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                            std::chrono::duration<double>(std::max(0.0, left)));
-}
-
 }  // namespace
 
 std::string_view join_status_name(JoinStatus status) noexcept {
@@ -161,7 +150,9 @@ std::function<std::string(std::uint64_t)> moshpit_suffix(std::size_t row, std::s
 }
 
 struct Matchmaker::State {
-  explicit State(const asio::any_io_executor& executor) : changed(executor) {}
+  State(const asio::any_io_executor& executor, Clock clock)
+      : clock(std::move(clock)), changed(executor) {}
+  Clock clock;
   // redirected: another peer leads this key after all; joiners are sent there.
   enum class Phase { open, started, disbanded, redirected };
   struct Leading {
@@ -172,7 +163,7 @@ struct Matchmaker::State {
     Phase phase = Phase::open;
     GroupInfo group;  // leader first, then followers in join order
     // Held groups: followers' join requests wait for the start until then.
-    std::optional<Clock::time_point> hold_until;
+    std::optional<Deadline> hold_until;
     std::optional<PeerAddress> redirect;  // Phase::redirected: the peer that leads
   };
   std::optional<Leading> leading;
@@ -213,8 +204,8 @@ asio::awaitable<Bytes> handle_join(std::shared_ptr<JoinService::Registry> regist
   if (!state) co_return encode_response(JoinStatus::not_a_leader, nullptr, std::nullopt);
   // A joiner may see this peer's declaration before this peer has listed the
   // others and decided to lead: wait for the decision rather than refuse.
-  const auto decide_by = Clock::now() + std::chrono::seconds(2);
-  while (state->deciding_key == request.group_key && Clock::now() < decide_by)
+  const auto decide_by = state->clock.now() + std::chrono::seconds(2);
+  while (state->deciding_key == request.group_key && state->clock.now() < decide_by)
     co_await state->changed.wait_until(decide_by);
   auto& leading = state->leading;
   if (!leading || leading->group_key != request.group_key) {
@@ -226,7 +217,8 @@ asio::awaitable<Bytes> handle_join(std::shared_ptr<JoinService::Registry> regist
     co_return encode_response(JoinStatus::not_a_leader, nullptr, leading->redirect);
   if (leading->phase == Matchmaker::State::Phase::disbanded)
     co_return encode_response(JoinStatus::disbanded, nullptr, std::nullopt);
-  if (leading->phase != Matchmaker::State::Phase::open || system_now() > leading->expires)
+  if (leading->phase != Matchmaker::State::Phase::open ||
+      state->clock.wall_now() > leading->expires)
     co_return encode_response(JoinStatus::expired, nullptr, std::nullopt);
   if (request.schema_hash != leading->schema_hash)
     co_return encode_response(JoinStatus::bad_schema, nullptr, std::nullopt);
@@ -246,10 +238,10 @@ asio::awaitable<Bytes> handle_join(std::shared_ptr<JoinService::Registry> regist
   const std::string key = leading->group_key;
   state->changed.notify_all();
   // Long poll: answer when the leader starts or disbands the group.
-  const auto give_up = std::max(steady_from_system(leading->expires) + std::chrono::seconds(5),
-                                leading->hold_until.value_or(Clock::time_point::min()));
+  const auto give_up = std::max(state->clock.steady_at(leading->expires) + std::chrono::seconds(5),
+                                leading->hold_until.value_or(Deadline::min()));
   while (state->leading && state->leading->group_key == key &&
-         state->leading->phase == Matchmaker::State::Phase::open && Clock::now() < give_up)
+         state->leading->phase == Matchmaker::State::Phase::open && state->clock.now() < give_up)
     co_await state->changed.wait_until(give_up);
   if (state->leading && state->leading->group_key == key &&
       state->leading->phase == Matchmaker::State::Phase::redirected)
@@ -264,13 +256,14 @@ asio::awaitable<Bytes> handle_join(std::shared_ptr<JoinService::Registry> regist
 // the deadline came first), then a short grace for members expected but not
 // in yet (they may still be settling), so a slow declarer is not left out.
 asio::awaitable<bool> wait_for_release(Matchmaker::State& state, const MatchmakingOptions& options,
-                                       Clock::time_point deadline) {
-  while (!state.released && !state.abandoned && Clock::now() < deadline)
+                                       Deadline deadline) {
+  while (!state.released && !state.abandoned && state.clock.now() < deadline)
     co_await state.changed.wait_until(deadline);
   if (!state.released || state.abandoned) co_return false;
   const std::size_t expected = std::min(options.expected_group_size, options.target_group_size);
-  const auto grace = std::min(deadline, Clock::now() + options.release_grace);
-  while (state.leading->group.members.size() < expected && !state.abandoned && Clock::now() < grace)
+  const auto grace = std::min(deadline, state.clock.now() + options.release_grace);
+  while (state.leading->group.members.size() < expected && !state.abandoned &&
+         state.clock.now() < grace)
     co_await state.changed.wait_until(grace);
   co_return !state.abandoned;
 }
@@ -291,7 +284,7 @@ Matchmaker::Matchmaker(rpc::RpcNode& node, std::shared_ptr<GroupKeyStore> store,
       store_(std::move(store)),
       options_(std::move(options)),
       joins_(joins ? std::move(joins) : std::make_shared<JoinService>(node)),
-      state_(std::make_shared<State>(node.get_executor())) {
+      state_(std::make_shared<State>(node.get_executor(), options_.clock)) {
   if (options_.min_group_size < 1 || options_.target_group_size < options_.min_group_size)
     throw Error(Errc::invalid_argument, "matchmaking: need 1 <= min_group_size <= target");
   joins_->registry_->add(state_);
@@ -311,7 +304,7 @@ void Matchmaker::abandon() {
 
 asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
                                                                  std::uint64_t schema_hash,
-                                                                 Clock::time_point deadline) {
+                                                                 Deadline deadline) {
   // The frame keeps the state alive: if the io_context is torn down while
   // this waits, its timers unregister from signals that must still exist,
   // even when the Matchmaker itself is already gone.
@@ -321,7 +314,7 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
                           (options_.key_suffix ? options_.key_suffix(round) : std::string());
   const PeerAddress self = node_.local_address();
   const double expires =
-      system_now() + std::chrono::duration<double>(options_.matchmaking_time).count();
+      state->clock.wall_now() + std::chrono::duration<double>(options_.matchmaking_time).count();
   stats_ = {};
   state->released = false;
   state->abandoned = false;
@@ -347,10 +340,10 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
   }
   {
     asio::steady_timer settle(node_.get_executor(),
-                              std::min(deadline, Clock::now() + options_.settle_time));
+                              std::min(deadline, state->clock.now() + options_.settle_time));
     co_await settle.async_wait(asio::use_awaitable);
   }
-  auto declarations = co_await store_->list(key, system_now());
+  auto declarations = co_await store_->list(key, state->clock.wall_now());
   if (!options_.client_mode) {
     bool listed = false;
     for (const auto& d : declarations) listed = listed || d.address.peer == self.peer;
@@ -388,7 +381,7 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
       stats_.last_rejection = JoinStatus::disbanded;
     };
     // Gather until full or time is up; a released held group starts with what it has.
-    const auto stop = std::min(deadline, steady_from_system(expires));
+    const auto stop = std::min(deadline, state->clock.steady_at(expires));
     // A held leader looks at the declarations again now and then until it is
     // released: one earlier than its own that the DHT had not delivered at the
     // decision means another peer leads — follow it, and send the followers
@@ -396,17 +389,17 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
     // in one group rather than two. Released alone, it waits only the release
     // grace.
     const auto look_period = 2 * options_.settle_time;
-    auto next_look = Clock::now() + look_period;
-    std::optional<Clock::time_point> released_alone_until;
-    while (group.members.size() < options_.target_group_size && Clock::now() < stop &&
+    auto next_look = state->clock.now() + look_period;
+    std::optional<Deadline> released_alone_until;
+    while (group.members.size() < options_.target_group_size && state->clock.now() < stop &&
            !state->abandoned && !(state->released && group.members.size() >= enough)) {
       const bool looking = options_.hold_until_released && !state->released;
       if (state->released && !released_alone_until)
-        released_alone_until = Clock::now() + options_.release_grace;
-      if (released_alone_until && Clock::now() >= *released_alone_until) break;
-      if (looking && Clock::now() >= next_look) {
-        next_look = Clock::now() + look_period;
-        auto again = co_await store_->list(key, system_now());
+        released_alone_until = state->clock.now() + options_.release_grace;
+      if (released_alone_until && state->clock.now() >= *released_alone_until) break;
+      if (looking && state->clock.now() >= next_look) {
+        next_look = state->clock.now() + look_period;
+        auto again = co_await store_->list(key, state->clock.wall_now());
         auto first = std::min_element(again.begin(), again.end(), earlier);
         const Declaration mine{self, expires};
         if (first != again.end() && !state->released && earlier(*first, mine)) {
@@ -449,14 +442,14 @@ asio::awaitable<std::optional<GroupInfo>> Matchmaker::find_group(float weight,
   PeerAddress leader = leader_found_later ? *leader_found_later : earliest->address;
   state->following_key = key;
   decision.made();
-  for (int attempt = 0; attempt < 4 && Clock::now() < deadline; ++attempt) {
+  for (int attempt = 0; attempt < 4 && state->clock.now() < deadline; ++attempt) {
     state->following = leader;
     JoinRequest request{key, schema_hash, options_.bandwidth, options_.client_mode,
                         options_.auxiliary};
     rpc::CallOptions call_options;
-    call_options.timeout =
-        std::max(std::chrono::milliseconds(1),
-                 std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+    call_options.timeout = std::max(
+        std::chrono::milliseconds(1),
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - state->clock.now()));
     JoinResponse response;
     try {
       Bytes payload = encode_join(request);

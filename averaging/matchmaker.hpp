@@ -31,6 +31,7 @@
 // peers never throw.
 #include "averaging/group_key_store.hpp"
 #include "averaging/group_source.hpp"
+#include "core/clock.hpp"
 #include "net/rpc.hpp"
 
 #include <chrono>
@@ -71,6 +72,8 @@ struct MatchmakingOptions {
   // Appended to the group key of round r, e.g. moshpit_suffix(): peers with
   // different suffixes form different groups (group rotation).
   std::function<std::string(std::uint64_t round)> key_suffix;
+  // Wall time for declarations and their expirations; steady time for waits.
+  Clock clock;
 };
 
 // Moshpit-style grid rotation: a peer at (row, col) of a side × side grid uses

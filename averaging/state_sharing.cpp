@@ -1,7 +1,7 @@
 #include "averaging/state_sharing.hpp"
 
-#include "averaging/async_util.hpp"
 #include "averaging/wire.hpp"
+#include "core/async.hpp"
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "core/log.hpp"
@@ -13,9 +13,8 @@
 namespace apiary::averaging {
 namespace {
 
-using detail::Clock;
-using detail::Signal;
-using detail::TaskGroup;
+using async::Signal;
+using async::TaskGroup;
 
 constexpr std::string_view kMetaMethod = "averaging.state.meta";
 constexpr std::string_view kChunkMethod = "averaging.state.chunk";
@@ -42,10 +41,6 @@ std::vector<ChunkRef> chunk_table(const std::vector<std::size_t>& sizes, std::si
 
 ByteSpan bytes_of(std::span<const float> values) {
   return {reinterpret_cast<const std::uint8_t*>(values.data()), values.size_bytes()};
-}
-
-double system_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 struct Meta {
@@ -102,7 +97,8 @@ struct StateDonor::State {
   std::size_t served = 0;
   std::function<std::optional<StateSnapshot>()> provider;  // serve_on_demand()
   std::chrono::milliseconds busy_window{0};
-  Clock::time_point last_request{};  // of any meta or chunk request
+  Deadline last_request{};  // of any meta or chunk request
+  Clock clock;
   bool has_snapshot = false;
 
   void publish(StateSnapshot snapshot);
@@ -113,7 +109,7 @@ struct StateDonor::State {
   // one forever.
   void refresh() {
     if (!provider) return;
-    const auto now = Clock::now();
+    const auto now = clock.now();
     if (has_snapshot && now - last_request < busy_window) return;
     last_request = now;
     auto fresh = provider();
@@ -123,11 +119,12 @@ struct StateDonor::State {
   }
 };
 
-StateDonor::StateDonor(rpc::RpcNode& node, std::size_t chunk_elements)
+StateDonor::StateDonor(rpc::RpcNode& node, std::size_t chunk_elements, Clock clock)
     : node_(node), state_(std::make_shared<State>()) {
   if (chunk_elements == 0 || chunk_elements > kMaxChunkElements)
     throw Error(Errc::invalid_argument, "state donor: bad chunk size");
   state_->chunk_elements = chunk_elements;
+  state_->clock = std::move(clock);
   publish({});
   node_.add_method(std::string(kMetaMethod),
                    [state = state_](const rpc::RequestContext&, Bytes) -> asio::awaitable<Bytes> {
@@ -142,7 +139,7 @@ StateDonor::StateDonor(rpc::RpcNode& node, std::size_t chunk_elements)
         r.expect_end();
         if (index >= state->table.size()) throw Error(Errc::not_found, "no such state chunk");
         const ChunkRef& c = state->table[index];
-        state->last_request = Clock::now();
+        state->last_request = state->clock.now();
         const auto values =
             std::span<const float>(state->snapshot.tensors[c.tensor]).subspan(c.offset, c.count);
         ++state->served;
@@ -226,8 +223,8 @@ asio::awaitable<void> fetch_meta(rpc::RpcNode& node, PeerAddress donor,
 
 // Pulls chunks from one donor until none are left or the donor fails.
 asio::awaitable<void> pull_from(rpc::RpcNode& node, PeerAddress donor, std::shared_ptr<Download> d,
-                                Clock::time_point deadline) {
-  while (d->done < d->table.size() && Clock::now() < deadline) {
+                                Deadline deadline) {
+  while (d->done < d->table.size() && SteadyClock::now() < deadline) {
     if (d->queue.empty()) {
       if (d->in_flight == 0) co_return;
       co_await d->changed.wait_until(deadline);  // a failed chunk may come back
@@ -241,9 +238,9 @@ asio::awaitable<void> pull_from(rpc::RpcNode& node, PeerAddress donor, std::shar
       Bytes request;
       wire::Writer(request).u32(static_cast<std::uint32_t>(index));
       rpc::CallOptions options;
-      options.timeout =
-          std::max(std::chrono::milliseconds(1),
-                   std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+      options.timeout = std::max(
+          std::chrono::milliseconds(1),
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now()));
       Bytes raw = co_await node.call(donor, kChunkMethod, std::move(request), options);
       const ChunkRef& c = d->table[index];
       if (raw.size() == c.count * sizeof(float) && hash256(raw) == d->meta.hashes[index]) {
@@ -270,17 +267,17 @@ asio::awaitable<void> pull_from(rpc::RpcNode& node, PeerAddress donor, std::shar
 }  // namespace
 
 asio::awaitable<StateSnapshot> download_state(rpc::RpcNode& node, GroupKeyStore& store,
-                                              std::string prefix, Clock::time_point deadline,
-                                              DownloadStats* stats) {
-  auto donors = co_await store.list(prefix + "/state", system_now());
+                                              std::string prefix, Deadline deadline,
+                                              DownloadStats* stats, Clock clock) {
+  auto donors = co_await store.list(prefix + "/state", clock.wall_now());
   std::erase_if(donors, [&](const Declaration& d) { return d.address.peer == node.peer_id(); });
   // Metadata from every donor at once.
   std::vector<std::optional<Meta>> metas(donors.size());
   {
     TaskGroup tasks(node.get_executor());
-    const auto timeout =
-        std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()),
-                   std::chrono::milliseconds(1), std::chrono::milliseconds(5000));
+    const auto timeout = std::clamp(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now()),
+        std::chrono::milliseconds(1), std::chrono::milliseconds(5000));
     for (std::size_t i = 0; i < donors.size(); ++i)
       tasks.spawn(fetch_meta(node, donors[i].address, timeout, metas[i]));
     co_await tasks.wait();

@@ -15,6 +15,7 @@
 // throws apiary::Error{unavailable} when no usable donor is found or the
 // chunks cannot all be fetched by the deadline.
 #include "averaging/group_key_store.hpp"
+#include "core/clock.hpp"
 #include "net/rpc.hpp"
 
 #include <chrono>
@@ -36,7 +37,8 @@ struct StateSnapshot {
 class StateDonor {
  public:
   // Registers the state methods on `node`. chunk_elements: fp32 values per chunk.
-  StateDonor(rpc::RpcNode& node, std::size_t chunk_elements = 1u << 18);
+  // `clock` (steady) times the busy window.
+  StateDonor(rpc::RpcNode& node, std::size_t chunk_elements = 1u << 18, Clock clock = {});
   // Replaces the snapshot served (hashes are computed here, on the caller's thread).
   void publish(StateSnapshot snapshot);
   // Serves snapshots taken on demand instead (call on the node's thread): a
@@ -68,8 +70,7 @@ struct DownloadStats {
 };
 
 asio::awaitable<StateSnapshot> download_state(rpc::RpcNode& node, GroupKeyStore& store,
-                                              std::string prefix,
-                                              std::chrono::steady_clock::time_point deadline,
-                                              DownloadStats* stats = nullptr);
+                                              std::string prefix, Deadline deadline,
+                                              DownloadStats* stats = nullptr, Clock clock = {});
 
 }  // namespace apiary::averaging

@@ -24,11 +24,12 @@
 // (user + system CPU of all worker processes during a measured round; tcp only).
 #include "averaging/averager.hpp"
 #include "averaging/group_source.hpp"
+#include "core/clock.hpp"
 #include "core/identity.hpp"
-#include "net/inproc_transport.hpp"
-#include "net/link_emulator.hpp"
 #include "core/log.hpp"
 #include "core/memory_tuning.hpp"
+#include "net/inproc_transport.hpp"
+#include "net/link_emulator.hpp"
 #include "net/rpc.hpp"
 #include "net/tcp_transport.hpp"
 
@@ -57,7 +58,6 @@ extern char** environ;
 
 using namespace apiary;
 using namespace apiary::averaging;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -139,8 +139,8 @@ PeerRound summarize(const StepResult& r) {
   return {r.seconds, r.bytes_sent, r.failed_peers.size() + (r.chunks_local > 0 ? 1u : 0u)};
 }
 
-Clock::time_point round_deadline() {
-  return Clock::now() + std::chrono::minutes(5);
+SteadyClock::time_point round_deadline() {
+  return SteadyClock::now() + std::chrono::minutes(5);
 }
 
 // ---- in-process: all peers share one InprocNetwork ---------------------------
@@ -312,7 +312,7 @@ std::vector<std::vector<PeerRound>> run_processes(const Config& config,
     if (w->receive() != "ready") throw std::runtime_error("a worker did not get ready");
   std::vector<std::vector<PeerRound>> rounds;
   for (int round = 0; round <= config.rounds; ++round) {
-    const auto start = Clock::now();
+    const auto start = SteadyClock::now();
     for (auto& w : workers) w->send("go");
     std::vector<PeerRound> results;
     for (auto& w : workers) {
@@ -320,7 +320,7 @@ std::vector<std::vector<PeerRound>> run_processes(const Config& config,
       results.push_back({j["seconds"].get<double>(), j["bytes_sent"].get<std::uint64_t>(),
                          j["failures"].get<std::size_t>(), j["cpu_seconds"].get<double>()});
     }
-    wall_seconds.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+    wall_seconds.push_back(std::chrono::duration<double>(SteadyClock::now() - start).count());
     rounds.push_back(std::move(results));
   }
   int failed_exits = 0;

@@ -7,12 +7,12 @@
 //
 //   bench_dht [--nodes N] [--keys K] [--transport inproc|tcp] [--latency-ms X]
 //             [--kill-fraction F] [--get-concurrency C] [--seed S] [--json]
+#include "core/async.hpp"
 #include "core/identity.hpp"
+#include "dht/swarm.hpp"
 #include "net/inproc_transport.hpp"
 #include "net/link_emulator.hpp"
 #include "net/tcp_transport.hpp"
-#include "dht/async_util.hpp"
-#include "dht/swarm.hpp"
 
 #include <CLI/CLI.hpp>
 #include <asio/co_spawn.hpp>
@@ -75,7 +75,7 @@ Bytes value_of(std::size_t i) {
 asio::awaitable<void> run_jobs(std::size_t count, std::size_t concurrency,
                                std::function<asio::awaitable<void>(std::size_t)> job) {
   std::size_t next = 0;
-  std::vector<Task> workers;
+  std::vector<async::Task> workers;
   for (std::size_t w = 0; w < std::max<std::size_t>(1, concurrency); ++w)
     workers.push_back([&]() -> asio::awaitable<void> {
       while (next < count) {
@@ -83,7 +83,7 @@ asio::awaitable<void> run_jobs(std::size_t count, std::size_t concurrency,
         co_await job(i);
       }
     });
-  co_await run_concurrently(std::move(workers));
+  co_await async::run_concurrently(std::move(workers));
 }
 
 asio::awaitable<void> bench(LocalSwarm& swarm, const Config& cfg, Results& r) {

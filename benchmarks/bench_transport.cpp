@@ -9,9 +9,9 @@
 //     less than wall-clock throughput, and the transport alone without RPC.
 //
 //   bench_transport [--bytes N] [--chunk N] [--pings N] [--handshakes N] [--json]
+#include "core/clock.hpp"
 #include "core/identity.hpp"
 #include "net/rpc.hpp"
-#include "core/stopwatch.hpp"
 #include "net/tcp_transport.hpp"
 
 #include <CLI/CLI.hpp>
@@ -40,7 +40,6 @@
 #include <vector>
 
 using namespace apiary;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -264,7 +263,7 @@ StreamResult encrypted_stream(const std::string& address, std::uint64_t bytes, s
                 StreamResult& result) -> asio::awaitable<void> {
     co_await node.connect(to);
     reset_peak_rss();
-    const auto start = Clock::now();
+    const auto start = SteadyClock::now();
     const double cpu_start = cpu_seconds();
     auto stream = co_await node.open_stream(to, "sink");
     for (std::uint64_t sent = 0; sent < bytes; sent += chunk) {
@@ -304,7 +303,7 @@ StreamResult raw_stream(const std::string& address, std::uint64_t bytes, std::si
   auto run = [](TransportPtr transport, PeerAddress to, std::uint64_t bytes, std::size_t chunk,
                 StreamResult& result) -> asio::awaitable<void> {
     auto connection = co_await transport->connect(to);
-    const auto start = Clock::now();
+    const auto start = SteadyClock::now();
     const double cpu_start = cpu_seconds();
     for (std::uint64_t sent = 0; sent < bytes; sent += chunk) {
       co_await connection->send(Bytes(std::min<std::uint64_t>(chunk, bytes - sent), 0x5a));
@@ -335,7 +334,7 @@ StreamResult plain_stream(std::uint16_t port, std::uint64_t bytes, std::size_t c
   asio::ip::tcp::socket socket(ctx);
   socket.connect({asio::ip::make_address("127.0.0.1"), port});
   socket.set_option(asio::ip::tcp::no_delay(true));
-  const auto start = Clock::now();
+  const auto start = SteadyClock::now();
   const double cpu_start = cpu_seconds();
   asio::write(socket, asio::buffer(&bytes, sizeof bytes));
   for (std::uint64_t sent = 0; sent < bytes; sent += chunk) {
@@ -379,7 +378,7 @@ LatencyResult latency(const std::string& address, int pings, int handshakes) {
     std::vector<double> rtts;
     const Bytes payload(64, 1);
     for (int i = 0; i < pings + 100; ++i) {
-      const auto start = Clock::now();
+      const auto start = SteadyClock::now();
       co_await node.call(to, "echo", payload);
       if (i >= 100) rtts.push_back(seconds_since(start) * 1e6);  // first 100: warm-up
     }
@@ -387,7 +386,7 @@ LatencyResult latency(const std::string& address, int pings, int handshakes) {
     result.p50_us = rtts[rtts.size() / 2];
     result.p99_us = rtts[std::min(rtts.size() - 1, rtts.size() * 99 / 100)];
     // Fresh connections: TCP connect + authenticated key exchange each time.
-    const auto start = Clock::now();
+    const auto start = SteadyClock::now();
     for (int i = 0; i < handshakes; ++i) {
       auto connection = co_await node.transport().connect(to);
       connection->close();

@@ -1,7 +1,7 @@
 #include "dht/node.hpp"
 
+#include "core/async.hpp"
 #include "core/log.hpp"
-#include "dht/async_util.hpp"
 #include "dht/wire.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -53,8 +53,8 @@ DhtNode::DhtNode(std::shared_ptr<rpc::RpcNode> rpc, DhtOptions options)
       validator_(options_.validator ? options_.validator
                                     : std::make_shared<OwnerSignatureValidator>()),
       table_(id_, options_.routing),
-      storage_(options_.storage, options_.clock),
-      cache_(options_.cache, options_.clock),
+      storage_(options_.storage, options_.clock.wall),
+      cache_(options_.cache, options_.clock.wall),
       blacklist_(options_.blacklist_time, options_.blacklist_backoff_rate) {
   if (options_.num_replicas == 0)
     throw Error(Errc::invalid_argument, "dht: num_replicas must be at least 1");
@@ -122,7 +122,7 @@ DhtStats DhtNode::stats() const {
 // ---- peers ----------------------------------------------------------------------
 
 void DhtNode::on_peer_seen(const PeerAddress& peer) {
-  const auto result = table_.add_or_update(peer, std::chrono::steady_clock::now());
+  const auto result = table_.add_or_update(peer, options_.clock.now());
   if (!result.ping_to_evict || stopped_) return;
   // Full bucket: keep the old node if it still answers (Kademlia prefers long-lived nodes).
   const NodeInfo oldest = *result.ping_to_evict;
@@ -142,7 +142,7 @@ void DhtNode::on_peer_answered(const PeerAddress& peer) {
 }
 
 void DhtNode::on_peer_failed(const PeerAddress& peer) {
-  blacklist_.register_failure(peer.peer, std::chrono::steady_clock::now());
+  blacklist_.register_failure(peer.peer, options_.clock.now());
   table_.remove(NodeId::from_peer(peer.peer));
 }
 
@@ -202,7 +202,7 @@ asio::awaitable<bool> DhtNode::ping(PeerAddress peer) {
 asio::awaitable<Bytes> DhtNode::handle_ping(const rpc::RequestContext& ctx, Bytes request) {
   learn_caller(ctx);
   wire::decode_ping_request(request);
-  co_return wire::encode_ping_response(options_.clock());
+  co_return wire::encode_ping_response(options_.clock.wall_now());
 }
 
 asio::awaitable<Bytes> DhtNode::handle_store(const rpc::RequestContext& ctx, Bytes request) {
@@ -251,7 +251,7 @@ std::optional<StoredValue> DhtNode::local_value(const NodeId& key_id) {
 }
 
 std::optional<StoredValue> DhtNode::validated(const Bytes& key, const StoredValue& value) const {
-  const DhtTime now = options_.clock();
+  const DhtTime now = options_.clock.wall_now();
   if (!value.is_dictionary) {
     if (value.regular.expiration <= now) return std::nullopt;
     if (!validator_->validate(
@@ -298,7 +298,7 @@ asio::awaitable<TraversalResult> DhtNode::lookup(std::vector<NodeId> targets,
     return self->call_find(peer, std::move(key_ids));
   };
   SkipFunction skip = [self](const PeerId& peer) {
-    return self->blacklist_.is_banned(peer, std::chrono::steady_clock::now());
+    return self->blacklist_.is_banned(peer, self->options_.clock.now());
   };
   TraversalResult result =
       co_await traverse(std::move(targets), std::move(initial), id_, std::move(find),
@@ -412,7 +412,7 @@ asio::awaitable<StoreResult> DhtNode::store(Bytes key, std::optional<Bytes> subk
 asio::awaitable<std::vector<StoreResult>> DhtNode::store_many(std::vector<Record> records) {
   for (auto& record : records) validator_->sign(record);
   auto results = co_await store_signed(records, false);
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = options_.clock.now();
   for (std::size_t i = 0; i < records.size(); ++i) {
     if (!results[i].ok()) continue;
     const auto key = std::pair{NodeId::of_key(records[i].key), records[i].subkey};
@@ -491,7 +491,7 @@ asio::awaitable<std::vector<StoreResult>> DhtNode::store_signed(std::vector<Reco
       }
     }
     if (batches.empty()) break;
-    std::vector<Task> tasks;
+    std::vector<async::Task> tasks;
     for (auto& [peer, batch] : batches) {
       tasks.push_back([this, &batch, &records, &target_index, &results, &first_refusal, &answered,
                        in_cache]() -> asio::awaitable<void> {
@@ -525,7 +525,7 @@ asio::awaitable<std::vector<StoreResult>> DhtNode::store_signed(std::vector<Reco
         }
       });
     }
-    co_await run_concurrently(std::move(tasks));
+    co_await async::run_concurrently(std::move(tasks));
   }
   for (std::size_t t = 0; t < targets.size(); ++t) {
     StoreResult& result = results[target_index[t]];
@@ -543,15 +543,15 @@ asio::awaitable<void> DhtNode::bootstrap(std::vector<PeerAddress> peers) {
   auto backoff = options_.bootstrap_backoff;
   for (int attempt = 0; attempt < std::max(1, options_.bootstrap_attempts) && !any; ++attempt) {
     if (attempt > 0) {
-      co_await sleep_for(backoff);
+      co_await async::sleep_for(backoff);
       backoff *= 2;
     }
-    std::vector<Task> tasks;
+    std::vector<async::Task> tasks;
     for (const auto& peer : peers)
       tasks.push_back([this, peer, &any]() -> asio::awaitable<void> {
         if (co_await ping(peer)) any = true;
       });
-    co_await run_concurrently(std::move(tasks));
+    co_await async::run_concurrently(std::move(tasks));
   }
   if (!any) {
     std::ostringstream names;
@@ -570,7 +570,7 @@ asio::awaitable<void> DhtNode::maintenance_step() {
   cache_.purge_expired();
 
   // Refresh buckets nobody touched for a while by looking up a random id in their range.
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = options_.clock.now();
   std::vector<NodeId> refresh_targets;
   if (table_.size() > 0) {
     for (const KBucket* bucket : table_.stale_buckets(now - options_.bucket_refresh_interval))
@@ -583,7 +583,7 @@ asio::awaitable<void> DhtNode::maintenance_step() {
   }
 
   // Republish own records before they expire (the nearest nodes may have changed).
-  const DhtTime dht_now = options_.clock();
+  const DhtTime dht_now = options_.clock.wall_now();
   std::erase_if(originated_,
                 [&](const auto& item) { return item.second.record.expiration <= dht_now; });
   std::vector<Record> due;

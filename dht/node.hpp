@@ -25,13 +25,13 @@
 // Errors: store/get report per-record outcomes (StoreResult, nullopt for
 // "not found"); bootstrap() throws apiary::Error{Errc::unavailable} when no
 // initial peer answers; invalid arguments throw apiary::Error{invalid_argument}.
-#include "net/rpc.hpp"
 #include "dht/blacklist.hpp"
 #include "dht/record.hpp"
 #include "dht/routing_table.hpp"
 #include "dht/storage.hpp"
 #include "dht/traversal.hpp"
 #include "dht/validator.hpp"
+#include "net/rpc.hpp"
 
 #include <asio/awaitable.hpp>
 #include <asio/steady_timer.hpp>
@@ -66,7 +66,7 @@ struct DhtOptions {
   std::chrono::seconds republish_interval{60};
   int bootstrap_attempts = 4;  // rounds of pings, with exponential backoff
   std::chrono::milliseconds bootstrap_backoff{500};
-  Clock clock = system_dht_time;
+  apiary::Clock clock;  // wall: record times; steady: routing table, blacklist
   // Applied to stored and found records; nullptr = OwnerSignatureValidator (validate only).
   std::shared_ptr<const RecordValidator> validator;
 };

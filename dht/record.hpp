@@ -7,6 +7,7 @@
 // this rule, used by local storage and by merging values found on several
 // nodes. Errors: none thrown (pure value types and functions).
 #include "core/bytes.hpp"
+#include "core/clock.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -18,12 +19,9 @@
 namespace apiary::dht {
 
 using DhtTime = double;  // seconds since the Unix epoch
-using Clock = std::function<DhtTime()>;
-
 // System clock as DHT time.
 inline DhtTime system_dht_time() {
-  using namespace std::chrono;
-  return duration<double>(system_clock::now().time_since_epoch()).count();
+  return wall_seconds();
 }
 
 struct ValueWithExpiration {

@@ -6,7 +6,8 @@ namespace {
 constexpr std::size_t kEntryOverhead = 64;  // map node, expiration, bookkeeping
 }
 
-Storage::Storage(StorageLimits limits, Clock clock) : limits_(limits), clock_(std::move(clock)) {}
+Storage::Storage(StorageLimits limits, WallClock clock)
+    : limits_(limits), clock_(std::move(clock)) {}
 
 std::size_t Storage::footprint(const StoredEntry& entry) noexcept {
   std::size_t bytes = kEntryOverhead + entry.key.size();

@@ -29,7 +29,7 @@ struct StoredEntry {
 
 class Storage {
  public:
-  explicit Storage(StorageLimits limits = {}, Clock clock = system_dht_time);
+  explicit Storage(StorageLimits limits = {}, WallClock clock = system_dht_time);
 
   // Checks the limits, then applies the newest-expiration-wins rules.
   StoreStatus store(const NodeId& key_id, ByteSpan key, const std::optional<Bytes>& subkey,
@@ -47,7 +47,7 @@ class Storage {
   static std::size_t footprint(const StoredEntry& entry) noexcept;
 
   StorageLimits limits_;
-  Clock clock_;
+  WallClock clock_;
   std::unordered_map<NodeId, StoredEntry> entries_;
   std::size_t bytes_used_ = 0;
 };

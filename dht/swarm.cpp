@@ -1,8 +1,8 @@
 #include "dht/swarm.hpp"
 
+#include "core/async.hpp"
 #include "net/inproc_transport.hpp"
 #include "net/tcp_transport.hpp"
-#include "dht/async_util.hpp"
 
 #include <algorithm>
 
@@ -74,10 +74,10 @@ asio::awaitable<void> LocalSwarm::grow(std::size_t count, std::size_t parallel) 
   }
   while (added < count) {
     const std::size_t wave = std::min(parallel, count - added);
-    std::vector<Task> tasks;
+    std::vector<async::Task> tasks;
     for (std::size_t i = 0; i < wave; ++i)
       tasks.push_back([this]() -> asio::awaitable<void> { co_await add_node(false); });
-    co_await run_concurrently(std::move(tasks));
+    co_await async::run_concurrently(std::move(tasks));
     added += wave;
   }
 }

@@ -1,11 +1,10 @@
 #include "dht/traversal.hpp"
 
+#include "core/async.hpp"
+
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
-#include <asio/redirect_error.hpp>
-#include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
 
 #include <map>
 #include <memory>
@@ -42,11 +41,11 @@ struct State {
   std::size_t requests = 0;
   bool done = false;
   bool dirty = false;  // an event arrived since the coordinator last looked
-  asio::steady_timer wakeup;
+  async::Signal wakeup;
 
   void notify() {
     dirty = true;
-    wakeup.cancel();
+    wakeup.notify_all();
   }
 
   // Drops blacklisted candidates at the front; true when the front may be asked.
@@ -180,9 +179,7 @@ asio::awaitable<TraversalResult> traverse(std::vector<NodeId> targets, InitialFu
     if (state->all_finished()) break;
     if (state->in_flight == 0 && !state->dirty) break;  // defensive: nothing left to wait for
     if (state->dirty) continue;
-    state->wakeup.expires_at(asio::steady_timer::time_point::max());
-    std::error_code ec;
-    co_await state->wakeup.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await state->wakeup.wait();
   }
   state->done = true;
 

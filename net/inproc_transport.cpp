@@ -3,7 +3,7 @@
 // peers with tens of connections each fit easily in one process.
 #include "net/inproc_transport.hpp"
 
-#include "net/rpc_event.hpp"
+#include "core/async.hpp"
 
 #include <asio/post.hpp>
 #include <asio/use_awaitable.hpp>
@@ -103,7 +103,7 @@ class InprocConnection final : public Connection {
   std::size_t max_message_size_;
   std::weak_ptr<InprocConnection> peer_;
   std::deque<Bytes> inbox_;
-  detail::Event readable_;
+  async::Event readable_;
   bool open_ = true;
   bool peer_closed_ = false;
 };

@@ -15,7 +15,7 @@
 // generator seeded by (profile.seed, i).
 #include "net/link_emulator.hpp"
 
-#include "net/rpc_event.hpp"
+#include "core/async.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -213,8 +213,8 @@ class ShapedConnection final : public Connection,
   LinkDirection down_;
   std::deque<Timed> inbox_;
   std::deque<Timed> outbox_;
-  detail::Event readable_;
-  detail::Event outbox_ready_;
+  async::Event readable_;
+  async::Event outbox_ready_;
   asio::steady_timer disconnect_timer_;
   bool open_ = true;
   bool inner_closed_ = false;

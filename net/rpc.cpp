@@ -4,9 +4,9 @@
 // net/rpc_stream.cpp, the wire format in net/rpc_frame.cpp.
 #include "net/rpc.hpp"
 
+#include "core/async.hpp"
 #include "core/log.hpp"
 #include "net/rpc_connection.hpp"
-#include "net/rpc_event.hpp"
 
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/co_spawn.hpp>
@@ -37,7 +37,7 @@ struct ConnectOp {
 };
 
 asio::awaitable<ConnectionPtr> connect_with_deadline(Transport& transport, PeerAddress to,
-                                                     Event::Clock::time_point deadline,
+                                                     Deadline deadline,
                                                      std::chrono::milliseconds timeout) {
   auto executor = transport.get_executor();
   auto op = std::make_shared<ConnectOp>(executor);
@@ -151,7 +151,7 @@ struct RpcNode::Impl : std::enable_shared_from_this<RpcNode::Impl> {
   }
 
   asio::awaitable<std::shared_ptr<RpcConnection>> connection_to(const PeerAddress& to,
-                                                                Event::Clock::time_point deadline) {
+                                                                Deadline deadline) {
     auto self = shared_from_this();
     for (;;) {
       if (stopped) throw Error(Errc::cancelled, "rpc node stopped");
@@ -224,7 +224,7 @@ struct RpcNode::Impl : std::enable_shared_from_this<RpcNode::Impl> {
       std::error_code ec;
       co_await sweeper.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       if (stopped) break;
-      const auto now = Event::Clock::now();
+      const auto now = SteadyClock::now();
       std::vector<std::shared_ptr<RpcConnection>> idle;
       for (auto& [ptr, connection] : all) {
         if (connection->is_idle(now, options.idle_timeout)) idle.push_back(connection);
@@ -315,7 +315,7 @@ asio::awaitable<Bytes> RpcNode::call(const PeerAddress& to, std::string_view met
   auto impl = impl_;
   auto& instruments = detail::rpc_metrics();
   instruments.calls.inc();
-  const auto started = Event::Clock::now();
+  const auto started = SteadyClock::now();
   const auto deadline = detail::deadline_after(options.timeout);
   const std::string method_name(method);  // the caller's view may not outlive a suspension
   std::exception_ptr failure;
@@ -323,7 +323,7 @@ asio::awaitable<Bytes> RpcNode::call(const PeerAddress& to, std::string_view met
     auto connection = co_await impl->connection_to(to, deadline);
     Bytes reply = co_await connection->call(method_name, std::move(request), deadline);
     instruments.latency.observe(
-        std::chrono::duration<double>(Event::Clock::now() - started).count());
+        std::chrono::duration<double>(SteadyClock::now() - started).count());
     co_return reply;
   } catch (...) {
     failure = std::current_exception();

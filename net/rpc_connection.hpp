@@ -3,10 +3,10 @@
 // inbound handler coroutines and streams over one transport Connection, with
 // the frame format of net/rpc_frame.hpp. Lives on the node's executor.
 // Errors: throws apiary::Error; a malformed frame closes this connection only.
+#include "core/async.hpp"
 #include "core/error.hpp"
 #include "core/metrics.hpp"
 #include "net/rpc.hpp"
-#include "net/rpc_event.hpp"
 #include "net/transport.hpp"
 
 #include <asio/cancellation_signal.hpp>
@@ -21,8 +21,8 @@
 
 namespace apiary::rpc::detail {
 
-using apiary::detail::deadline_after;
-using apiary::detail::Event;
+using apiary::deadline_after;
+using apiary::async::Event;
 
 struct StringHash {
   using is_transparent = void;

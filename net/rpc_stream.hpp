@@ -7,9 +7,9 @@
 // write() is for one coroutine at a time; it returns once the frame is queued
 // on the connection (credit bounds what is queued), so sealing the next frame
 // overlaps with writing the previous one. Errors: throws apiary::Error.
+#include "core/async.hpp"
 #include "net/rpc.hpp"
 #include "net/rpc_connection.hpp"
-#include "net/rpc_event.hpp"
 
 #include <cstdint>
 #include <deque>

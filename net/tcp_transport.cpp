@@ -2,6 +2,7 @@
 // bookkeeping that lets close() end every connection.
 #include "net/tcp_transport.hpp"
 
+#include "core/async.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "net/tcp_connection.hpp"
@@ -185,8 +186,8 @@ asio::awaitable<void> accept_one(std::shared_ptr<TransportState> state, tcp::soc
                       state->handshake_config(std::nullopt));
   std::optional<HandshakeResult> result;
   try {
-    result = co_await tcp_wire::race_deadline(answer_handshake(socket, handshake, peer),
-                                              state->options.handshake_timeout);
+    result = co_await async::race_deadline(answer_handshake(socket, handshake, peer),
+                                           state->options.handshake_timeout);
     if (!result) {
       tcp_metrics::counters().handshakes_failed.inc();
       log::warn("inbound handshake from {} timed out after {}", peer,
@@ -276,7 +277,7 @@ class TcpTransport final : public Transport {
         if (!succeeded) tcp_metrics::counters().handshakes_failed.inc();
       }
     } count_failure;
-    auto result = co_await tcp_wire::race_deadline(
+    auto result = co_await async::race_deadline(
         dial_and_handshake(socket, target, handshake, connected), state->options.handshake_timeout);
     if (!result) {
       if (!connected)

@@ -1,48 +1,22 @@
 #pragma once
 // Socket helpers of the TCP transport, shared with tests that play a raw peer:
-// a deadline race for any awaitable, and the handshake driven over a socket.
+// the handshake driven over a socket (deadline races: core/async.hpp).
 // Errors: throws apiary::Error (handshake failures keep their code; socket
 // failures become Errc::unavailable) and asio::system_error is never leaked.
 #include "core/error.hpp"
 #include "net/handshake.hpp"
 
 #include <asio/awaitable.hpp>
-#include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/deferred.hpp>
-#include <asio/experimental/parallel_group.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/read.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
-#include <chrono>
 #include <exception>
-#include <optional>
 #include <string>
 
 namespace apiary::tcp_wire {
-
-// Runs `op` against a timer; nullopt when the timer wins (op is then cancelled
-// through its cancellation slot and awaited). Unlike awaitable_operators' ||,
-// an exception from `op` is rethrown at once instead of waiting for the timer.
-template <typename T>
-asio::awaitable<std::optional<T>> race_deadline(asio::awaitable<T> op,
-                                                std::chrono::steady_clock::duration timeout) {
-  auto executor = co_await asio::this_coro::executor;
-  asio::steady_timer timer(executor, timeout);
-  auto [order, op_error, op_result, timer_error] =
-      co_await asio::experimental::make_parallel_group(
-          asio::co_spawn(executor, std::move(op), asio::experimental::deferred),
-          timer.async_wait(asio::experimental::deferred))
-          .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
-  (void)timer_error;
-  if (order[0] == 1) co_return std::nullopt;
-  if (op_error) std::rethrow_exception(op_error);
-  co_return std::optional<T>(std::move(op_result));
-}
 
 // Exchanges handshake messages over `socket` until `handshake` is done. After
 // a protocol failure it sends the verdict the handshake queued (best effort)

@@ -1,9 +1,9 @@
 #include "optimizer/collaborative_optimizer.hpp"
 
+#include "core/clock.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
-#include "core/stopwatch.hpp"
 #include "kernels/reduce.hpp"
 
 #include <algorithm>

@@ -1,15 +1,15 @@
 #include "optimizer/network_swarm.hpp"
 
-#include "averaging/async_util.hpp"
 #include "averaging/averager.hpp"
 #include "averaging/butterfly.hpp"
 #include "averaging/group_key_store.hpp"
 #include "averaging/matchmaker.hpp"
 #include "averaging/state_sharing.hpp"
+#include "core/async.hpp"
+#include "core/clock.hpp"
 #include "core/codec.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
-#include "core/stopwatch.hpp"
 #include "dht/validator.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -128,7 +128,7 @@ struct PreparedRound {
   std::optional<averaging::GroupInfo> group;
   bool finished = false;
   bool cancelled = false;  // averaged before its matchmaking began: never begin it
-  std::optional<averaging::detail::Signal> done;
+  std::optional<async::Signal> done;
   std::atomic<bool> started{false};
 };
 

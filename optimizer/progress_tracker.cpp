@@ -8,13 +8,14 @@ namespace apiary::optimizer {
 
 ProgressTracker::ProgressTracker(std::shared_ptr<dht::DhtNode> dht, PublicKey own_key,
                                  std::string run, std::uint64_t target_batch_size,
-                                 ProgressOptions options, double report_ttl)
+                                 ProgressOptions options, double report_ttl, Clock clock)
     : dht_(std::move(dht)),
       own_key_(own_key),
       run_(std::move(run)),
       target_(target_batch_size),
       options_(options),
-      report_ttl_(report_ttl) {}
+      report_ttl_(report_ttl),
+      clock_(std::move(clock)) {}
 
 Bytes ProgressTracker::key() const {
   const std::string k = run_ + ".progress";
@@ -69,7 +70,7 @@ asio::awaitable<bool> ProgressTracker::publish(PeerProgress local) {
 
 asio::awaitable<GlobalProgress> ProgressTracker::refresh(std::uint64_t local_epoch) {
   auto found = co_await dht_->get(key(), /*latest=*/true);
-  const double now = dht::system_dht_time();
+  const double now = clock_.wall_now();
   reports_.clear();
   if (found && found->is_dictionary) {
     for (const auto& [subkey, entry] : found->subkeys) {

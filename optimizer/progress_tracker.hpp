@@ -14,6 +14,7 @@
 // reports failure through its return value (the DHT was unreachable); a
 // malformed report from another peer is skipped and logged, never thrown.
 #include "core/bytes.hpp"
+#include "core/clock.hpp"
 #include "core/identity.hpp"
 #include "dht/node.hpp"
 #include "optimizer/progress_estimate.hpp"
@@ -31,7 +32,7 @@ class ProgressTracker {
  public:
   ProgressTracker(std::shared_ptr<dht::DhtNode> dht, PublicKey own_key, std::string run,
                   std::uint64_t target_batch_size, ProgressOptions options = {},
-                  double report_ttl = 60.0);
+                  double report_ttl = 60.0, Clock clock = {});
 
   // Stores `local` (its `peer` field is ignored). True when a replica accepted it.
   asio::awaitable<bool> publish(PeerProgress local);
@@ -55,6 +56,7 @@ class ProgressTracker {
   std::uint64_t target_;
   ProgressOptions options_;
   double report_ttl_;
+  Clock clock_;  // wall: report times and expirations
   std::vector<PeerProgress> reports_;
   std::optional<GlobalProgress> estimate_;
 };

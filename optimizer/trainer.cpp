@@ -1,8 +1,8 @@
 #include "optimizer/trainer.hpp"
 
+#include "core/clock.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
-#include "core/stopwatch.hpp"
 #include "nn/fashion_mnist.hpp"
 #include "nn/solo_training.hpp"
 #include "optimizer/model_factory.hpp"

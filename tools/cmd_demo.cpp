@@ -2,9 +2,9 @@
 // `apiary join` processes on loopback (CPU), relays the swarm's progress,
 // waits until the peers reach the target accuracy (or the time limit), and
 // writes a summary to OUT/summary.json.
+#include "core/clock.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
-#include "core/stopwatch.hpp"
 #include "core/subprocess.hpp"
 #include "optimizer/run_config.hpp"
 #include "tools/cli_common.hpp"

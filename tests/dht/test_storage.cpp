@@ -12,7 +12,7 @@ namespace {
 
 struct FakeClock {
   double now = 1000;
-  Clock clock() {
+  WallClock clock() {
     return [this] { return now; };
   }
 };

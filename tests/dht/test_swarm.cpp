@@ -1,9 +1,9 @@
 // DHT behaviour over many in-process nodes (InprocNetwork, real RPC stack).
-#include "net/inproc_transport.hpp"
-#include "net/rpc.hpp"
-#include "dht/async_util.hpp"
+#include "core/async.hpp"
 #include "dht/swarm.hpp"
 #include "dht/wire.hpp"
+#include "net/inproc_transport.hpp"
+#include "net/rpc.hpp"
 #include "tests/dht/swarm_util.hpp"
 #include "tests/dht/test_bytes_util.hpp"
 
@@ -27,7 +27,7 @@ struct SwarmTest : ::testing::Test {
 
   DhtOptions options() {
     DhtOptions o;
-    o.clock = [now = now] { return *now; };
+    o.clock.wall = [now = now] { return *now; };
     o.rpc_timeout = 2000ms;
     o.maintenance_interval = 100ms;
     o.republish_interval = 1s;
@@ -109,7 +109,7 @@ TEST_F(SwarmTest, EveryKeyFoundFromEveryNodeAndAfterThirtyPercentDie) {
         }
         EXPECT_GE(immediate, asked * 95 / 100);
         // …and once the originators republished (interval 1 s), all of them.
-        co_await sleep_for(1500ms);
+        co_await async::sleep_for(1500ms);
         std::size_t later = 0;
         for (std::size_t i : swarm->alive_indices()) {
           std::vector<Bytes> both = keys;
@@ -357,7 +357,7 @@ TEST_F(SwarmTest, FoundValueIsCachedOnTheNearestNodeThatLackedIt) {
     // The cache push is fire-and-forget: poll (bounded) for it to land.
     std::size_t cached_after = 0;
     for (int attempt = 0; attempt < 100 && cached_after == 0; ++attempt) {
-      co_await sleep_for(20ms);
+      co_await async::sleep_for(20ms);
       for (std::size_t i = 0; i < swarm->size(); ++i)
         cached_after += swarm->node(i)->stats().cached_records;
     }
