@@ -1,6 +1,6 @@
 #include "averaging/averager.hpp"
 
-#include "averaging/wire.hpp"
+#include "core/codec.hpp"
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "core/metrics.hpp"
@@ -15,14 +15,13 @@ namespace apiary::averaging {
 
 std::uint64_t schema_hash(std::span<const std::size_t> tensor_sizes,
                           const CompressionPolicy& policy) {
-  Bytes description;
-  wire::Writer w(description);
-  w.u64(tensor_sizes.size());
-  for (std::size_t t = 0; t < tensor_sizes.size(); ++t) {
-    w.u64(tensor_sizes[t]);
-    w.u8(static_cast<std::uint8_t>(policy.codec_for(t, tensor_sizes[t])));
-  }
-  const Hash256 digest = hash256(description);
+  codec::Writer w;
+  w.array(static_cast<std::uint32_t>(tensor_sizes.size()));
+  for (std::size_t t = 0; t < tensor_sizes.size(); ++t)
+    w.array(2)
+        .uint(tensor_sizes[t])
+        .uint(static_cast<std::uint8_t>(policy.codec_for(t, tensor_sizes[t])));
+  const Hash256 digest = hash256(w.take());
   std::uint64_t value;
   std::memcpy(&value, digest.data(), sizeof(value));
   return value;

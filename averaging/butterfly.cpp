@@ -2,7 +2,7 @@
 
 #include "averaging/load_balancing.hpp"
 #include "averaging/reducer.hpp"
-#include "averaging/wire.hpp"
+#include "averaging/stream_wire.hpp"
 #include "core/async.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -24,10 +24,6 @@ using async::run_compute;
 using async::Signal;
 using async::TaskGroup;
 
-constexpr std::uint8_t kStreamVersion = 1;
-// Chunk messages: u32 chunk index, u8 codec, 3 zero bytes, payload. Eight
-// bytes keep the payload aligned for in-place fp32/fp16 reads.
-constexpr std::size_t kChunkHeaderBytes = 8;
 // Chunks smaller than this are processed on the network thread (compute_for).
 constexpr std::size_t kPoolChunkBytes = 64u << 10;
 // Where the payload starts in a chunk message built by chunk_header().
@@ -37,69 +33,9 @@ constexpr std::size_t kPayloadOffset = rpc::kStreamHeadroom + kChunkHeaderBytes;
 // sized for `payload_bytes` more so encoding appends without reallocating.
 Bytes chunk_header(std::uint32_t index, Codec codec, std::size_t payload_bytes) {
   Bytes message(rpc::kStreamHeadroom);
-  message.reserve(rpc::kStreamHeadroom + 8 + payload_bytes);
-  wire::Writer w(message);
-  w.u32(index);
-  w.u8(static_cast<std::uint8_t>(codec));
-  w.u8(0);
-  w.u8(0);
-  w.u8(0);
+  message.reserve(rpc::kStreamHeadroom + kChunkHeaderBytes + payload_bytes);
+  append_chunk_header(message, {index, codec});
   return message;
-}
-
-struct ChunkHeader {
-  std::uint32_t index;
-  Codec codec;
-};
-
-ChunkHeader parse_chunk_header(ByteSpan message) {
-  wire::Reader r(message);
-  ChunkHeader header{};
-  header.index = r.u32();
-  const auto codec = codec_from_byte(r.u8());
-  if (!codec) throw Error(Errc::bad_message, "unknown codec in chunk");
-  header.codec = *codec;
-  if (r.u8() != 0 || r.u8() != 0 || r.u8() != 0)
-    throw Error(Errc::bad_message, "nonzero padding in chunk header");
-  return header;
-}
-
-struct StreamHeader {
-  Bytes group_id;
-  std::uint32_t sender = 0;
-  std::uint32_t reducer = 0;
-  std::uint64_t schema_hash = 0;
-  std::uint64_t total_elements = 0;
-  float weight = 1.0f;
-};
-
-Bytes encode_stream_header(const StreamHeader& h) {
-  Bytes message;
-  wire::Writer w(message);
-  w.u8(kStreamVersion);
-  w.bytes(h.group_id);
-  w.u32(h.sender);
-  w.u32(h.reducer);
-  w.u64(h.schema_hash);
-  w.u64(h.total_elements);
-  w.f32(h.weight);
-  return message;
-}
-
-StreamHeader decode_stream_header(ByteSpan message) {
-  wire::Reader r(message);
-  if (r.u8() != kStreamVersion) throw Error(Errc::bad_message, "unknown all-reduce stream version");
-  StreamHeader h;
-  const ByteSpan id = r.bytes(kMaxGroupIdBytes);
-  h.group_id.assign(id.begin(), id.end());
-  h.sender = r.u32();
-  h.reducer = r.u32();
-  h.schema_hash = r.u64();
-  h.total_elements = r.u64();
-  h.weight = r.f32();
-  r.expect_end();
-  if (!std::isfinite(h.weight) || h.weight < 0) throw Error(Errc::bad_message, "invalid weight");
-  return h;
 }
 
 std::string key_of(ByteSpan group_id) {

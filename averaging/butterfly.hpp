@@ -21,11 +21,12 @@
 //
 // Threading: AllReduceService and run() live on the RpcNode's executor.
 // Encoding, reduction and decoding of chunks of 64 KiB or more run on
-// AllReduceOptions::compute (a worker pool) when given; smaller ones inline. Errors: run() throws apiary::Error{invalid_argument} for a
-// group this peer is not in or that does not match the tensors; faults of
-// other peers never throw — they are reported in AllReduceResult.
+// AllReduceOptions::compute (a worker pool) when given; smaller ones inline. Errors: run() throws
+// apiary::Error{invalid_argument} for a group this peer is not in or that does not match the
+// tensors; faults of other peers never throw — they are reported in AllReduceResult.
 #include "averaging/compression.hpp"
 #include "averaging/partition.hpp"
+#include "averaging/stream_wire.hpp"
 #include "net/address.hpp"
 #include "net/rpc.hpp"
 
@@ -41,14 +42,7 @@
 namespace apiary::averaging {
 
 inline constexpr std::string_view kAllReduceMethod = "averaging.allreduce";
-inline constexpr std::size_t kMaxGroupIdBytes = 64;
-// Wire protocol of one stream (sender → reducer, little-endian):
-//   header  u8 version=1, u32-prefixed group id, u32 sender, u32 reducer,
-//           u64 schema hash, u64 total elements, f32 sender weight
-//   chunks  u32 chunk index, u8 codec, 3 zero bytes, payload (compression.hpp)
-// reducer → sender: one byte kStreamAccepted once the header is accepted, then
-// averaged chunks in the same chunk format, then close.
-inline constexpr std::uint8_t kStreamAccepted = 0xA1;
+// Wire protocol of one stream: stream_wire.hpp.
 
 struct GroupMember {
   PeerAddress address;

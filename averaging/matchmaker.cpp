@@ -1,6 +1,5 @@
 #include "averaging/matchmaker.hpp"
 
-#include "averaging/wire.hpp"
 #include "core/async.hpp"
 #include "core/error.hpp"
 #include "core/hash.hpp"
@@ -9,139 +8,10 @@
 #include <asio/steady_timer.hpp>
 
 #include <algorithm>
-#include <cmath>
 
 namespace apiary::averaging {
-namespace {
 
 using async::Signal;
-
-constexpr std::uint8_t kJoinVersion = 1;
-constexpr std::size_t kMaxKeyBytes = 256;
-constexpr std::size_t kMaxAddressBytes = 512;
-constexpr std::size_t kMaxMembers = 4096;
-
-struct JoinRequest {
-  std::string group_key;
-  std::uint64_t schema_hash = 0;
-  double bandwidth = 0;
-  bool client_mode = false;
-  bool auxiliary = false;
-};
-
-Bytes encode_join(const JoinRequest& request) {
-  Bytes out;
-  wire::Writer w(out);
-  w.u8(kJoinVersion);
-  w.str(request.group_key);
-  w.u64(request.schema_hash);
-  w.f64(request.bandwidth);
-  w.u8(static_cast<std::uint8_t>((request.client_mode ? 1 : 0) | (request.auxiliary ? 2 : 0)));
-  return out;
-}
-
-JoinRequest decode_join(ByteSpan in) {
-  wire::Reader r(in);
-  if (r.u8() != kJoinVersion) throw Error(Errc::bad_message, "unknown join request version");
-  JoinRequest request;
-  request.group_key = r.str(kMaxKeyBytes);
-  request.schema_hash = r.u64();
-  request.bandwidth = r.f64();
-  const std::uint8_t flags = r.u8();
-  r.expect_end();
-  if (flags > 3) throw Error(Errc::bad_message, "unknown join flags");
-  if (!std::isfinite(request.bandwidth) || request.bandwidth < 0)
-    throw Error(Errc::bad_message, "invalid bandwidth");
-  request.client_mode = flags & 1;
-  request.auxiliary = flags & 2;
-  return request;
-}
-
-Bytes encode_response(JoinStatus status, const GroupInfo* group,
-                      const std::optional<PeerAddress>& hint) {
-  Bytes out;
-  wire::Writer w(out);
-  w.u8(static_cast<std::uint8_t>(status));
-  if (status == JoinStatus::accepted && group) {
-    w.bytes(group->group_id);
-    w.u64(group->schema_hash);
-    w.u32(static_cast<std::uint32_t>(group->members.size()));
-    for (const auto& m : group->members) {
-      w.str(m.address.peer.to_string());
-      w.str(m.address.host);
-      w.u32(m.address.port);
-      w.f64(m.bandwidth);
-      w.u8(m.auxiliary ? 1 : 0);
-    }
-  } else if (status == JoinStatus::not_a_leader) {
-    w.u8(hint ? 1 : 0);
-    if (hint) w.str(hint->to_string());
-  }
-  return out;
-}
-
-struct JoinResponse {
-  JoinStatus status = JoinStatus::disbanded;
-  GroupInfo group;
-  std::optional<PeerAddress> hint;
-};
-
-JoinResponse decode_response(ByteSpan in) {
-  wire::Reader r(in);
-  JoinResponse response;
-  const std::uint8_t status = r.u8();
-  if (status > static_cast<std::uint8_t>(JoinStatus::disbanded))
-    throw Error(Errc::bad_message, "unknown join status");
-  response.status = static_cast<JoinStatus>(status);
-  if (response.status == JoinStatus::accepted) {
-    const ByteSpan id = r.bytes(kMaxGroupIdBytes);
-    response.group.group_id.assign(id.begin(), id.end());
-    response.group.schema_hash = r.u64();
-    const std::uint32_t count = r.u32();
-    if (count == 0 || count > kMaxMembers) throw Error(Errc::bad_message, "bad group size");
-    for (std::uint32_t i = 0; i < count; ++i) {
-      GroupMember m;
-      const auto peer = PeerId::parse(r.str(64));
-      if (!peer) throw Error(Errc::bad_message, "bad peer id in group");
-      m.address.peer = *peer;
-      m.address.host = r.str(kMaxAddressBytes);
-      const std::uint32_t port = r.u32();
-      if (port > 65535) throw Error(Errc::bad_message, "bad port in group");
-      m.address.port = static_cast<std::uint16_t>(port);
-      m.bandwidth = r.f64();
-      if (!std::isfinite(m.bandwidth) || m.bandwidth < 0)
-        throw Error(Errc::bad_message, "bad bandwidth in group");
-      m.auxiliary = r.u8() != 0;
-      response.group.members.push_back(std::move(m));
-    }
-  } else if (response.status == JoinStatus::not_a_leader) {
-    if (r.u8() != 0) response.hint = PeerAddress::parse(r.str(kMaxAddressBytes));
-  }
-  r.expect_end();
-  return response;
-}
-
-}  // namespace
-
-std::string_view join_status_name(JoinStatus status) noexcept {
-  switch (status) {
-    case JoinStatus::accepted:
-      return "accepted";
-    case JoinStatus::not_a_leader:
-      return "not a leader";
-    case JoinStatus::group_full:
-      return "group full";
-    case JoinStatus::bad_schema:
-      return "tensor schema does not match";
-    case JoinStatus::expired:
-      return "matchmaking for this group is over";
-    case JoinStatus::duplicate:
-      return "already a member";
-    case JoinStatus::disbanded:
-      return "group disbanded (too few peers)";
-  }
-  return "unknown";
-}
 
 std::function<std::string(std::uint64_t)> moshpit_suffix(std::size_t row, std::size_t col) {
   return [row, col](std::uint64_t round) {

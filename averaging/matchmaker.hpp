@@ -31,6 +31,7 @@
 // peers never throw.
 #include "averaging/group_key_store.hpp"
 #include "averaging/group_source.hpp"
+#include "averaging/join_wire.hpp"
 #include "core/clock.hpp"
 #include "net/rpc.hpp"
 
@@ -40,19 +41,6 @@
 #include <string>
 
 namespace apiary::averaging {
-
-inline constexpr std::string_view kJoinMethod = "averaging.join";
-
-enum class JoinStatus : std::uint8_t {
-  accepted = 0,
-  not_a_leader = 1,
-  group_full = 2,
-  bad_schema = 3,
-  expired = 4,
-  duplicate = 5,
-  disbanded = 6,
-};
-std::string_view join_status_name(JoinStatus status) noexcept;
 
 struct MatchmakingOptions {
   std::string prefix = "run";

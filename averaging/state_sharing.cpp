@@ -1,7 +1,7 @@
 #include "averaging/state_sharing.hpp"
 
-#include "averaging/wire.hpp"
 #include "core/async.hpp"
+#include "core/codec.hpp"
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "core/log.hpp"
@@ -18,11 +18,13 @@ using async::TaskGroup;
 
 constexpr std::string_view kMetaMethod = "averaging.state.meta";
 constexpr std::string_view kChunkMethod = "averaging.state.chunk";
-constexpr std::uint8_t kStateVersion = 1;
+constexpr std::uint64_t kStateVersion = 2;
 constexpr std::size_t kMaxMetadataBytes = 1u << 20;
 constexpr std::size_t kMaxTensors = 1u << 16;
 constexpr std::uint64_t kMaxStateElements = 1ull << 30;  // 4 GiB of fp32
 constexpr std::uint64_t kMaxChunkElements = 1u << 22;    // 16 MiB chunks at most
+// One 32-byte hash per chunk of the largest state in the smallest chunks.
+constexpr std::size_t kMaxHashBytes = 32u << 20;
 
 struct ChunkRef {
   std::size_t tensor;
@@ -55,35 +57,38 @@ struct Meta {
   }
 };
 
+// Metadata on the wire: [version, epoch, metadata, [tensor sizes…],
+// chunk elements, hashes (32 bytes per chunk, concatenated)].
 Meta decode_meta(ByteSpan in) {
-  wire::Reader r(in);
-  if (r.u8() != kStateVersion) throw Error(Errc::bad_message, "unknown state version");
+  const auto doc = codec::parse(in);
+  auto fields = doc.root().array("state.meta", 6, 6);
+  if (fields.next().uint("state.version") != kStateVersion)
+    throw Error(Errc::bad_message, "unknown state version");
   Meta meta;
-  meta.epoch = r.u64();
-  const ByteSpan metadata = r.bytes(kMaxMetadataBytes);
+  meta.epoch = fields.next().uint("state.epoch");
+  const ByteSpan metadata = fields.next().bin("state.metadata", kMaxMetadataBytes);
   meta.metadata.assign(metadata.begin(), metadata.end());
-  const std::uint32_t tensors = r.u32();
-  if (tensors > kMaxTensors) throw Error(Errc::bad_message, "too many tensors in state");
+  auto sizes = fields.next().array("state.sizes", 0, kMaxTensors);
   std::uint64_t total = 0;
-  for (std::uint32_t t = 0; t < tensors; ++t) {
-    const std::uint64_t size = r.u64();
+  while (!sizes.done()) {
+    const std::uint64_t size = sizes.next().uint("state.size");
     total += size;
     if (size > kMaxStateElements || total > kMaxStateElements)
       throw Error(Errc::bad_message, "state too large");
     meta.sizes.push_back(static_cast<std::size_t>(size));
   }
-  const std::uint64_t chunk = r.u64();
+  const std::uint64_t chunk = fields.next().uint("state.chunk_elements");
   if (chunk == 0 || chunk > kMaxChunkElements) throw Error(Errc::bad_message, "bad chunk size");
   meta.chunk_elements = static_cast<std::size_t>(chunk);
-  const std::uint32_t count = r.u32();
-  if (count != chunk_table(meta.sizes, meta.chunk_elements).size())
+  const std::size_t count = chunk_table(meta.sizes, meta.chunk_elements).size();
+  const ByteSpan hashes = fields.next().bin("state.hashes", kMaxHashBytes);
+  if (hashes.size() != count * sizeof(Hash256))
     throw Error(Errc::bad_message, "chunk count does not match the tensor sizes");
-  for (std::uint32_t i = 0; i < count; ++i) {
+  for (std::size_t i = 0; i < count; ++i) {
     Hash256 h;
-    std::memcpy(h.data(), r.take(h.size()).data(), h.size());
+    std::memcpy(h.data(), hashes.data() + i * h.size(), h.size());
     meta.hashes.push_back(h);
   }
-  r.expect_end();
   return meta;
 }
 
@@ -134,9 +139,8 @@ StateDonor::StateDonor(rpc::RpcNode& node, std::size_t chunk_elements, Clock clo
   node_.add_method(
       std::string(kChunkMethod),
       [state = state_](const rpc::RequestContext&, Bytes request) -> asio::awaitable<Bytes> {
-        wire::Reader r(request);
-        const std::uint32_t index = r.u32();
-        r.expect_end();
+        const auto doc = codec::parse(request);
+        const auto index = doc.root().array("state.chunk", 1, 1).next().uint("state.chunk.index");
         if (index >= state->table.size()) throw Error(Errc::not_found, "no such state chunk");
         const ChunkRef& c = state->table[index];
         state->last_request = state->clock.now();
@@ -164,21 +168,20 @@ void StateDonor::State::publish(StateSnapshot snapshot) {
   std::vector<std::size_t> sizes;
   for (const auto& t : snapshot.tensors) sizes.push_back(t.size());
   auto table = chunk_table(sizes, chunk_elements);
-  Bytes meta;
-  wire::Writer w(meta);
-  w.u8(kStateVersion);
-  w.u64(snapshot.epoch);
-  w.bytes(snapshot.metadata);
-  w.u32(static_cast<std::uint32_t>(sizes.size()));
-  for (std::size_t s : sizes) w.u64(s);
-  w.u64(chunk_elements);
-  w.u32(static_cast<std::uint32_t>(table.size()));
+  Bytes hashes;
+  hashes.reserve(table.size() * sizeof(Hash256));
   for (const auto& c : table) {
     const auto values =
         std::span<const float>(snapshot.tensors[c.tensor]).subspan(c.offset, c.count);
     const Hash256 h = hash256(bytes_of(values));
-    w.raw(h.data(), h.size());
+    hashes.insert(hashes.end(), h.begin(), h.end());
   }
+  codec::Writer w;
+  w.array(6).uint(kStateVersion).uint(snapshot.epoch).bin(snapshot.metadata);
+  w.array(static_cast<std::uint32_t>(sizes.size()));
+  for (std::size_t s : sizes) w.uint(s);
+  w.uint(chunk_elements).bin(hashes);
+  Bytes meta = w.take();
   this->snapshot = std::move(snapshot);
   this->table = std::move(table);
   this->meta = std::move(meta);
@@ -235,8 +238,9 @@ asio::awaitable<void> pull_from(rpc::RpcNode& node, PeerAddress donor, std::shar
     ++d->in_flight;
     bool ok = false;
     try {
-      Bytes request;
-      wire::Writer(request).u32(static_cast<std::uint32_t>(index));
+      codec::Writer w;
+      w.array(1).uint(index);
+      Bytes request = w.take();
       rpc::CallOptions options;
       options.timeout = std::max(
           std::chrono::milliseconds(1),

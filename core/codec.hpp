@@ -21,6 +21,12 @@
 //   std::string_view method = msg.next().str("find.method", 64);
 //   ByteSpan payload = msg.next().bin("find.payload", 1 << 20);
 //
+// The one exception: bulk tensor data stays raw binary — the all-reduce chunk
+// frames (averaging/stream_wire.hpp: an 8-byte header, then the payload read
+// in place) and state-download chunks (raw fp32) — because they are the
+// bytes being moved and must cost no copy; their headers and every other
+// field around them are msgpack.
+//
 // Views (string_view, ByteSpan, Reader) point into the Document's buffer and
 // stay valid as long as the Document and the bytes passed to parse() live.
 // Errors: throws apiary::Error (bad_message on decode).

@@ -2,7 +2,7 @@
 // bit-identical results, compression, and faults (dead sender, dead reducer,
 // garbage, wrong schema, a reducer that never answers).
 #include "averaging/butterfly.hpp"
-#include "averaging/wire.hpp"
+#include "averaging/stream_wire.hpp"
 #include "net/link_emulator.hpp"
 #include "tests/averaging/butterfly_fixture.hpp"
 
@@ -211,15 +211,13 @@ asio::awaitable<void> rogue_sender(rpc::RpcNode& node, GroupInfo group, std::siz
     if (r == me) continue;
     try {
       auto stream = co_await node.open_stream(group.members[r].address, kAllReduceMethod);
-      Bytes header;
-      wire::Writer w(header);
-      w.u8(1);
-      w.bytes(group.group_id);
-      w.u32(static_cast<std::uint32_t>(me));
-      w.u32(static_cast<std::uint32_t>(r));
-      w.u64(schema_hash);
-      w.u64(total);
-      w.f32(1.0f);
+      StreamHeader fields{group.group_id,
+                          static_cast<std::uint32_t>(me),
+                          static_cast<std::uint32_t>(r),
+                          schema_hash,
+                          total,
+                          1.0f};
+      Bytes header = encode_stream_header(fields);
       co_await stream->write(std::move(header));
       co_await stream->write(chunk);
       co_await stream->close_write();

@@ -2,8 +2,8 @@
 // election, rejection reasons, disbanding, client mode, and a full Averager
 // round with the matchmaker as its group source.
 #include "averaging/averager.hpp"
+#include "averaging/join_wire.hpp"
 #include "averaging/matchmaker.hpp"
-#include "averaging/wire.hpp"
 #include "dht/swarm.hpp"
 #include "tests/averaging/butterfly_fixture.hpp"
 
@@ -140,17 +140,12 @@ TEST(Matchmaker, FollowerPointsToItsLeader) {
   auto by_hand = [](rpc::RpcNode& me, PeerAddress a,
                     PeerAddress b) -> asio::awaitable<std::string> {
     co_await test::sleep_for(150ms);  // both settled: one leads, one follows
-    Bytes request;
-    wire::Writer w(request);
-    w.u8(1);
-    w.str("run/0");
-    w.u64(3);
-    w.f64(1.0);
-    w.u8(0);
+    JoinRequest join{"run/0", 3, 1.0, false, false};
+    Bytes request = encode_join(join);
     std::string statuses;
     for (const auto& to : {a, b}) {
       auto response = co_await me.call(to, kJoinMethod, request);
-      statuses += std::to_string(response.at(0));
+      statuses += std::to_string(static_cast<int>(decode_response(response).status));
     }
     co_return statuses;
   };

@@ -1,7 +1,7 @@
 // State download from several donors: newest epoch only, hashes verified,
 // a corrupt donor's chunks fetched again from others.
 #include "averaging/state_sharing.hpp"
-#include "averaging/wire.hpp"
+#include "core/codec.hpp"
 #include "net/link_emulator.hpp"
 #include "tests/averaging/butterfly_fixture.hpp"
 
@@ -94,9 +94,10 @@ TEST(StateSharing, PollingPeersDoNotPinAnOnDemandDonorOnAnOldSnapshot) {
       Bytes empty;
       Bytes meta = co_await swarm.peers[1].node->call(swarm.peers[0].node->local_address(),
                                                       "averaging.state.meta", std::move(empty));
-      wire::Reader r(meta);
-      r.u8();  // version
-      seen.push_back(r.u64());
+      const auto doc = codec::parse(meta);
+      auto fields = doc.root().array("meta", 6, 6);
+      fields.next();  // version
+      seen.push_back(fields.next().uint("epoch"));
       co_await test::sleep_for(100ms);
     }
     co_return seen;
