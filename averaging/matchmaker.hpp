@@ -26,13 +26,14 @@
 // of time, while a state round of this one matches): give their Matchmakers
 // one JoinService, which answers join requests by group key.
 //
-// Threading: runs on the RpcNode's executor. Errors: find_group() returns
+// The protocol logic is MatchmakingState (matchmaking_state.hpp, no I/O);
+// this class drives it. Threading: runs on the RpcNode's executor. Errors: find_group() returns
 // nullopt when no group formed by the deadline; protocol faults of other
 // peers never throw.
 #include "averaging/group_key_store.hpp"
 #include "averaging/group_source.hpp"
 #include "averaging/join_wire.hpp"
-#include "core/clock.hpp"
+#include "averaging/matchmaking_state.hpp"
 #include "net/rpc.hpp"
 
 #include <chrono>
@@ -42,37 +43,10 @@
 
 namespace apiary::averaging {
 
-struct MatchmakingOptions {
-  std::string prefix = "run";
-  std::size_t target_group_size = 4;
-  std::size_t min_group_size = 2;
-  std::chrono::milliseconds matchmaking_time{2000};
-  std::chrono::milliseconds settle_time{200};  // wait for others' declarations to appear
-  double bandwidth = 1.0;                      // announced to the leader
-  bool client_mode = false;
-  bool auxiliary = false;
-  // Leading: keep the gathered group until release() (or the deadline);
-  // released early, wait up to `release_grace` for `expected_group_size`
-  // members (0: start at once with at least min_group_size).
-  bool hold_until_released = false;
-  std::size_t expected_group_size = 0;
-  std::chrono::milliseconds release_grace{300};
-  // Appended to the group key of round r, e.g. moshpit_suffix(): peers with
-  // different suffixes form different groups (group rotation).
-  std::function<std::string(std::uint64_t round)> key_suffix;
-  // Wall time for declarations and their expirations; steady time for waits.
-  Clock clock;
-};
-
 // Moshpit-style grid rotation: a peer at (row, col) of a side × side grid uses
 // "/r<row>" in even rounds and "/c<col>" in odd ones, so after two rounds with
 // equal weights every peer holds the mean of all side² peers.
 std::function<std::string(std::uint64_t)> moshpit_suffix(std::size_t row, std::size_t col);
-
-struct MatchmakingStats {
-  JoinStatus last_rejection = JoinStatus::accepted;
-  bool led_last_round = false;
-};
 
 // Answers kJoinMethod on one node for every Matchmaker given it, by group key.
 // Lives on the node's executor; keep it alive as long as its Matchmakers.
@@ -102,7 +76,7 @@ class Matchmaker final : public GroupSource {
   // Disband the group this peer leads (or will lead) in this round.
   void abandon() override;
 
-  const MatchmakingStats& stats() const noexcept { return stats_; }
+  const MatchmakingStats& stats() const noexcept;
   // Round counter (the next find_group uses this round's key).
   void set_round(std::uint64_t round) noexcept { round_ = round; }
 
@@ -115,7 +89,8 @@ class Matchmaker final : public GroupSource {
   std::shared_ptr<JoinService> joins_;
   std::shared_ptr<State> state_;
   std::uint64_t round_ = 0;
-  MatchmakingStats stats_;
+
+  asio::awaitable<void> join(const MatchAction& action);
 };
 
 }  // namespace apiary::averaging
