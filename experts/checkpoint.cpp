@@ -66,7 +66,9 @@ class Cursor {
       throw Error(Errc::bad_message, "expert checkpoint: tensor longer than the file");
     }
     std::vector<float> out(n);
-    std::memcpy(out.data(), take(n * sizeof(float)).data(), n * sizeof(float));
+    const ByteSpan bytes = take(n * sizeof(float));
+    // An empty vector's data() may be null, which memcpy must not get (fuzz finding).
+    if (n != 0) std::memcpy(out.data(), bytes.data(), n * sizeof(float));
     return out;
   }
   bool done() const { return pos_ == bytes_.size(); }

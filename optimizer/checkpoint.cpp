@@ -202,7 +202,9 @@ Checkpoint read_checkpoint(const fs::path& file) {
     }
     if (elements > in.remaining() / sizeof(float)) in.fail("tensor larger than file");
     t.data.resize(elements);
-    std::memcpy(t.data.data(), in.take(elements * sizeof(float)), elements * sizeof(float));
+    const auto* bytes = in.take(elements * sizeof(float));
+    // An empty tensor's data() may be null, which memcpy must not get (fuzz finding).
+    if (elements != 0) std::memcpy(t.data.data(), bytes, elements * sizeof(float));
     ck.tensors.push_back(std::move(t));
   }
   if (in.remaining() != 0) in.fail("trailing bytes");

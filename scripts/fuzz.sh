@@ -54,7 +54,7 @@ for name in "${targets[@]}"; do
   last=$(grep -E '^#[0-9]+' "$log" | grep -v 'pulse' | grep ' cov: ' | tail -1 || true)
   cov=$(grep -o 'cov: [0-9]*' <<<"$last" | grep -o '[0-9]*' || true)
   ft=$(grep -o 'ft: [0-9]*' <<<"$last" | grep -o '[0-9]*' || true)
-  findings=$(grep -cE '^==[0-9]+==ERROR|^SUMMARY: |fuzz property violated|ERROR: libFuzzer' "$log" || true)
+  findings=$(grep -c 'Test unit written to' "$log" || true)  # one per crash/leak/timeout/oom input
   printf '%-22s %12s %8s %8s %s\n' "$name" "${execs:-?}" "${cov:-?}" "${ft:-?}" \
     "$findings (log: ${log#"$root"/})"
 done

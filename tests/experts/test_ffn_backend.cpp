@@ -154,6 +154,14 @@ TEST(ExpertCheckpoint, RoundTripsAndDetectsCorruption) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(ExpertCheckpoint, EmptyStateRoundTrips) {  // fuzz finding: memcpy from a null data()
+  const ExpertState empty{5, {}, {}};
+  const ExpertState back = decode_expert_state("ffn.0.0", encode_expert_state("ffn.0.0", empty));
+  EXPECT_EQ(back.update_count, 5u);
+  EXPECT_TRUE(back.parameters.empty());
+  EXPECT_TRUE(back.optimizer_state.empty());
+}
+
 TEST(ExpertCheckpoint, RefusesACheckpointOfAnotherExpert) {
   ExpertBackend a("ffn.0.0", small_ffn());
   auto bytes = encode_expert_state("ffn.0.0", a.state());

@@ -58,6 +58,15 @@ TEST(Checkpoint, RoundTrip) {
   fs::remove_all(dir);
 }
 
+TEST(Checkpoint, EmptyTensorRoundTrips) {  // fuzz finding: memcpy from a null data()
+  auto dir = fresh_dir("empty");
+  Checkpoint ck = make_checkpoint(3);
+  ck.tensors.push_back({"empty", {0, 4}, {}});
+  write_checkpoint(dir / "a.apiary", ck);
+  expect_same(read_checkpoint(dir / "a.apiary"), ck);
+  fs::remove_all(dir);
+}
+
 TEST(Checkpoint, ShapeMismatchRefused) {
   auto dir = fresh_dir("shape");
   Checkpoint ck;

@@ -54,6 +54,9 @@ TEST(RunConfig, ClearErrorsNameTheField) {
   EXPECT_NE(error_of(R"({"run": ""})").find("run must be"), std::string::npos);
   EXPECT_NE(error_of(R"({"run": "a b"})").find("run may contain"), std::string::npos);
   EXPECT_NE(error_of("{not json").find("not valid JSON"), std::string::npos);
+  // A number JSON cannot hold is invalid JSON too, not another exception (fuzz finding).
+  EXPECT_NE(error_of(R"({"run": "x", "target_accuracy": 1e999})").find("not valid JSON"),
+            std::string::npos);
   EXPECT_NE(error_of(R"({"run": "x", "compression": {"gradients": "4bit"}})")
                 .find("compression.gradients"),
             std::string::npos);
