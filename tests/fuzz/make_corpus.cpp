@@ -179,5 +179,6 @@ int main(int argc, char** argv) {
   apiary::fuzz::CorpusWriter out(argv[1]);
   apiary::fuzz::write_message_seeds(out);
   apiary::fuzz::write_file_seeds(out);
+  apiary::fuzz::write_averaging_seeds(out);
   return 0;
 }

@@ -22,7 +22,8 @@ class CorpusWriter {
   std::filesystem::path root_;
 };
 
-void write_message_seeds(CorpusWriter& out);  // frames, handshake, RPC, codec, DHT, experts
-void write_file_seeds(CorpusWriter& out);     // tokens, configs, checkpoints, keys, IDX
+void write_message_seeds(CorpusWriter& out);    // frames, handshake, RPC, codec, DHT, experts
+void write_file_seeds(CorpusWriter& out);       // tokens, configs, checkpoints, keys, IDX
+void write_averaging_seeds(CorpusWriter& out);  // join, stream header, chunks
 
 }  // namespace apiary::fuzz
