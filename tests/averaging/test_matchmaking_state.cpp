@@ -29,6 +29,10 @@ MatchmakingOptions fast(std::size_t target) {
   return o;
 }
 
+JoinRequest join_request(std::uint64_t schema = 42) {
+  return {"run/0", schema, 1.0, false, false};
+}
+
 // One peer's state machine and the fake time it sees.
 struct Peer {
   Peer(MatchmakingOptions options, PeerAddress address_)
@@ -56,11 +60,15 @@ struct Peer {
   Declaration declaration(double offset = 1.0) const {
     return {address, clock.wall_now() + offset};
   }
+  // Leads (nobody declared earlier) and admits `follower`, whose join then long-polls.
+  JoinTicket lead_and_admit(const PeerAddress& follower) {
+    EXPECT_EQ(decide({}, in(10s)).kind, Kind::wait);
+    JoinTicket ticket = machine.open_join(join_request(), follower.peer, follower, now());
+    EXPECT_FALSE(machine.join_verdict(ticket, now()).answer);
+    EXPECT_TRUE(ticket.admitted);
+    return ticket;
+  }
 };
-
-JoinRequest join_request(std::uint64_t schema = 42) {
-  return {"run/0", schema, 1.0, false, false};
-}
 
 TEST(MatchmakingState, DeclaresSettlesThenListsWithoutAnyClockRunning) {
   Peer p(fast(3), peer(1));
@@ -204,9 +212,7 @@ TEST(MatchmakingState, HeldGroupStartsOnlyAtReleaseAfterTheGrace) {
   options.expected_group_size = 3;
   options.release_grace = 300ms;
   Peer leader(options, peer(1));
-  ASSERT_EQ(leader.decide({}, leader.in(10s)).kind, Kind::wait);
-  auto ticket = leader.machine.open_join(join_request(), peer(2).peer, peer(2), leader.now());
-  EXPECT_FALSE(leader.machine.join_verdict(ticket, leader.now()).answer);
+  auto ticket = leader.lead_and_admit(peer(2));
   // Held: looks at the declarations again every 2 × settle time, finds no earlier leader.
   leader.advance(200ms);
   ASSERT_EQ(leader.machine.next(leader.now()).kind, Kind::list);
@@ -231,9 +237,7 @@ TEST(MatchmakingState, AbandonedHeldGroupDisbandsItsFollowers) {
   auto options = fast(4);
   options.hold_until_released = true;
   Peer leader(options, peer(1));
-  ASSERT_EQ(leader.decide({}, leader.in(10s)).kind, Kind::wait);
-  auto ticket = leader.machine.open_join(join_request(), peer(2).peer, peer(2), leader.now());
-  EXPECT_FALSE(leader.machine.join_verdict(ticket, leader.now()).answer);
+  auto ticket = leader.lead_and_admit(peer(2));
   leader.machine.abandon();
   const MatchAction done = leader.machine.next(leader.now());
   ASSERT_EQ(done.kind, Kind::finish);
@@ -246,9 +250,7 @@ TEST(MatchmakingState, HeldLeaderThatFindsAnEarlierLeaderRedirectsItsFollowers) 
   auto options = fast(4);
   options.hold_until_released = true;
   Peer leader(options, peer(5));
-  ASSERT_EQ(leader.decide({}, leader.in(10s)).kind, Kind::wait);
-  auto ticket = leader.machine.open_join(join_request(), peer(7).peer, peer(7), leader.now());
-  EXPECT_FALSE(leader.machine.join_verdict(ticket, leader.now()).answer);
+  auto ticket = leader.lead_and_admit(peer(7));
   leader.advance(200ms);
   ASSERT_EQ(leader.machine.next(leader.now()).kind, Kind::list);
   leader.machine.on_listed({leader.declaration(0.7), {peer(1), leader.clock.wall_now()}},
