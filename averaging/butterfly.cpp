@@ -196,6 +196,10 @@ AllReduceService::AllReduceService(rpc::RpcNode& node)
 
 AllReduceService::~AllReduceService() = default;
 
+const PeerId& AllReduceService::peer_id() const {
+  return node_.peer_id();
+}
+
 asio::awaitable<AllReduceResult> AllReduceService::run(GroupInfo group, TensorSet tensors,
                                                        std::optional<TensorSet> residuals,
                                                        AllReduceOptions options,

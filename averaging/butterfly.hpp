@@ -27,6 +27,7 @@
 #include "averaging/compression.hpp"
 #include "averaging/partition.hpp"
 #include "averaging/stream_wire.hpp"
+#include "core/clock.hpp"
 #include "net/address.hpp"
 #include "net/rpc.hpp"
 
@@ -107,7 +108,9 @@ class AllReduceService {
   // the error-feedback state when options.compression.error_feedback is set.
   asio::awaitable<AllReduceResult> run(GroupInfo group, TensorSet tensors,
                                        std::optional<TensorSet> residuals, AllReduceOptions options,
-                                       std::chrono::steady_clock::time_point deadline);
+                                       Deadline deadline);
+  // The peer this service runs rounds for (its entry in a group).
+  const PeerId& peer_id() const;
 
   struct State;
 

@@ -12,8 +12,9 @@ StaticGroupSource::StaticGroupSource(std::string prefix, std::vector<GroupMember
   if (!found) throw Error(Errc::invalid_argument, "static group does not contain this peer");
 }
 
-asio::awaitable<std::optional<GroupInfo>> StaticGroupSource::find_group(
-    float weight, std::uint64_t schema_hash, std::chrono::steady_clock::time_point) {
+asio::awaitable<std::optional<GroupInfo>> StaticGroupSource::find_group(float weight,
+                                                                        std::uint64_t schema_hash,
+                                                                        Deadline) {
   GroupInfo group;
   const std::string id = prefix_ + "/" + std::to_string(round_++);
   group.group_id.assign(id.begin(), id.end());
@@ -40,8 +41,9 @@ GridGroupSource::GridGroupSource(std::string prefix, std::vector<GroupMember> me
     throw Error(Errc::invalid_argument, "grid group does not contain this peer");
 }
 
-asio::awaitable<std::optional<GroupInfo>> GridGroupSource::find_group(
-    float weight, std::uint64_t schema_hash, std::chrono::steady_clock::time_point) {
+asio::awaitable<std::optional<GroupInfo>> GridGroupSource::find_group(float weight,
+                                                                      std::uint64_t schema_hash,
+                                                                      Deadline) {
   const std::uint64_t round = round_++;
   const bool by_row = round % 2 == 0;
   const std::size_t row = self_index_ / side_;

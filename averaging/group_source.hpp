@@ -6,6 +6,7 @@
 // Errors: find_group() returns nullopt when no group could be formed by the
 // deadline; it throws apiary::Error only for local misuse.
 #include "averaging/butterfly.hpp"
+#include "core/clock.hpp"
 
 #include <asio/awaitable.hpp>
 
@@ -22,8 +23,9 @@ class GroupSource {
   virtual ~GroupSource() = default;
   // A group for the next round that contains this peer (its entry carries
   // `weight`), with schema_hash set to `schema_hash`.
-  virtual asio::awaitable<std::optional<GroupInfo>> find_group(
-      float weight, std::uint64_t schema_hash, std::chrono::steady_clock::time_point deadline) = 0;
+  virtual asio::awaitable<std::optional<GroupInfo>> find_group(float weight,
+                                                               std::uint64_t schema_hash,
+                                                               Deadline deadline) = 0;
   // Matching ahead of time (see matchmaker.hpp): this peer is ready to start
   // the group it holds; or it will not average in this round after all.
   // Sources whose groups need no start signal ignore both.
@@ -36,9 +38,8 @@ class GroupSource {
 class StaticGroupSource final : public GroupSource {
  public:
   StaticGroupSource(std::string prefix, std::vector<GroupMember> members, PeerId self);
-  asio::awaitable<std::optional<GroupInfo>> find_group(
-      float weight, std::uint64_t schema_hash,
-      std::chrono::steady_clock::time_point deadline) override;
+  asio::awaitable<std::optional<GroupInfo>> find_group(float weight, std::uint64_t schema_hash,
+                                                       Deadline deadline) override;
 
  private:
   std::string prefix_;
@@ -62,9 +63,8 @@ class GridGroupSource final : public GroupSource {
   // `members` in grid order; members.size() must be side².
   GridGroupSource(std::string prefix, std::vector<GroupMember> members, std::size_t side,
                   PeerId self);
-  asio::awaitable<std::optional<GroupInfo>> find_group(
-      float weight, std::uint64_t schema_hash,
-      std::chrono::steady_clock::time_point deadline) override;
+  asio::awaitable<std::optional<GroupInfo>> find_group(float weight, std::uint64_t schema_hash,
+                                                       Deadline deadline) override;
 
  private:
   std::string prefix_;

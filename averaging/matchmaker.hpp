@@ -68,9 +68,8 @@ class Matchmaker final : public GroupSource {
              std::shared_ptr<JoinService> joins = nullptr);
   ~Matchmaker() override;
 
-  asio::awaitable<std::optional<GroupInfo>> find_group(
-      float weight, std::uint64_t schema_hash,
-      std::chrono::steady_clock::time_point deadline) override;
+  asio::awaitable<std::optional<GroupInfo>> find_group(float weight, std::uint64_t schema_hash,
+                                                       Deadline deadline) override;
   // hold_until_released: this peer is ready — start the held group (on the executor).
   void release() override;
   // Disband the group this peer leads (or will lead) in this round.

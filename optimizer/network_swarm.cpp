@@ -1,9 +1,9 @@
 #include "optimizer/network_swarm.hpp"
 
-#include "averaging/averager.hpp"
 #include "averaging/butterfly.hpp"
 #include "averaging/group_key_store.hpp"
 #include "averaging/matchmaker.hpp"
+#include "averaging/round_runner.hpp"
 #include "averaging/state_sharing.hpp"
 #include "core/async.hpp"
 #include "core/clock.hpp"
@@ -84,7 +84,7 @@ asio::awaitable<std::optional<StateSnapshot>> download_run_state(
     dht::DhtNode& node, std::string run, std::uint64_t min_epoch,
     std::vector<std::size_t> expected_sizes, std::chrono::milliseconds timeout) {
   averaging::DhtGroupKeyStore donors(node.shared_from_this());
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const Deadline deadline = deadline_after(timeout);
   averaging::StateSnapshot downloaded;
   averaging::DownloadStats stats;
   try {
@@ -118,18 +118,11 @@ asio::awaitable<std::optional<StateSnapshot>> download_run_state(
   co_return state;
 }
 
-// A round matched ahead of time. `started` is read by the training thread;
-// the rest lives on the network thread.
+// A round matched ahead of time (averaging/round_runner.hpp) and the live
+// peers expected in it when it was planned.
 struct PreparedRound {
-  std::string key;
-  std::uint64_t schema = 0;
+  std::shared_ptr<averaging::PreparedRound> round;
   std::size_t expected = 0;
-  std::unique_ptr<averaging::GroupSource> source;
-  std::optional<averaging::GroupInfo> group;
-  bool finished = false;
-  bool cancelled = false;  // averaged before its matchmaking began: never begin it
-  std::optional<async::Signal> done;
-  std::atomic<bool> started{false};
 };
 
 // compression.gradients for gradient rounds; for state rounds
@@ -163,7 +156,7 @@ struct NetworkSwarm::Impl {
   std::shared_ptr<averaging::JoinService> joins;        // every round's join requests
 
   std::mutex prepared_mutex;  // guards the map (entries: see PreparedRound)
-  std::map<std::string, std::shared_ptr<PreparedRound>> prepared;
+  std::map<std::string, PreparedRound> prepared;
   double epoch_started_at = -1;  // DHT time this peer's current epoch began (under `mutex`)
 
   std::mutex mutex;  // guards what the training thread reads
@@ -205,11 +198,11 @@ struct NetworkSwarm::Impl {
     if (!stored) log::debug("donor announcement not stored");
   }
 
-  std::shared_ptr<PreparedRound> take_prepared(const std::string& key) {
+  std::shared_ptr<averaging::PreparedRound> take_prepared(const std::string& key) {
     std::lock_guard lock(prepared_mutex);
     auto it = prepared.find(key);
     if (it == prepared.end()) return nullptr;
-    auto round = std::move(it->second);
+    auto round = std::move(it->second.round);
     prepared.erase(it);
     return round;
   }
@@ -222,19 +215,6 @@ struct NetworkSwarm::Impl {
       if (r.report_time > dht::system_dht_time() - 5 && !r.client_mode) ++expected;
     }
     return expected;
-  }
-
-  // Network thread: matchmaking for `round`, held until this peer averages.
-  asio::awaitable<void> match_ahead(std::shared_ptr<PreparedRound> round,
-                                    std::chrono::steady_clock::time_point deadline) {
-    try {
-      round->group = co_await round->source->find_group(1.0f, round->schema, deadline);
-    } catch (const std::exception& e) {
-      log::debug("matchmaking ahead for {} failed: {}", round->key, e.what());
-    }
-    round->finished = true;
-    round->started = round->group.has_value();
-    round->done->notify_all();
   }
 
   std::vector<PeerProgress> reports_with_local() {
@@ -343,8 +323,7 @@ NetworkSwarm::~NetworkSwarm() {
         {
           // Disband what this peer leads, so its followers move on now.
           std::lock_guard lock(impl->prepared_mutex);
-          for (auto& [key, round] : impl->prepared)
-            if (round->source && !round->finished) round->source->abandon();
+          for (auto& [key, prepared] : impl->prepared) prepared.round->cancel();
           impl->prepared.clear();
         }
         impl->donor.reset();
@@ -412,72 +391,38 @@ GlobalProgress NetworkSwarm::global_progress(std::uint64_t local_epoch) {
 AveragingOutcome NetworkSwarm::average(const std::string& group_key,
                                        std::vector<std::span<float>> tensors, float weight,
                                        std::chrono::duration<double> timeout, RoundKind kind) {
-  const auto started = std::chrono::steady_clock::now();
-  const auto deadline =
-      started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
+  const auto started = SteadyClock::now();
+  const Deadline deadline = deadline_after(timeout, started);
   const std::size_t expected = impl_->expected_peers();
   auto prepared = impl_->take_prepared(group_key);
   averaging::AllReduceOptions allreduce;
   allreduce.compression =
       compression_policy(impl_->options.config.compression, kind, tensors.size());
-  auto future = runner_->run(
-      [impl = impl_, group_key, tensors, weight, expected, deadline, allreduce, prepared,
-       started](dht::DhtNode& node) mutable -> asio::awaitable<AveragingOutcome> {
+  auto future =
+      runner_->run([impl = impl_, group_key, tensors, weight, expected, deadline, allreduce,
+                    prepared](dht::DhtNode& node) mutable -> asio::awaitable<AveragingOutcome> {
         AveragingOutcome out;
-        std::vector<std::size_t> sizes;
-        for (auto t : tensors) sizes.push_back(t.size());
-        const std::uint64_t schema = averaging::schema_hash(sizes, allreduce.compression);
-        std::optional<averaging::GroupInfo> group;
-        if (prepared && !prepared->source) {
-          prepared->cancelled = true;  // its matchmaking has not begun: it never will
-          prepared.reset();
-        }
-        if (prepared && prepared->schema == schema) {
-          // Matched ahead of time: start the held group (if this peer leads it)
-          // and take it as soon as it is there.
-          prepared->source->release();
-          while (!prepared->finished && std::chrono::steady_clock::now() < deadline)
-            co_await prepared->done->wait_until(deadline);
-          group = prepared->group;
-          log::debug("{}: group of {} matched ahead, waited {:.0f} ms for it", group_key,
-                     group ? group->members.size() : 0, 1000 * seconds_since(started));
-          if (!group) log::debug("{}: no group found ahead of time; matching now", group_key);
-        } else if (prepared) {
-          prepared->source->abandon();  // the tensors changed since it was prepared
-        }
-        if (!group) {
-          // A round matched ahead that failed (e.g. the group started without
-          // this peer) matches again under a second key, with whoever else missed it.
-          const std::string key = prepared ? group_key + "/retry" : group_key;
-          GroupRequest request{key, expected, false, impl->joins};
-          auto groups = impl->options.groups(node, request);
-          group = co_await groups->find_group(weight, schema, deadline);
-        }
-        if (!group || group->members.size() < 2) {
-          out.error = "could not find a group";
-          co_return out;
-        }
-        // The weight travels in this peer's stream headers (matched ahead of time,
-        // the group was formed before the weight was known).
-        for (auto& m : group->members)
-          if (m.address.peer == impl->options.identity.peer_id()) m.weight = weight;
         const auto service = impl->allreduce;
         if (!service) {
           out.error = "the swarm is shutting down";
           co_return out;
         }
-        const auto reduce_started = std::chrono::steady_clock::now();
-        auto result = co_await service->run(*group, averaging::TensorSet(std::move(tensors)),
-                                            std::nullopt, allreduce, deadline);
-        log::debug("{}: all-reduce in a group of {} took {:.0f} ms", group_key,
-                   group->members.size(), 1000 * seconds_since(reduce_started));
-        out.group_size = result.group_size - result.failed_peers.size();
-        for (const auto& p : result.failed_peers) out.failed_peers.push_back(p.to_string());
-        out.bytes_sent = result.bytes_sent;
-        out.bytes_received = result.bytes_received;
-        out.ok = result.chunks_averaged > 0;
-        if (!out.ok)
-          out.error = result.deadline_hit ? "all-reduce hit its deadline" : "no part was averaged";
+        averaging::RoundRequest request;
+        request.weight = weight;
+        request.tensors = averaging::TensorSet(std::move(tensors));
+        request.allreduce = allreduce;
+        request.deadline = deadline;
+        averaging::GroupSourceFor groups = [&](const std::string& key) {
+          return impl->options.groups(node, GroupRequest{key, expected, false, impl->joins});
+        };
+        const averaging::StepResult step = co_await averaging::run_round(
+            *service, group_key, std::move(prepared), groups, std::move(request));
+        out.ok = step.ok();
+        out.error = step.error;
+        out.group_size = step.group_size - step.failed_peers.size();
+        for (const auto& p : step.failed_peers) out.failed_peers.push_back(p.to_string());
+        out.bytes_sent = step.bytes_sent;
+        out.bytes_received = step.bytes_received;
         co_return out;
       });
   AveragingOutcome outcome;
@@ -487,54 +432,46 @@ AveragingOutcome NetworkSwarm::average(const std::string& group_key,
     outcome.ok = false;
     outcome.error = e.what();
   }
-  outcome.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  outcome.seconds = seconds_since(started);
   return outcome;
 }
 
 void NetworkSwarm::prepare_rounds(std::vector<RoundPlan> rounds,
                                   std::chrono::duration<double> timeout) {
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
+  const Deadline deadline = deadline_after(timeout);
   const std::size_t expected = impl_->expected_peers();
-  std::vector<std::shared_ptr<PreparedRound>> fresh;
+  std::vector<PreparedRound> fresh;
   {
     std::lock_guard lock(impl_->prepared_mutex);
     for (const auto& plan : rounds) {
       if (impl_->prepared.count(plan.group_key)) continue;
-      auto round = std::make_shared<PreparedRound>();
-      round->key = plan.group_key;
-      round->expected = expected;
       const auto policy =
           compression_policy(impl_->options.config.compression, plan.kind, plan.sizes.size());
-      round->schema = averaging::schema_hash(plan.sizes, policy);
-      impl_->prepared[plan.group_key] = round;
-      fresh.push_back(std::move(round));
+      PreparedRound prepared{std::make_shared<averaging::PreparedRound>(
+                                 plan.group_key, averaging::schema_hash(plan.sizes, policy)),
+                             expected};
+      impl_->prepared[plan.group_key] = prepared;
+      fresh.push_back(std::move(prepared));
     }
   }
   if (fresh.empty()) return;
   (void)runner_->run([impl = impl_, fresh, deadline](dht::DhtNode& node) -> asio::awaitable<void> {
     auto executor = co_await asio::this_coro::executor;
-    for (auto& round : fresh) {
-      if (round->cancelled) continue;
-      round->done.emplace(executor);
-      GroupRequest request{round->key, round->expected, true, impl->joins};
-      round->source = impl->options.groups(node, request);
-      asio::co_spawn(executor, impl->match_ahead(round, deadline), asio::detached);
+    for (const auto& prepared : fresh) {
+      if (prepared.round->cancelled()) continue;
+      GroupRequest request{prepared.round->key(), prepared.expected, true, impl->joins};
+      prepared.round->begin(executor, impl->options.groups(node, request), deadline);
     }
   });
 }
 
 void NetworkSwarm::abandon_rounds(std::vector<std::string> group_keys) {
-  std::vector<std::shared_ptr<PreparedRound>> dropped;
+  std::vector<std::shared_ptr<averaging::PreparedRound>> dropped;
   for (const auto& key : group_keys)
     if (auto round = impl_->take_prepared(key)) dropped.push_back(std::move(round));
   if (dropped.empty()) return;
   (void)runner_->run([dropped](dht::DhtNode&) -> asio::awaitable<void> {
-    for (auto& round : dropped) {
-      round->cancelled = true;
-      if (round->source && !round->finished) round->source->abandon();
-    }
+    for (auto& round : dropped) round->cancel();
     co_return;
   });
 }
@@ -542,7 +479,7 @@ void NetworkSwarm::abandon_rounds(std::vector<std::string> group_keys) {
 bool NetworkSwarm::round_started(const std::string& group_key) {
   std::lock_guard lock(impl_->prepared_mutex);
   auto it = impl_->prepared.find(group_key);
-  return it != impl_->prepared.end() && it->second->started.load();
+  return it != impl_->prepared.end() && it->second.round->started();
 }
 
 std::optional<StateSnapshot> NetworkSwarm::download_state(std::uint64_t min_epoch,

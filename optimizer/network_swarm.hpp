@@ -1,13 +1,14 @@
 #pragma once
 // NetworkSwarm: SwarmServices over the real network — a DHT node on its own
 // thread (dht::DhtRunner over the encrypted TCP transport), the progress
-// tracker refreshed in the background, averaging groups found through the DHT
-// (averaging::Matchmaker) and averaged with the butterfly all-reduce, and state
-// sharing for late joiners (averaging::StateDonor / download_state: snapshots
-// taken on demand, downloaded from several donors at once, hash-verified).
-// Rounds may be matched ahead of time (prepare_rounds): their matchmaking runs
-// on the network thread while the training thread computes, and the group
-// starts when the leader averages. One JoinService per node answers join
+// tracker refreshed in the background, averaging rounds run by
+// averaging/round_runner (groups found through the DHT by averaging::Matchmaker,
+// the butterfly all-reduce, rounds matched ahead of time and their retry
+// key), and state sharing for late joiners (averaging::StateDonor /
+// download_state: snapshots taken on demand, downloaded from several donors at
+// once, hash-verified). This class is the glue between them and the training
+// thread: prepare_rounds hands the runner rounds to match on the network
+// thread while the training thread computes. One JoinService per node answers join
 // requests of every round by key, so a prepared round and a state round can
 // match at once.
 // Errors: the constructor throws apiary::Error when the DHT cannot bootstrap;
