@@ -2,6 +2,7 @@
 
 #include "core/async.hpp"
 #include "core/log.hpp"
+#include "dht/replica_plan.hpp"
 #include "dht/wire.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -427,17 +428,10 @@ asio::awaitable<std::vector<StoreResult>> DhtNode::store_signed(std::vector<Reco
   std::vector<NodeId> targets;
   std::vector<std::size_t> target_index;
   for (std::size_t i = 0; i < records.size(); ++i) {
-    const Record& r = records[i];
-    // Refuse locally what every replica would refuse anyway.
-    if (r.key.size() > options_.storage.max_key_bytes ||
-        (r.subkey && r.subkey->size() > options_.storage.max_key_bytes)) {
-      results[i].status = StoreStatus::key_too_large;
-    } else if (r.value.size() > options_.storage.max_value_bytes) {
-      results[i].status = StoreStatus::value_too_large;
-    } else if (!validator_->validate(r)) {
-      results[i].status = StoreStatus::invalid;
+    if (auto refused = refused_locally(records[i], options_.storage, *validator_)) {
+      results[i].status = *refused;
     } else {
-      targets.push_back(NodeId::of_key(r.key));
+      targets.push_back(NodeId::of_key(records[i].key));
       target_index.push_back(i);
     }
   }
@@ -448,20 +442,7 @@ asio::awaitable<std::vector<StoreResult>> DhtNode::store_signed(std::vector<Reco
       options_.store_beam_size > 0 ? std::max(options_.store_beam_size, options_.num_replicas) : 0;
   auto outcome = co_await lookup(targets, std::move(on_result), store_beam);
 
-  // Candidate replicas per record, nearest first (this node included unless client mode).
-  std::vector<std::vector<std::optional<PeerAddress>>> candidates(targets.size());
-  for (std::size_t t = 0; t < targets.size(); ++t) {
-    auto& list = candidates[t];
-    bool self_placed = options_.client_mode;
-    for (const auto& peer : outcome.keys[t].nearest) {
-      if (!self_placed && closer(id_, NodeId::from_peer(peer.peer), targets[t])) {
-        list.push_back(std::nullopt);  // nullopt = this node
-        self_placed = true;
-      }
-      list.push_back(peer);
-    }
-    if (!self_placed) list.push_back(std::nullopt);
-  }
+  const auto candidates = replica_candidates(outcome, targets, id_, options_.client_mode);
 
   std::vector<std::size_t> next_candidate(targets.size(), 0);
   std::vector<StoreStatus> first_refusal(targets.size(), StoreStatus::unreachable);
