@@ -330,6 +330,10 @@ TEST(CollaborativeOptimizerOverlap, TrainingContinuesWhileTheAverageTravels) {
   }
   for (int i = 0; i < 2000 && done_while_held < kPeers; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // Each round reaches the hub from its peer's worker thread, which a loaded
+  // machine may not have scheduled yet: wait for it (bounded) while still held.
+  for (int i = 0; i < 2000 && hub->rounds_started() < static_cast<std::size_t>(kPeers); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   const std::size_t started_while_held = hub->rounds_started();
   released = true;
   hub->release_rounds();
