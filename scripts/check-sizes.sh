@@ -6,8 +6,17 @@
 set -euo pipefail
 root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 cd "$root"
+if ! ctags --version 2>/dev/null | grep -q "Universal Ctags"; then
+  echo "check-sizes: needs Universal Ctags (Debian package universal-ctags; make deps installs it)"
+  exit 1
+fi
 max_file=600 max_function=100
-mapfile -t files < <(git ls-files '*.cpp' '*.hpp' '*.cu' '*.cuh' | grep -Ev '^(tests|benchmarks)/')
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  list_sources() { git ls-files '*.cpp' '*.hpp' '*.cu' '*.cuh'; }
+else  # an unpacked source tree without git
+  list_sources() { find . -path ./build -prune -o -type f \( -name '*.cpp' -o -name '*.hpp' -o -name '*.cu' -o -name '*.cuh' \) -print | sed 's|^\./||'; }
+fi
+mapfile -t files < <(list_sources | grep -Ev '^(tests|benchmarks|build[^/]*)/')
 status=0
 for f in "${files[@]}"; do
   [ -f "$f" ] || continue

@@ -4,7 +4,7 @@
 # is missing. Never installs libboost1.81-dev (it removes the msgpack packages).
 set -euo pipefail
 packages=(
-  build-essential cmake pkg-config ccache
+  build-essential cmake pkg-config ccache universal-ctags
   libasio-dev libsodium-dev libmsgpack-cxx-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-dev libcli11-dev libspdlog-dev nlohmann-json3-dev zlib1g-dev
