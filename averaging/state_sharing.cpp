@@ -1,5 +1,6 @@
 #include "averaging/state_sharing.hpp"
 
+#include "averaging/state_wire.hpp"
 #include "core/async.hpp"
 #include "core/codec.hpp"
 #include "core/error.hpp"
@@ -18,78 +19,9 @@ using async::TaskGroup;
 
 constexpr std::string_view kMetaMethod = "averaging.state.meta";
 constexpr std::string_view kChunkMethod = "averaging.state.chunk";
-constexpr std::uint64_t kStateVersion = 2;
-constexpr std::size_t kMaxMetadataBytes = 1u << 20;
-constexpr std::size_t kMaxTensors = 1u << 16;
-constexpr std::uint64_t kMaxStateElements = 1ull << 30;  // 4 GiB of fp32
-constexpr std::uint64_t kMaxChunkElements = 1u << 22;    // 16 MiB chunks at most
-// One 32-byte hash per chunk of the largest state in the smallest chunks.
-constexpr std::size_t kMaxHashBytes = 32u << 20;
-
-struct ChunkRef {
-  std::size_t tensor;
-  std::size_t offset;
-  std::size_t count;
-};
-
-// Chunks never span tensors; both sides derive the same table.
-std::vector<ChunkRef> chunk_table(const std::vector<std::size_t>& sizes, std::size_t chunk) {
-  std::vector<ChunkRef> table;
-  for (std::size_t t = 0; t < sizes.size(); ++t)
-    for (std::size_t offset = 0; offset < sizes[t]; offset += chunk)
-      table.push_back({t, offset, std::min(chunk, sizes[t] - offset)});
-  return table;
-}
 
 ByteSpan bytes_of(std::span<const float> values) {
   return {reinterpret_cast<const std::uint8_t*>(values.data()), values.size_bytes()};
-}
-
-struct Meta {
-  std::uint64_t epoch = 0;
-  Bytes metadata;
-  std::vector<std::size_t> sizes;
-  std::size_t chunk_elements = 0;
-  std::vector<Hash256> hashes;
-  bool same_content(const Meta& other) const {
-    return epoch == other.epoch && sizes == other.sizes && chunk_elements == other.chunk_elements &&
-           hashes == other.hashes && metadata == other.metadata;
-  }
-};
-
-// Metadata on the wire: [version, epoch, metadata, [tensor sizes…],
-// chunk elements, hashes (32 bytes per chunk, concatenated)].
-Meta decode_meta(ByteSpan in) {
-  const auto doc = codec::parse(in);
-  auto fields = doc.root().array("state.meta", 6, 6);
-  if (fields.next().uint("state.version") != kStateVersion)
-    throw Error(Errc::bad_message, "unknown state version");
-  Meta meta;
-  meta.epoch = fields.next().uint("state.epoch");
-  const ByteSpan metadata = fields.next().bin("state.metadata", kMaxMetadataBytes);
-  meta.metadata.assign(metadata.begin(), metadata.end());
-  auto sizes = fields.next().array("state.sizes", 0, kMaxTensors);
-  std::uint64_t total = 0;
-  while (!sizes.done()) {
-    const std::uint64_t size = sizes.next().uint("state.size");
-    total += size;
-    if (size > kMaxStateElements || total > kMaxStateElements)
-      throw Error(Errc::bad_message, "state too large");
-    meta.sizes.push_back(static_cast<std::size_t>(size));
-  }
-  const std::uint64_t chunk = fields.next().uint("state.chunk_elements");
-  if (chunk == 0 || chunk > kMaxChunkElements) throw Error(Errc::bad_message, "bad chunk size");
-  meta.chunk_elements = static_cast<std::size_t>(chunk);
-  const std::size_t count = chunk_table(meta.sizes, meta.chunk_elements).size();
-  const ByteSpan hashes = fields.next().bin("state.hashes", kMaxHashBytes);
-  if (hashes.size() != count * sizeof(Hash256))
-    throw Error(Errc::bad_message, "chunk count does not match the tensor sizes");
-  for (std::size_t i = 0; i < count; ++i) {
-    Hash256 h;
-    std::memcpy(h.data(), hashes.data() + i * h.size(), h.size());
-    meta.hashes.push_back(h);
-  }
-  return meta;
 }
 
 }  // namespace
@@ -126,7 +58,7 @@ struct StateDonor::State {
 
 StateDonor::StateDonor(rpc::RpcNode& node, std::size_t chunk_elements, Clock clock)
     : node_(node), state_(std::make_shared<State>()) {
-  if (chunk_elements == 0 || chunk_elements > kMaxChunkElements)
+  if (chunk_elements == 0 || chunk_elements > kMaxStateChunkElements)
     throw Error(Errc::invalid_argument, "state donor: bad chunk size");
   state_->chunk_elements = chunk_elements;
   state_->clock = std::move(clock);
@@ -168,20 +100,14 @@ void StateDonor::State::publish(StateSnapshot snapshot) {
   std::vector<std::size_t> sizes;
   for (const auto& t : snapshot.tensors) sizes.push_back(t.size());
   auto table = chunk_table(sizes, chunk_elements);
-  Bytes hashes;
-  hashes.reserve(table.size() * sizeof(Hash256));
+  StateMeta meta_out{snapshot.epoch, snapshot.metadata, sizes, chunk_elements, {}};
+  meta_out.hashes.reserve(table.size());
   for (const auto& c : table) {
     const auto values =
         std::span<const float>(snapshot.tensors[c.tensor]).subspan(c.offset, c.count);
-    const Hash256 h = hash256(bytes_of(values));
-    hashes.insert(hashes.end(), h.begin(), h.end());
+    meta_out.hashes.push_back(hash256(bytes_of(values)));
   }
-  codec::Writer w;
-  w.array(6).uint(kStateVersion).uint(snapshot.epoch).bin(snapshot.metadata);
-  w.array(static_cast<std::uint32_t>(sizes.size()));
-  for (std::size_t s : sizes) w.uint(s);
-  w.uint(chunk_elements).bin(hashes);
-  Bytes meta = w.take();
+  Bytes meta = encode_state_meta(meta_out);
   this->snapshot = std::move(snapshot);
   this->table = std::move(table);
   this->meta = std::move(meta);
@@ -201,7 +127,7 @@ namespace {
 
 struct Download {
   explicit Download(const asio::any_io_executor& executor) : changed(executor) {}
-  Meta meta;
+  StateMeta meta;
   std::vector<ChunkRef> table;
   std::deque<std::size_t> queue;
   std::size_t in_flight = 0;
@@ -212,13 +138,13 @@ struct Download {
 };
 
 asio::awaitable<void> fetch_meta(rpc::RpcNode& node, PeerAddress donor,
-                                 std::chrono::milliseconds timeout, std::optional<Meta>& out) {
+                                 std::chrono::milliseconds timeout, std::optional<StateMeta>& out) {
   try {
     rpc::CallOptions options;
     options.timeout = timeout;
     Bytes empty;
     Bytes answer = co_await node.call(donor, kMetaMethod, std::move(empty), options);
-    out = decode_meta(answer);
+    out = decode_state_meta(answer);
   } catch (const std::exception& e) {
     log::debug("state download: donor {} gave no metadata: {}", donor.to_string(), e.what());
   }
@@ -276,7 +202,7 @@ asio::awaitable<StateSnapshot> download_state(rpc::RpcNode& node, GroupKeyStore&
   auto donors = co_await store.list(prefix + "/state", clock.wall_now());
   std::erase_if(donors, [&](const Declaration& d) { return d.address.peer == node.peer_id(); });
   // Metadata from every donor at once.
-  std::vector<std::optional<Meta>> metas(donors.size());
+  std::vector<std::optional<StateMeta>> metas(donors.size());
   {
     TaskGroup tasks(node.get_executor());
     const auto timeout = std::clamp(

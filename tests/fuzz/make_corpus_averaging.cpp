@@ -1,10 +1,12 @@
 // Seed-corpus generator, averaging half: join requests and responses, the
 // all-reduce stream header and chunk frames, written by the production
-// encoders (averaging/join_wire.hpp, stream_wire.hpp, compression.hpp).
+// encoders (averaging/join_wire.hpp, stream_wire.hpp, compression.hpp), and
+// state-sharing metadata (averaging/state_wire.hpp).
 #include "make_corpus.hpp"
 
 #include "averaging/compression.hpp"
 #include "averaging/join_wire.hpp"
+#include "averaging/state_wire.hpp"
 #include "averaging/stream_wire.hpp"
 #include "core/identity.hpp"
 
@@ -33,6 +35,11 @@ void write_averaging_seeds(CorpusWriter& out) {
     encode_append(codec, values, chunk);
     out.put("averaging_wire", "chunk" + std::to_string(static_cast<int>(codec)), chunk, {3});
   }
+  StateMeta meta{7, Bytes{'{', '}'}, {300, 0, 17}, 128, {}};
+  meta.hashes.resize(chunk_count(meta.sizes, meta.chunk_elements));
+  for (std::size_t i = 0; i < meta.hashes.size(); ++i) meta.hashes[i] = hash256(Bytes(1, i));
+  out.put("state_meta", "three_tensors", encode_state_meta(meta));
+  out.put("state_meta", "empty", encode_state_meta(StateMeta{0, {}, {}, 1, {}}));
 }
 
 }  // namespace apiary::fuzz
