@@ -37,6 +37,7 @@ struct CoordinatorOptions {
   double status_period = 2.0;
   double config_ttl = 3600.0;
   std::size_t expert_servers = 1;  // moe-mlp runs: how many expert-server lines to print
+  bool expert_servers_given = false;
   bool json = false;
 };
 
@@ -195,6 +196,8 @@ int run_coordinator(CoordinatorOptions o) {
     config.run = o.run;
     config.validate();
   }
+  if (o.expert_servers_given && expert_server_lines(config.model, "", 1, false).empty())
+    throw UsageError("--expert-servers: this run has no expert grid (only moe-mlp runs do)");
   if (o.auth != "open" && o.auth != "token")
     throw Error(Errc::invalid_argument, "--auth must be open or token");
   if (o.auth == "token" && o.identity_file.empty()) {
@@ -298,18 +301,20 @@ const Registration registration{
       cmd->add_option("--identity", o->identity_file, "run key file (created if missing)");
       cmd->add_option("--checkpoint-dir", o->checkpoint_dir,
                       "keep checkpoints of the swarm's state here");
-      cmd->add_option("--checkpoint-every", o->checkpoint_every, "epochs between checkpoints")
-          ->capture_default_str();
+      auto* every =
+          cmd->add_option("--checkpoint-every", o->checkpoint_every, "epochs between checkpoints")
+              ->capture_default_str();
       cmd->add_option("--auth", o->auth, "open | token (peers need a token signed by the run key)")
           ->capture_default_str()
           ->check(CLI::IsMember({"open", "token"}));
       cmd->add_option("--status-period", o->status_period, "seconds between progress lines")
           ->capture_default_str();
-      cmd->add_option("--expert-servers", o->expert_servers,
-                      "moe-mlp runs: print this many `apiary expert-server` lines, the expert "
-                      "grid's first dimension split between them")
-          ->capture_default_str()
-          ->check(CLI::PositiveNumber);
+      auto* servers =
+          cmd->add_option("--expert-servers", o->expert_servers,
+                          "moe-mlp runs: print this many `apiary expert-server` lines, the expert "
+                          "grid's first dimension split between them")
+              ->capture_default_str()
+              ->check(CLI::PositiveNumber);
       cmd->add_flag("--json", o->json,
                     "the join and expert-server lines, then progress, as one JSON object per line");
 
@@ -325,10 +330,13 @@ const Registration registration{
       token->add_option("--ttl-hours", t->ttl_hours, "validity")->capture_default_str();
       token->add_option("--out", t->out, "write the token file here (default: print it)");
       cmd->require_subcommand(0, 1);
-      return [o, t, token, config_opt] {
+      return [o, t, token, config_opt, every, servers] {
         if (token->parsed()) return run_token(*t);
         if (config_opt->count() == 0)
           throw Error(Errc::invalid_argument, "--config FILE is required");
+        if (every->count() && o->checkpoint_dir.empty())
+          throw UsageError("--checkpoint-every needs --checkpoint-dir (no checkpoints without it)");
+        o->expert_servers_given = servers->count() > 0;
         return run_coordinator(*o);
       };
     }};

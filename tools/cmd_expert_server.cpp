@@ -4,19 +4,19 @@
 // Prints its address (apiary://<id>@<host>:<port>) as the first stdout line,
 // then runs until SIGINT/SIGTERM, saving checkpoints (with --checkpoint-dir)
 // before it exits.
-#include "net/address.hpp"
 #include "core/error.hpp"
 #include "core/identity.hpp"
 #include "core/log.hpp"
 #include "core/memory_tuning.hpp"
-#include "net/rpc.hpp"
-#include "net/tcp_transport.hpp"
 #include "dht/node.hpp"
 #include "experts/dht_directory.hpp"
 #include "experts/expert_server.hpp"
 #include "experts/expert_uid.hpp"
 #include "experts/ffn_expert.hpp"
 #include "kernels/device.hpp"
+#include "net/address.hpp"
+#include "net/rpc.hpp"
+#include "net/tcp_transport.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/command.hpp"
 
@@ -183,11 +183,16 @@ const Registration registration{
       cmd->add_option("--workers", o->workers, "compute threads")->capture_default_str();
       cmd->add_option("--update-period", o->update_period_s, "seconds between DHT declarations")
           ->capture_default_str();
-      cmd->add_option("--checkpoint-interval", o->checkpoint_interval_s,
-                      "seconds between checkpoints")
-          ->capture_default_str();
+      auto* interval = cmd->add_option("--checkpoint-interval", o->checkpoint_interval_s,
+                                       "seconds between checkpoints")
+                           ->capture_default_str();
       cmd->add_option("--seed", o->seed, "weight initialisation seed")->capture_default_str();
-      return [o] { return run_expert_server(*o); };
+      return [o, interval] {
+        if (interval->count() && o->checkpoint_dir.empty())
+          throw UsageError(
+              "--checkpoint-interval needs --checkpoint-dir (no checkpoints without it)");
+        return run_expert_server(*o);
+      };
     }};
 
 }  // namespace

@@ -6,7 +6,6 @@
 // the current step first).
 #include "core/log.hpp"
 #include "core/memory_tuning.hpp"
-#include "kernels/device.hpp"
 #include "optimizer/membership.hpp"
 #include "optimizer/network_swarm.hpp"
 #include "optimizer/run_directory.hpp"
@@ -177,9 +176,10 @@ int run_join(const JoinOptions& o) {
   install_stop_handler();
   // Every round frees and reallocates the same large tensor buffers: keep them mapped.
   tune_allocator_for_large_buffers();
-  if (o.device == "cuda" && !kernels::cuda_available()) {
-    throw Error(Errc::invalid_argument, "--device cuda: " + kernels::cuda_status());
-  }
+  // The swarm trainer computes on the CPU whatever the device: accepting cuda would pretend.
+  if (o.device == "cuda")
+    throw UsageError(
+        "--device cuda: swarm training runs on the CPU only for now (use --device cpu)");
   const auto peers = parse_peers(o.peers);
   if (peers.empty())
     throw Error(Errc::invalid_argument, "--peers: give at least one peer of the run");
@@ -263,7 +263,8 @@ const Registration registration{
       cmd->add_option("--peers", o->peers, "peers of the run, as printed by `apiary coordinator`")
           ->required();
       cmd->add_option("--run", o->run, "run name")->required();
-      cmd->add_option("--device", o->device, "cpu | cuda")
+      cmd->add_option("--device", o->device,
+                      "cpu (cuda is refused: swarm training runs on the CPU)")
           ->capture_default_str()
           ->check(CLI::IsMember({"cpu", "cuda"}));
       cmd->add_option("--batch-size", o->batch_size, "samples per local step (default: the run's)");
@@ -285,13 +286,17 @@ const Registration registration{
       cmd->add_option("--summary", o->summary_file, "write the final summary as JSON to this file");
       cmd->add_option("--checkpoint-dir", o->checkpoint_dir,
                       "keep checkpoints here and resume from the newest valid one");
-      cmd->add_option("--checkpoint-every", o->checkpoint_every,
-                      "epochs between checkpoints (one is also written on exit)")
-          ->capture_default_str()
-          ->check(CLI::PositiveNumber);
+      auto* every = cmd->add_option("--checkpoint-every", o->checkpoint_every,
+                                    "epochs between checkpoints (one is also written on exit)")
+                        ->capture_default_str()
+                        ->check(CLI::PositiveNumber);
       cmd->add_flag("--json", o->json, "print the final summary as one JSON object");
       cmd->add_flag("--quiet", o->quiet, "no progress lines");
-      return [o] { return run_join(*o); };
+      return [o, every] {
+        if (every->count() && o->checkpoint_dir.empty())
+          throw UsageError("--checkpoint-every needs --checkpoint-dir (no checkpoints without it)");
+        return run_join(*o);
+      };
     }};
 
 }  // namespace

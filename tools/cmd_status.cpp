@@ -1,5 +1,6 @@
 // `apiary status`: a snapshot of a run — its configuration and every peer's
 // latest progress report — read from the DHT by a short-lived client-mode node.
+// Exit 1 when the run's configuration cannot be found (after printing what was).
 #include "dht/runner.hpp"
 #include "optimizer/progress_tracker.hpp"
 #include "optimizer/run_directory.hpp"
@@ -18,6 +19,7 @@ struct StatusOptions {
   std::vector<std::string> peers;
   std::string run;
   std::uint64_t target = 0;
+  double live_seconds = 15;  // peers report about once a second
   bool json = false;
 };
 
@@ -27,6 +29,74 @@ struct Snapshot {
   std::vector<optimizer::PeerProgress> reports;
   optimizer::GlobalProgress global;
 };
+
+// A peer whose last report is older than --live-seconds has probably left.
+bool is_stale(const optimizer::PeerProgress& r, double now, double live_seconds) {
+  return now - r.report_time > live_seconds;
+}
+
+void print_json(const StatusOptions& o, const Snapshot& snap, double now, std::size_t stale) {
+  nlohmann::json out{{"run", o.run},
+                     {"global_epoch", snap.global.global_epoch},
+                     {"peers", snap.reports.size()},  // every report, live or stale
+                     {"live_peers", snap.reports.size() - stale},
+                     {"stale_peers", stale},
+                     {"live_seconds", o.live_seconds},
+                     {"samples_per_s", snap.global.total_samples_per_second},
+                     {"samples_this_epoch", snap.global.estimated_samples}};
+  out["config"] =
+      snap.config ? nlohmann::json::parse(snap.config->to_json()) : nlohmann::json(nullptr);
+  if (!snap.config) out["config_error"] = snap.config_error;
+  out["peer_reports"] = nlohmann::json::array();
+  for (const auto& r : snap.reports) {
+    out["peer_reports"].push_back({{"peer", r.peer},
+                                   {"epoch", r.epoch},
+                                   {"samples", r.samples_accumulated},
+                                   {"samples_per_s", r.samples_per_second},
+                                   {"loss", r.loss},
+                                   {"test_accuracy", r.test_accuracy},
+                                   {"age_s", now - r.report_time},
+                                   {"stale", is_stale(r, now, o.live_seconds)},
+                                   {"client_mode", r.client_mode}});
+  }
+  std::printf("%s\n", out.dump().c_str());
+}
+
+void print_table(const StatusOptions& o, const Snapshot& snap, double now, std::size_t stale) {
+  std::printf("run %s: ", o.run.c_str());
+  if (snap.config) {
+    std::printf("target batch %llu, optimizer %s, averaging %s\n",
+                static_cast<unsigned long long>(snap.config->target_batch_size),
+                std::string(optimizer::name_of(snap.config->optimizer.name)).c_str(),
+                std::string(optimizer::name_of(snap.config->averaging.mode)).c_str());
+  } else {
+    std::printf("configuration not found (%s)\n", snap.config_error.c_str());
+  }
+  std::printf(
+      "global epoch %llu, %zu live peers, %zu stale (no report for %.0f s), %.0f samples/s, "
+      "%.0f samples towards this epoch\n",
+      static_cast<unsigned long long>(snap.global.global_epoch), snap.reports.size() - stale, stale,
+      o.live_seconds, snap.global.total_samples_per_second, snap.global.estimated_samples);
+  std::printf("%-12s %6s %9s %10s %8s %8s %6s\n", "peer", "epoch", "samples", "samples/s", "loss",
+              "test_acc", "age");
+  for (const auto& r : snap.reports) {
+    std::printf("%-12s %6llu %9llu %10.0f %8.4f %7.2f%% %5.0fs%s%s\n", r.peer.substr(0, 12).c_str(),
+                static_cast<unsigned long long>(r.epoch),
+                static_cast<unsigned long long>(r.samples_accumulated), r.samples_per_second,
+                r.loss, 100 * r.test_accuracy, now - r.report_time,
+                r.client_mode ? " (client)" : "",
+                is_stale(r, now, o.live_seconds) ? " (stale)" : "");
+  }
+}
+
+void print_snapshot(const StatusOptions& o, const Snapshot& snap, double now) {
+  std::size_t stale = 0;
+  for (const auto& r : snap.reports) stale += is_stale(r, now, o.live_seconds);
+  if (o.json)
+    print_json(o, snap, now, stale);
+  else
+    print_table(o, snap, now, stale);
+}
 
 int run_status(const StatusOptions& o) {
   const auto peers = parse_peers(o.peers);
@@ -57,52 +127,9 @@ int run_status(const StatusOptions& o) {
             co_return s;
           })
           .get();
-  const double now = dht::system_dht_time();
-  if (o.json) {
-    nlohmann::json out{{"run", o.run},
-                       {"global_epoch", snap.global.global_epoch},
-                       {"peers", snap.reports.size()},
-                       {"samples_per_s", snap.global.total_samples_per_second},
-                       {"samples_this_epoch", snap.global.estimated_samples}};
-    out["config"] =
-        snap.config ? nlohmann::json::parse(snap.config->to_json()) : nlohmann::json(nullptr);
-    if (!snap.config) out["config_error"] = snap.config_error;
-    out["peer_reports"] = nlohmann::json::array();
-    for (const auto& r : snap.reports) {
-      out["peer_reports"].push_back({{"peer", r.peer},
-                                     {"epoch", r.epoch},
-                                     {"samples", r.samples_accumulated},
-                                     {"samples_per_s", r.samples_per_second},
-                                     {"loss", r.loss},
-                                     {"test_accuracy", r.test_accuracy},
-                                     {"age_s", now - r.report_time},
-                                     {"client_mode", r.client_mode}});
-    }
-    std::printf("%s\n", out.dump().c_str());
-    return 0;
-  }
-  std::printf("run %s: ", o.run.c_str());
-  if (snap.config) {
-    std::printf("target batch %llu, optimizer %s, averaging %s\n",
-                static_cast<unsigned long long>(snap.config->target_batch_size),
-                std::string(optimizer::name_of(snap.config->optimizer.name)).c_str(),
-                std::string(optimizer::name_of(snap.config->averaging.mode)).c_str());
-  } else {
-    std::printf("configuration not found (%s)\n", snap.config_error.c_str());
-  }
-  std::printf("global epoch %llu, %zu peers, %.0f samples/s, %.0f samples towards this epoch\n",
-              static_cast<unsigned long long>(snap.global.global_epoch), snap.reports.size(),
-              snap.global.total_samples_per_second, snap.global.estimated_samples);
-  std::printf("%-12s %6s %9s %10s %8s %8s %6s\n", "peer", "epoch", "samples", "samples/s", "loss",
-              "test_acc", "age");
-  for (const auto& r : snap.reports) {
-    std::printf("%-12s %6llu %9llu %10.0f %8.4f %7.2f%% %5.0fs%s\n", r.peer.substr(0, 12).c_str(),
-                static_cast<unsigned long long>(r.epoch),
-                static_cast<unsigned long long>(r.samples_accumulated), r.samples_per_second,
-                r.loss, 100 * r.test_accuracy, now - r.report_time,
-                r.client_mode ? " (client)" : "");
-  }
-  return 0;
+  print_snapshot(o, snap, dht::system_dht_time());
+  // What was found is printed either way; a run without its configuration is not a run.
+  return snap.config ? 0 : 1;
 }
 
 const Registration registration{
@@ -113,6 +140,10 @@ const Registration registration{
       cmd->add_option("--peers", o->peers, "peers of the run")->required();
       cmd->add_option("--run", o->run, "run name")->required();
       cmd->add_option("--target", o->target, "target batch size (default: the run's)");
+      cmd->add_option("--live-seconds", o->live_seconds,
+                      "a peer whose last report is older is counted as stale")
+          ->capture_default_str()
+          ->check(CLI::PositiveNumber);
       cmd->add_flag("--json", o->json, "print one JSON object");
       return [o] { return run_status(*o); };
     }};

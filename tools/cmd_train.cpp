@@ -60,8 +60,7 @@ float default_learning_rate(nn::OptimizerKind kind) {
 // Progress on stderr at most once a second, summary on stdout.
 int run_config_training(const TrainOptions& o) {
   install_stop_handler();
-  if (o.device != "cpu")
-    throw Error(Errc::invalid_argument, "--config trains on the CPU only (--device cpu)");
+  if (o.device != "cpu") throw UsageError("--config trains on the CPU only (--device cpu)");
   const optimizer::RunConfig config = optimizer::RunConfig::load_file(o.config_file);
   auto swarm = std::make_shared<optimizer::SoloSwarm>(config.target_batch_size);
   optimizer::TrainerOptions trainer;
@@ -76,7 +75,9 @@ int run_config_training(const TrainOptions& o) {
   // A moe-mlp model calls remote experts even alone: find them through --peers
   // (without, the model factory says so).
   std::unique_ptr<dht::DhtRunner> expert_dht;
-  if (!o.peers.empty() && optimizer::needs_expert_dht(config.model)) {
+  if (!o.peers.empty() && !optimizer::needs_expert_dht(config.model))
+    throw UsageError("--peers: this run calls no remote experts (only moe-mlp runs do)");
+  if (!o.peers.empty()) {
     expert_dht = optimizer::connect_expert_dht(parse_peers(o.peers));
     trainer.expert_dht = expert_dht.get();
   }

@@ -44,6 +44,9 @@ int main(int argc, char** argv) {
     if (sub->parsed()) {
       try {
         return run();
+      } catch (const UsageError& e) {
+        std::fprintf(stderr, "apiary %s: refused: %s\n", sub->get_name().c_str(), e.what());
+        return 2;
       } catch (const std::exception& e) {
         std::fprintf(stderr, "apiary %s: error: %s\n", sub->get_name().c_str(), e.what());
         return 1;
