@@ -5,14 +5,14 @@
 // moe-mlp run prints expert-server lines that, pasted, serve every expert.
 #include "client_peer.hpp"
 #include "core/identity.hpp"
-#include "net/rpc.hpp"
-#include "net/tcp_transport.hpp"
 #include "dht/node.hpp"
 #include "experts/dht_directory.hpp"
 #include "experts/expert_uid.hpp"
 #include "experts/mixture.hpp"
 #include "experts/remote_expert.hpp"
 #include "kernels/device.hpp"
+#include "net/rpc.hpp"
+#include "net/tcp_transport.hpp"
 #include "optimizer/membership.hpp"
 #include "optimizer/run_config.hpp"
 #include "tests/integration/process.hpp"
@@ -163,13 +163,20 @@ TEST(ExpertServerCli, CoordinatorPrintsWorkingExpertServerLinesForAMoeRun) {
   coordinator.signal(SIGTERM);
   EXPECT_EQ(coordinator.wait_for(20s).value_or(-1), 0) << coordinator.stderr_text();
 
-  // A dense run needs no expert servers.
+  // A dense run needs no expert servers: asking for some is refused (exit 2), not ignored.
   config.model.type = "mlp";
   config.validate();
   std::ofstream(dir / "mlp.json") << config.to_json();
-  apiary::testing::Process dense(
+  apiary::testing::Process refused(
       {APIARY_BIN, "coordinator", "--config", (dir / "mlp.json").string(), "--expert-servers", "2"},
-      dir / "dense.out", dir / "dense.err");
+      dir / "refused.out", dir / "refused.err");
+  EXPECT_EQ(refused.wait_for(20s).value_or(-1), 2) << refused.stderr_text();
+  EXPECT_NE(refused.stderr_text().find("--expert-servers: this run has no expert grid"),
+            std::string::npos)
+      << refused.stderr_text();
+  apiary::testing::Process dense(
+      {APIARY_BIN, "coordinator", "--config", (dir / "mlp.json").string()}, dir / "dense.out",
+      dir / "dense.err");
   ASSERT_TRUE(dense.wait_for_text("apiary join", 20s)) << dense.stderr_text();
   EXPECT_EQ(dense.stdout_text().find("expert-server"), std::string::npos) << dense.stdout_text();
   dense.signal(SIGTERM);
