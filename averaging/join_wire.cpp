@@ -2,13 +2,13 @@
 
 #include "core/codec.hpp"
 #include "core/error.hpp"
+#include "net/address_wire.hpp"
 
 namespace apiary::averaging {
 namespace {
 
-constexpr std::uint64_t kJoinVersion = 1;
+constexpr std::uint64_t kJoinVersion = 2;  // 2: addresses in net/address_wire form
 constexpr std::size_t kMaxKeyBytes = 256;
-constexpr std::size_t kMaxAddressBytes = 512;
 constexpr std::size_t kMaxMembers = 4096;
 
 double bandwidth_of(const codec::Reader& value, std::string_view field) {
@@ -18,13 +18,9 @@ double bandwidth_of(const codec::Reader& value, std::string_view field) {
 }
 
 GroupMember decode_member(const codec::Reader& value) {
-  auto fields = value.array("join.member", 5, 5);
+  auto fields = value.array("join.member", 3, 3);
   GroupMember m;
-  const auto peer = PeerId::parse(fields.next().str("join.member.peer", 64));
-  if (!peer) codec::fail("join.member.peer", "bad peer id");
-  m.address.peer = *peer;
-  m.address.host = std::string(fields.next().str("join.member.host", kMaxAddressBytes));
-  m.address.port = fields.next().integer<std::uint16_t>("join.member.port");
+  m.address = read_peer_address(fields.next(), "join.member.address");
   m.bandwidth = bandwidth_of(fields.next(), "join.member.bandwidth");
   m.auxiliary = fields.next().boolean("join.member.auxiliary");
   return m;
@@ -88,17 +84,14 @@ Bytes encode_response(JoinStatus status, const GroupInfo* group,
         .uint(group->schema_hash);
     w.array(static_cast<std::uint32_t>(group->members.size()));
     for (const auto& m : group->members) {
-      w.array(5)
-          .str(m.address.peer.to_string())
-          .str(m.address.host)
-          .uint(m.address.port)
-          .f64(m.bandwidth)
-          .boolean(m.auxiliary);
+      w.array(3);
+      write_peer_address(w, m.address);
+      w.f64(m.bandwidth).boolean(m.auxiliary);
     }
   } else if (status == JoinStatus::not_a_leader) {
     w.array(2).uint(static_cast<std::uint8_t>(status));
     if (hint) {
-      w.str(hint->to_string());
+      write_peer_address(w, *hint);
     } else {
       w.nil();
     }
@@ -124,7 +117,7 @@ JoinResponse decode_response(ByteSpan in) {
   } else if (response.status == JoinStatus::not_a_leader) {
     if (fields.size() != 2) codec::fail("join.response", "expected a hint");
     const auto hint = fields.next();
-    if (!hint.is_nil()) response.hint = PeerAddress::parse(hint.str("join.hint", kMaxAddressBytes));
+    if (!hint.is_nil()) response.hint = read_peer_address(hint, "join.hint");
   } else if (fields.size() != 1) {
     codec::fail("join.response", "unexpected fields");
   }

@@ -1,10 +1,11 @@
 #pragma once
 // The matchmaking join protocol on the wire ("averaging.join", msgpack via
 // core/codec like every other control message):
-//   request   [version=1, group key, schema hash, bandwidth, client mode, auxiliary]
+//   request   [version=2, group key, schema hash, bandwidth, client mode, auxiliary]
 //   response  [status]                                           (rejections)
 //             [not_a_leader, hint address or nil]                (redirect)
-//             [accepted, group id, schema hash, [[peer, host, port, bandwidth, auxiliary]…]]
+//             [accepted, group id, schema hash, [[address, bandwidth, auxiliary]…]]
+// Addresses are net/address_wire.hpp's [peer id, host, port], as in the DHT.
 // Errors: decoders throw apiary::Error{bad_message} on anything malformed or
 // out of bounds (unknown status, empty or huge groups, negative bandwidths).
 #include "averaging/butterfly.hpp"

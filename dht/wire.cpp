@@ -32,10 +32,6 @@ codec::ArrayReader body(const codec::Document& doc, std::size_t fields, std::str
   return top;
 }
 
-void write_address(codec::Writer& w, const PeerAddress& address) {
-  w.array(3).bin(address.peer.bytes).str(address.host).uint(address.port);
-}
-
 Bytes copy(ByteSpan bytes) {
   return Bytes(bytes.begin(), bytes.end());
 }
@@ -45,15 +41,6 @@ NodeId node_id(const codec::Reader& r, std::string_view what) {
   NodeId id;
   std::copy(raw.begin(), raw.end(), id.bytes.begin());
   return id;
-}
-
-PeerAddress address(const codec::Reader& r) {
-  codec::ArrayReader fields = r.array("node address", 3, 3);
-  PeerAddress a;
-  a.peer = node_id(fields.next(), "node peer id").to_peer();
-  a.host = std::string(fields.next().str("node host", kMaxHostBytes, 1));
-  a.port = fields.next().integer<std::uint16_t>("node port");
-  return a;
 }
 
 }  // namespace
@@ -171,7 +158,7 @@ Bytes encode_find_response(std::span<const FindResult> results) {
         w.array(3).bin(subkey).bin(entry.value).f64(entry.expiration);
     }
     w.array(static_cast<std::uint32_t>(r.nearest.size()));
-    for (const auto& a : r.nearest) write_address(w, a);
+    for (const auto& a : r.nearest) write_peer_address(w, a);
   }
   return w.take();
 }
@@ -213,7 +200,8 @@ std::vector<FindResult> decode_find_response(ByteSpan message, std::size_t expec
     const codec::Reader value = f.next();
     if (!value.is_nil()) result.value = read_value(value);
     codec::ArrayReader nearest = f.next().array("nearest nodes", 0, kMaxNodesPerResult);
-    while (!nearest.done()) result.nearest.push_back(address(nearest.next()));
+    while (!nearest.done())
+      result.nearest.push_back(read_peer_address(nearest.next(), "node address"));
     out.push_back(std::move(result));
   }
   return out;

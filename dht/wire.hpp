@@ -13,10 +13,11 @@
 //
 // Senders are identified by the authenticated transport (RequestContext), not
 // by anything in the body, so a request cannot claim someone else's node id.
-#include "net/address.hpp"
 #include "core/bytes.hpp"
 #include "dht/id.hpp"
 #include "dht/record.hpp"
+#include "net/address.hpp"
+#include "net/address_wire.hpp"
 
 #include <optional>
 #include <span>
@@ -27,7 +28,7 @@ namespace apiary::dht::wire {
 constexpr std::uint32_t kVersion = 1;
 constexpr std::size_t kMaxItemsPerRequest = 1024;
 constexpr std::size_t kMaxNodesPerResult = 64;
-constexpr std::size_t kMaxHostBytes = 255;
+constexpr std::size_t kMaxHostBytes = kMaxWireHostBytes;
 constexpr std::size_t kMaxBytesField = 1u << 20;
 constexpr std::size_t kMaxSubkeysPerValue = 65536;
 

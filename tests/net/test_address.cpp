@@ -1,5 +1,6 @@
 // PeerAddress: the one printable form, parsed strictly with clear errors.
 #include "net/address.hpp"
+#include "net/address_wire.hpp"
 
 #include "core/identity.hpp"
 #include "tests/core/error_of.hpp"
@@ -59,6 +60,40 @@ TEST(PeerAddress, BadInputsGiveClearErrors) {
     EXPECT_NE(message.find("apiary://<40-hex-digit peer id>@<host>:<port>"), std::string::npos)
         << message;
   }
+}
+
+}  // namespace
+}  // namespace apiary
+
+namespace apiary {
+namespace {
+
+TEST(PeerAddressWire, RoundTripsAndRefusesMalformedAddresses) {
+  const PeerAddress a{Identity::generate().peer_id(), "::1", 31337};
+  codec::Writer w;
+  write_peer_address(w, a);
+  const Bytes good = w.take();  // parse() reads in place: keep the bytes alive
+  const auto doc = codec::parse(good);
+  EXPECT_EQ(read_peer_address(doc.root(), "addr"), a);
+
+  codec::Writer short_id;
+  short_id.array(3).bin(Bytes(19, 1)).str("h").uint(1);
+  const Bytes short_id_bytes = short_id.take();
+  const auto bad_id = codec::parse(short_id_bytes);
+  EXPECT_EQ(testing::error_code_of([&] { read_peer_address(bad_id.root(), "addr"); }),
+            Errc::bad_message);
+  codec::Writer empty_host;
+  empty_host.array(3).bin(a.peer.bytes).str("").uint(1);
+  const Bytes empty_host_bytes = empty_host.take();
+  const auto bad_host = codec::parse(empty_host_bytes);
+  EXPECT_EQ(testing::error_code_of([&] { read_peer_address(bad_host.root(), "addr"); }),
+            Errc::bad_message);
+  codec::Writer big_port;
+  big_port.array(3).bin(a.peer.bytes).str("h").uint(70000);
+  const Bytes big_port_bytes = big_port.take();
+  const auto bad_port = codec::parse(big_port_bytes);
+  EXPECT_EQ(testing::error_code_of([&] { read_peer_address(bad_port.root(), "addr"); }),
+            Errc::bad_message);
 }
 
 }  // namespace
