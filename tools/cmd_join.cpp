@@ -111,7 +111,6 @@ optimizer::FetchedRunConfig fetch_config(
     const JoinOptions& o, const Identity& identity, const std::vector<PeerAddress>& peers,
     const Bytes& token, const std::function<bool(const PublicKey&, ByteSpan)>& admit,
     const std::vector<PeerId>& trusted) {
-  std::optional<optimizer::FetchedRunConfig> fetched;
   dht::DhtOptions probe_options;
   probe_options.client_mode = true;
   TransportOptions probe_transport;
@@ -132,12 +131,10 @@ optimizer::FetchedRunConfig fetch_config(
   }
   for (int attempt = 1;; ++attempt) {
     try {
-      fetched = probe
-                    ->run([&](dht::DhtNode& node) {
-                      return optimizer::fetch_run_config(node, o.run, trusted);
-                    })
-                    .get();
-      break;
+      return probe
+          ->run(
+              [&](dht::DhtNode& node) { return optimizer::fetch_run_config(node, o.run, trusted); })
+          .get();
     } catch (const Error& e) {
       if (e.code() != Errc::not_found || attempt >= kConfigFetchAttempts) throw;
       log::info("run configuration not found yet ({}); retrying ({}/{})", e.what(), attempt,
@@ -145,7 +142,6 @@ optimizer::FetchedRunConfig fetch_config(
       std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
     }
   }
-  return std::move(*fetched);
 }
 
 optimizer::TrainerOptions trainer_options(const JoinOptions& o, const optimizer::RunConfig& config,
@@ -206,11 +202,10 @@ int run_join(const JoinOptions& o) {
   }
   for (const auto& p : peers) trusted.push_back(p.peer);
 
-  // Bootstrap with a temporary target; the configuration decides the real one.
   log::info("joining run '{}' through {} peer(s)", o.run, peers.size());
-  std::optional<optimizer::FetchedRunConfig> fetched =
+  const optimizer::FetchedRunConfig fetched =
       fetch_config(o, identity, peers, swarm_options.token, swarm_options.admit, trusted);
-  const optimizer::RunConfig& config = fetched->config;
+  const optimizer::RunConfig& config = fetched.config;
   log::info(
       "run '{}': MLP {} hidden, {} lr {}, target batch {} samples, averaging {} ({} compression)",
       config.run, config.model.hidden.size(), optimizer::name_of(config.optimizer.name),
