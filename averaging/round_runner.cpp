@@ -52,20 +52,14 @@ asio::awaitable<StepResult> average_with(AllReduceService& service, std::optiona
     if (m.address.peer == service.peer_id()) m.weight = request.weight;
   const auto reduce_started = SteadyClock::now();
   const std::size_t members = group->members.size();
-  const AllReduceResult result = co_await service.run(
-      std::move(*group), std::move(request.tensors), std::move(request.residuals),
-      std::move(request.allreduce), request.deadline);
+  AllReduceResult result = co_await service.run(std::move(*group), std::move(request.tensors),
+                                                std::move(request.residuals),
+                                                std::move(request.allreduce), request.deadline);
   log::debug("all-reduce in a group of {} took {:.0f} ms", members,
              1000 * seconds_since(reduce_started));
-  step.group_size = result.group_size;
-  step.failed_peers = result.failed_peers;
-  step.bytes_sent = result.bytes_sent;
-  step.bytes_received = result.bytes_received;
-  step.chunks_averaged = result.chunks_averaged;
-  step.chunks_local = result.chunks_local;
-  step.deadline_hit = result.deadline_hit;
+  static_cast<AllReduceResult&>(step) = std::move(result);
   if (!step.ok())
-    step.error = result.deadline_hit ? "all-reduce hit its deadline" : "no part was averaged";
+    step.error = step.deadline_hit ? "all-reduce hit its deadline" : "no part was averaged";
   step.seconds = seconds_since(started);
   record(step);
   co_return step;

@@ -32,14 +32,10 @@
 
 namespace apiary::averaging {
 
-struct StepResult {
-  std::size_t group_size = 1;  // 1: no group formed, buffers untouched
-  std::vector<PeerId> failed_peers;
-  std::uint64_t bytes_sent = 0;
-  std::uint64_t bytes_received = 0;
-  std::size_t chunks_averaged = 0;
-  std::size_t chunks_local = 0;
-  bool deadline_hit = false;
+// A round's outcome: the all-reduce's (group_size 1 when no group formed: the
+// buffers are untouched) plus what the runner adds.
+struct StepResult : AllReduceResult {
+  StepResult() { group_size = 1; }
   double seconds = 0;  // matchmaking + all-reduce
   std::string error;   // why no part was averaged (empty when one was)
   bool ok() const noexcept { return chunks_averaged > 0; }
