@@ -1,0 +1,178 @@
+"""What the torch examples share: the command line, the one adapter between a
+script and the optimizer (plain torch.optim or apiary.torch), progress lines
+and the final JSON line.
+
+The adapter, make_optimizer(), is the only place that names the Apiary bridge's
+API, so a rename there is a one-line change."""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+
+
+def add_common_args(parser: argparse.ArgumentParser, default_batch: int, default_steps: int):
+    group = parser.add_argument_group("training")
+    group.add_argument("--steps", type=int, default=default_steps,
+                       help="local optimizer-call steps (each of --batch-size samples)")
+    group.add_argument("--samples", type=int, default=None,
+                       help="samples this process trains on (overrides --steps)")
+    group.add_argument("--batch-size", type=int, default=default_batch)
+    group.add_argument("--lr", type=float, default=None, help="learning rate (default: per example)")
+    group.add_argument("--seed", type=int, default=0,
+                       help="model initialisation seed (the same on every peer)")
+    group.add_argument("--data-seed", type=int, default=None,
+                       help="order of this process's samples (default: --seed + --peer-index)")
+    group.add_argument("--peer-index", type=int, default=0,
+                       help="which peer this is; only changes the data order")
+    group.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    group.add_argument("--log-every", type=int, default=10, help="progress line every N steps")
+    group.add_argument("--json", action="store_true", help="print a final JSON line")
+    swarm = parser.add_argument_group("swarm (--optimizer apiary)")
+    swarm.add_argument("--optimizer", choices=["torch", "apiary"], default="torch",
+                       help="torch: plain torch.optim, solo; apiary: apiary.torch.Optimizer")
+    swarm.add_argument("--run", default="apiary-torch-example", help="run name shared by the swarm")
+    swarm.add_argument("--peers", default="",
+                       help="comma-separated apiary:// addresses to join (empty: start a swarm)")
+    swarm.add_argument("--listen", default=None, help="HOST:PORT this peer listens on")
+    swarm.add_argument("--target-batch-size", type=int, default=None,
+                       help="samples the swarm accumulates per epoch (default: --batch-size)")
+    swarm.add_argument("--compression", choices=["none", "fp16", "bf16", "8bit"], default=None,
+                       help="gradient compression passed to the bridge")
+
+
+def total_steps(args) -> int:
+    if args.samples is not None:
+        return max(1, math.ceil(args.samples / args.batch_size))
+    return args.steps
+
+
+def data_seed(args) -> int:
+    return args.data_seed if args.data_seed is not None else args.seed + args.peer_index
+
+
+class SoloOptimizer:
+    """A plain torch.optim optimizer with the few members the examples read from
+    apiary.torch.Optimizer, so the training loop is the same for both."""
+
+    def __init__(self, torch_optimizer: torch.optim.Optimizer):
+        self.torch_optimizer = torch_optimizer
+        self.epoch = 0
+        self.address = ""
+
+    def step(self):
+        self.torch_optimizer.step()
+        self.epoch += 1
+
+    def zero_grad(self):
+        self.torch_optimizer.zero_grad(set_to_none=True)
+
+    def state_dict(self):
+        return {"epoch": self.epoch, "optimizer": self.torch_optimizer.state_dict()}
+
+    def close(self):
+        pass
+
+
+def make_optimizer(args, torch_optimizer: torch.optim.Optimizer):
+    """The adapter: plain torch.optim when --optimizer torch, else the Apiary bridge."""
+    if args.optimizer == "torch":
+        return SoloOptimizer(torch_optimizer)
+    try:
+        import apiary.torch as at
+    except ImportError as error:
+        sys.exit("--optimizer apiary needs the apiary Python package (build Apiary, then "
+                 f"PYTHONPATH=<build>/python or make install): import failed: {error}")
+    options = {}
+    if args.listen:
+        options["listen"] = args.listen
+    if args.compression:
+        options["compression"] = args.compression
+    peers = [p for p in args.peers.split(",") if p]
+    return at.Optimizer(torch_optimizer, run=args.run, peers=peers,
+                        target_batch_size=args.target_batch_size or args.batch_size,
+                        batch_size=args.batch_size, **options)
+
+
+def setup_torch(args):
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+
+def announce(opt, name: str):
+    address = getattr(opt, "address", "")
+    if address:
+        # One line a script (or the benchmark) can read to find this peer.
+        print(f"{name}: address {address}", flush=True)
+
+
+class Progress:
+    """Progress lines and the final report (samples counted locally)."""
+
+    def __init__(self, name: str, log_every: int):
+        self.name, self.log_every = name, log_every
+        self.start = time.monotonic()
+        self.end = None
+        self.samples = 0
+
+    def stop(self):
+        """Ends the training clock (evaluation is not counted in samples/s)."""
+        self.end = time.monotonic()
+
+    def step(self, step: int, steps: int, batch: int, loss: float, epoch: int):
+        self.samples += batch
+        if step % self.log_every == 0 or step == steps:
+            elapsed = time.monotonic() - self.start
+            print(f"{self.name}: step {step}/{steps} epoch {epoch} loss {loss:.4f} "
+                  f"samples {self.samples} {self.samples / max(elapsed, 1e-9):.1f} samples/s",
+                  flush=True)
+
+    def finish(self, args, metrics: dict):
+        seconds = (self.end or time.monotonic()) - self.start
+        report = {"samples": self.samples, "seconds": round(seconds, 3),
+                  "samples_per_s": round(self.samples / max(seconds, 1e-9), 3)}
+        report.update(metrics)
+        text = " ".join(f"{k} {v}" for k, v in metrics.items())
+        print(f"{self.name}: done {text} samples {self.samples} in {seconds:.1f} s", flush=True)
+        if args.json:
+            print(json.dumps(report), flush=True)
+        return report
+
+
+def train(opt, steps: int, progress: Progress, batch_loss):
+    """The loop: batch_loss() returns (loss tensor, batch size)."""
+    for step in range(1, steps + 1):
+        loss, batch = batch_loss()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        progress.step(step, steps, batch, loss.item(), opt.epoch)
+    progress.stop()
+
+
+def run(args, name: str, torch_optimizer, batch_loss, evaluate) -> dict:
+    """What both examples do after building their model: wrap the optimizer,
+    train, evaluate, report. batch_loss(generator) -> (loss, batch size) draws
+    this process's next batch; evaluate() -> {metric: value}."""
+    opt = make_optimizer(args, torch_optimizer)
+    announce(opt, name)
+    generator = torch.Generator().manual_seed(data_seed(args))
+    progress = Progress(name, args.log_every)
+    try:
+        train(opt, total_steps(args), progress, lambda: batch_loss(generator))
+        metrics = evaluate()
+        for key, value in metrics.items():
+            if not math.isfinite(value):
+                sys.exit(f"{name}: {key} is not finite ({value})")
+        metrics["epoch"] = opt.epoch
+        return progress.finish(args, metrics)
+    finally:
+        opt.close()
+
+
+def here() -> str:
+    return os.path.dirname(os.path.abspath(__file__))
