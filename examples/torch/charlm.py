@@ -77,7 +77,9 @@ class CausalSelfAttention(nn.Module):
         self.heads = heads
         self.qkv = nn.Linear(width, 3 * width)
         self.out = nn.Linear(width, width)
-        mask = torch.triu(torch.ones(context, context, dtype=torch.bool), diagonal=1)
+        # Added to the scores: -inf above the diagonal. A float buffer, not bool,
+        # because gloo (DDP's initial broadcast) has no bool tensors.
+        mask = torch.full((context, context), float("-inf")).triu(diagonal=1)
         self.register_buffer("mask", mask, persistent=False)
 
     def forward(self, x):
@@ -86,7 +88,7 @@ class CausalSelfAttention(nn.Module):
         shape = (batch, length, self.heads, width // self.heads)
         q, k, v = (t.view(shape).transpose(1, 2) for t in (q, k, v))
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(width // self.heads)
-        scores = scores.masked_fill(self.mask[:length, :length], float("-inf"))
+        scores = scores + self.mask[:length, :length]
         y = F.softmax(scores, dim=-1) @ v
         return self.out(y.transpose(1, 2).reshape(batch, length, width))
 
@@ -136,7 +138,8 @@ def evaluate(model, corpus: CharCorpus, windows: int, batch: int) -> float:
     return total / count
 
 
-def parse_args(argv=None):
+def make_parser():
+    """The flags (benchmarks/ddp_charlm.py adds its own to them)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     common.add_common_args(parser, default_batch=32, default_steps=200)
     model = parser.add_argument_group("model and data")
@@ -148,7 +151,11 @@ def parse_args(argv=None):
     model.add_argument("--context", type=int, default=128)
     model.add_argument("--eval-windows", type=int, default=256,
                        help="held-out windows of --context characters to evaluate on")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    return make_parser().parse_args(argv)
 
 
 def build(args):

@@ -1,0 +1,27 @@
+"""benchmarks/bench_torch.py end to end at a tiny size: solo and 2-process DDP
+(gloo on loopback) train the char-LM on the same samples; the JSON has the
+fields RESULTS.md quotes, and Apiary either runs or is reported unavailable (not importable)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_bench_solo_and_ddp_tiny():
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_torch.py"),
+                           "--samples", "32", "--procs", "2", "--batch-size", "4",
+                           "--eval-windows", "8", "--json", "--timeout", "90"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    for key in ("solo_val_loss", "ddp_val_loss", "ddp_samples_per_s", "ddp_wall_s"):
+        assert math.isfinite(result[key]) and result[key] > 0, key
+    for key in ("swarm_val_loss", "ratio", "apiary_samples_per_s", "apiary_wall_s", "ratios"):
+        assert key in result
+    if result["swarm_val_loss"] is None:
+        assert result["apiary"].startswith("unavailable: "), result["apiary"]
+    assert "solo" in done.stdout and "ddp" in done.stdout
