@@ -71,6 +71,7 @@ Counter& Registry::counter(const std::string& name, const std::string& help) {
   std::lock_guard lock(mutex_);
   auto& slot = counters_[name];
   if (!slot.second) slot = {help, std::make_unique<Counter>()};
+  if (slot.first.empty()) slot.first = help;  // a user that names it after one that did not
   return *slot.second;
 }
 
@@ -78,6 +79,7 @@ Gauge& Registry::gauge(const std::string& name, const std::string& help) {
   std::lock_guard lock(mutex_);
   auto& slot = gauges_[name];
   if (!slot.second) slot = {help, std::make_unique<Gauge>()};
+  if (slot.first.empty()) slot.first = help;
   return *slot.second;
 }
 
@@ -86,6 +88,7 @@ Histogram& Registry::histogram(const std::string& name, const std::string& help,
   std::lock_guard lock(mutex_);
   auto& slot = histograms_[name];
   if (!slot.second) slot = {help, std::make_unique<Histogram>(std::move(upper_bounds))};
+  if (slot.first.empty()) slot.first = help;
   return *slot.second;
 }
 

@@ -10,6 +10,7 @@
 #include "core/codec.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/metrics.hpp"
 #include "dht/validator.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -41,6 +42,20 @@ std::uint64_t decode_optimizer_steps(ByteSpan metadata) {
   auto doc = codec::parse(metadata);
   auto a = doc.root().array("state.metadata", 1, 1);
   return a.next().uint("state.optimizer_steps");
+}
+
+// The process's own counters (averaging/round_runner, net/rpc_connection) in
+// the report, for dashboards: one swarm peer per process in `apiary join`.
+PeerProgress with_process_counters(PeerProgress progress) {
+  auto& registry = metrics::Registry::global();
+  progress.rounds_averaged = registry.counter("apiary_averaging_rounds_total").value();
+  progress.rounds_failed = registry.counter("apiary_averaging_rounds_failed_total").value();
+  progress.bytes_sent = registry.counter("apiary_rpc_bytes_sent_total").value();
+  progress.bytes_received = registry.counter("apiary_rpc_bytes_received_total").value();
+  const auto& rounds = registry.histogram("apiary_averaging_round_seconds");
+  if (rounds.count() > 0)
+    progress.round_seconds = rounds.sum() / static_cast<double>(rounds.count());
+  return progress;
 }
 
 }  // namespace
@@ -370,10 +385,11 @@ void NetworkSwarm::report_progress(const PeerProgress& local) {
     impl_->have_local = true;
   }
   if (!publish) return;
-  (void)runner_->run([impl = impl_, local](dht::DhtNode&) -> asio::awaitable<void> {
-    const auto progress_tracker = impl->tracker;
-    if (progress_tracker) co_await progress_tracker->publish(local);
-  });
+  (void)runner_->run(
+      [impl = impl_, local = with_process_counters(local)](dht::DhtNode&) -> asio::awaitable<void> {
+        const auto progress_tracker = impl->tracker;
+        if (progress_tracker) co_await progress_tracker->publish(local);
+      });
 }
 
 GlobalProgress NetworkSwarm::global_progress(std::uint64_t local_epoch) {

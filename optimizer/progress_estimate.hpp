@@ -21,6 +21,13 @@ struct PeerProgress {
   bool client_mode = false;
   double loss = -1;           // smoothed training loss (-1: unknown)
   double test_accuracy = -1;  // last evaluation (-1: none)
+  // What the peer's process did so far, for dashboards only (nothing decides
+  // on them; 0 / -1 when the peer did not say).
+  std::uint64_t rounds_averaged = 0;
+  std::uint64_t rounds_failed = 0;  // steps that found no group
+  std::uint64_t bytes_sent = 0;     // RPC bytes, all traffic
+  std::uint64_t bytes_received = 0;
+  double round_seconds = -1;  // mean averaging round time (-1: none yet)
 };
 
 struct GlobalProgress {

@@ -24,21 +24,26 @@ Bytes ProgressTracker::key() const {
 
 Bytes ProgressTracker::encode(const PeerProgress& p) {
   codec::Writer w;
-  w.array(7)
+  w.array(12)
       .uint(p.epoch)
       .uint(p.samples_accumulated)
       .f64(p.samples_per_second)
       .f64(p.report_time)
       .boolean(p.client_mode)
       .f64(p.loss)
-      .f64(p.test_accuracy);
+      .f64(p.test_accuracy)
+      .uint(p.rounds_averaged)
+      .uint(p.rounds_failed)
+      .uint(p.bytes_sent)
+      .uint(p.bytes_received)
+      .f64(p.round_seconds);
   return w.take();
 }
 
 std::optional<PeerProgress> ProgressTracker::decode(ByteSpan value) {
   try {
     auto doc = codec::parse(value);
-    auto a = doc.root().array("progress", 5, 7);
+    auto a = doc.root().array("progress", 5, 12);
     PeerProgress p;
     p.epoch = a.next().uint("progress.epoch");
     p.samples_accumulated = a.next().uint("progress.samples");
@@ -47,6 +52,11 @@ std::optional<PeerProgress> ProgressTracker::decode(ByteSpan value) {
     p.client_mode = a.next().boolean("progress.client_mode");
     if (!a.done()) p.loss = a.next().f64("progress.loss");
     if (!a.done()) p.test_accuracy = a.next().f64("progress.test_accuracy");
+    if (!a.done()) p.rounds_averaged = a.next().uint("progress.rounds_averaged");
+    if (!a.done()) p.rounds_failed = a.next().uint("progress.rounds_failed");
+    if (!a.done()) p.bytes_sent = a.next().uint("progress.bytes_sent");
+    if (!a.done()) p.bytes_received = a.next().uint("progress.bytes_received");
+    if (!a.done()) p.round_seconds = a.next().f64("progress.round_seconds");
     if (p.samples_per_second < 0 || p.samples_per_second > 1e12) return std::nullopt;
     return p;
   } catch (const Error&) {

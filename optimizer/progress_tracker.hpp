@@ -6,7 +6,8 @@
 // which the DHT's OwnerSignatureValidator makes writable only by that peer
 // (the node must be created with OwnerSignatureValidator(identity)). Values are
 // msgpack [epoch, samples_accumulated, samples_per_second, report_time,
-// client_mode, loss, test_accuracy]; the reporting peer's id comes from the signed subkey, never
+// client_mode, loss, test_accuracy, rounds_averaged, rounds_failed, bytes_sent,
+// bytes_received, round_seconds] (the last seven optional: older peers send fewer); the reporting peer's id comes from the signed subkey, never
 // from the value. Reports expire after `report_ttl` seconds, so departed peers
 // drop out of the estimate on their own.
 //

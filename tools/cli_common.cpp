@@ -11,24 +11,24 @@
 
 namespace apiary::tools {
 
-TcpEndpoint parse_listen(const std::string& text) {
+TcpEndpoint parse_listen(const std::string& text, const std::string& flag) {
   const auto colon = text.rfind(':');
   if (colon == std::string::npos || colon + 1 == text.size()) {
-    throw Error(Errc::invalid_argument, "--listen " + text + ": expected HOST:PORT");
+    throw Error(Errc::invalid_argument, flag + " " + text + ": expected HOST:PORT");
   }
   std::string host = text.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
-  if (host.empty()) throw Error(Errc::invalid_argument, "--listen " + text + ": empty host");
+  if (host.empty()) throw Error(Errc::invalid_argument, flag + " " + text + ": empty host");
   unsigned long port = 0;
   try {
     std::size_t used = 0;
     port = std::stoul(text.substr(colon + 1), &used);
     if (used != text.size() - colon - 1) throw std::invalid_argument("trailing");
   } catch (const std::exception&) {
-    throw Error(Errc::invalid_argument, "--listen " + text + ": port is not a number");
+    throw Error(Errc::invalid_argument, flag + " " + text + ": port is not a number");
   }
-  if (port > 65535) throw Error(Errc::invalid_argument, "--listen " + text + ": port > 65535");
+  if (port > 65535) throw Error(Errc::invalid_argument, flag + " " + text + ": port > 65535");
   return TcpEndpoint{host, static_cast<std::uint16_t>(port)};
 }
 

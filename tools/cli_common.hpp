@@ -2,8 +2,8 @@
 // Helpers shared by the apiary subcommands: listen endpoints, identities,
 // --peers lists, and a blocking wait for SIGINT/SIGTERM.
 // Errors: throw apiary::Error{invalid_argument} with the flag named.
-#include "net/address.hpp"
 #include "core/identity.hpp"
+#include "net/address.hpp"
 #include "net/tcp_transport.hpp"
 
 #include <atomic>
@@ -13,8 +13,8 @@
 
 namespace apiary::tools {
 
-// "HOST:PORT" or "[IPv6]:PORT".
-TcpEndpoint parse_listen(const std::string& text);
+// "HOST:PORT" or "[IPv6]:PORT"; errors name `flag`.
+TcpEndpoint parse_listen(const std::string& text, const std::string& flag = "--listen");
 // Loads the key file, or creates it (mode 0600) on first use; ephemeral without a file.
 Identity load_or_create_identity(const std::string& file);
 // Every --peers entry in the printed form apiary://<peer-id>@host:port.

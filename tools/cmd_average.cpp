@@ -17,11 +17,11 @@
 #include "averaging/group_key_store.hpp"
 #include "averaging/matchmaker.hpp"
 #include "core/hash.hpp"
-#include "net/link_emulator.hpp"
 #include "core/log.hpp"
-#include "net/tcp_transport.hpp"
 #include "dht/runner.hpp"
 #include "dht/validator.hpp"
+#include "net/link_emulator.hpp"
+#include "net/tcp_transport.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/command.hpp"
 

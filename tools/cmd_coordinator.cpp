@@ -8,19 +8,24 @@
 #include "dht/runner.hpp"
 #include "dht/validator.hpp"
 #include "optimizer/membership.hpp"
+#include "optimizer/model_factory.hpp"
 #include "optimizer/network_swarm.hpp"
 #include "optimizer/progress_tracker.hpp"
 #include "optimizer/run_directory.hpp"
 #include "optimizer/state_checkpoints.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/command.hpp"
+#include "tools/dashboard/dashboard_server.hpp"
+#include "tools/dashboard/metrics_endpoint.hpp"
 #include "tools/expert_server_lines.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <thread>
 
 namespace apiary::tools {
@@ -39,6 +44,9 @@ struct CoordinatorOptions {
   std::size_t expert_servers = 1;  // moe-mlp runs: how many expert-server lines to print
   bool expert_servers_given = false;
   bool json = false;
+  std::string dashboard = "127.0.0.1:0";  // "off": none
+  std::string metrics;
+  double target_accuracy = -1;  // for the dashboard's ETA (-1: none)
 };
 
 struct TokenOptions {
@@ -77,6 +85,7 @@ int run_token(const TokenOptions& o) {
 }
 
 struct SwarmView {
+  optimizer::GlobalProgress global;
   std::uint64_t global_epoch = 0;
   std::size_t peers = 0;
   double samples_per_second = 0;
@@ -88,6 +97,7 @@ struct SwarmView {
 SwarmView summarize(const std::vector<optimizer::PeerProgress>& reports,
                     const optimizer::GlobalProgress& g) {
   SwarmView v;
+  v.global = g;
   v.global_epoch = g.global_epoch;
   v.peers = reports.size();
   v.samples_per_second = g.total_samples_per_second;
@@ -108,7 +118,7 @@ SwarmView summarize(const std::vector<optimizer::PeerProgress>& reports,
 // The coordinator's address and the command lines that join the run (and serve
 // a moe-mlp run's experts), as text and, with --json, one object.
 void print_join_instructions(const CoordinatorOptions& o, const optimizer::RunConfig& config,
-                             const PeerAddress& address) {
+                             const PeerAddress& address, const std::string& dashboard_url) {
   const bool token_run = o.auth == "token";
   const std::string join_line = "apiary join --peers " + address.to_string() + " --run " +
                                 config.run +
@@ -130,11 +140,13 @@ void print_join_instructions(const CoordinatorOptions& o, const optimizer::RunCo
         server_lines.empty() ? "" : " and expert servers", config.run.c_str(),
         o.identity_file.c_str());
   }
+  if (!dashboard_url.empty()) std::printf("dashboard: %s\n", dashboard_url.c_str());
   if (o.json) {
     std::printf("%s\n", nlohmann::json{{"address", address.to_string()},
                                        {"run", config.run},
                                        {"join", join_line},
-                                       {"expert_servers", server_lines}}
+                                       {"expert_servers", server_lines},
+                                       {"dashboard", dashboard_url}}
                             .dump()
                             .c_str());
   }
@@ -188,6 +200,36 @@ void publish_config(dht::DhtRunner& runner, const Identity& run_key,
   if (!result.ok()) log::warn("publishing the run configuration failed: {}", result.reason());
 }
 
+double unix_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Parameters of the run's model, when this build can construct it here
+// (Fashion-MNIST's 784 inputs and 10 classes, the data set runs train on).
+std::optional<std::uint64_t> model_parameters(const optimizer::RunConfig& config) {
+  if (optimizer::needs_expert_dht(config.model)) return std::nullopt;
+  try {
+    return optimizer::build_model(config.model, 784, 10)->parameters().total_size();
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+// The dashboard's view (its history in the checkpoint directory, when there is
+// one, so that a restarted coordinator keeps its charts).
+std::shared_ptr<DashboardView> make_dashboard_view(const CoordinatorOptions& o,
+                                                   const optimizer::RunConfig& config,
+                                                   const PeerAddress& address) {
+  DashboardRun run{config, address.to_string(), model_parameters(config), std::nullopt};
+  if (o.target_accuracy >= 0) run.target_accuracy = o.target_accuracy;
+  std::filesystem::path history_file;
+  if (!o.checkpoint_dir.empty()) {
+    std::filesystem::create_directories(o.checkpoint_dir);
+    history_file = std::filesystem::path(o.checkpoint_dir) / "history.jsonl";
+  }
+  return std::make_shared<DashboardView>(std::move(run), RunHistory(2048, history_file));
+}
+
 int run_coordinator(CoordinatorOptions o) {
   install_stop_handler();
   auto config = optimizer::RunConfig::load_file(o.config_file);
@@ -224,7 +266,11 @@ int run_coordinator(CoordinatorOptions o) {
   auto publish = [&] { publish_config(runner, run_key, config, o.config_ttl); };
   publish();
 
-  print_join_instructions(o, config, address);
+  const auto metrics_endpoint = serve_metrics(o.metrics);
+  const auto dashboard_view = make_dashboard_view(o, config, address);
+  std::unique_ptr<HttpEndpoint> dashboard;
+  if (o.dashboard != "off") dashboard = serve_dashboard(o.dashboard, dashboard_view);
+  print_join_instructions(o, config, address, dashboard ? dashboard->url() + "/" : "");
   std::fflush(stdout);
 
   // Checkpoints of the swarm's state, downloaded from its peers. Disk trouble
@@ -274,6 +320,7 @@ int run_coordinator(CoordinatorOptions o) {
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    dashboard_view->update(view.reports, view.global, unix_seconds());
     print_status(view, seconds, o.json);
     std::fflush(stdout);
     if (checkpoints && view.global_epoch >= next_checkpoint_epoch) {
@@ -315,6 +362,14 @@ const Registration registration{
                           "grid's first dimension split between them")
               ->capture_default_str()
               ->check(CLI::PositiveNumber);
+      cmd->add_option("--dashboard", o->dashboard,
+                      "serve the run's dashboard at http://HOST:PORT/ (port 0: any free one; "
+                      "off: none)")
+          ->capture_default_str();
+      cmd->add_option("--target-accuracy", o->target_accuracy,
+                      "test accuracy the dashboard estimates the time to (e.g. 0.85)")
+          ->check(CLI::Range(0.0, 1.0));
+      add_metrics_option(*cmd, o->metrics);
       cmd->add_flag("--json", o->json,
                     "the join and expert-server lines, then progress, as one JSON object per line");
 

@@ -6,16 +6,17 @@
 //   apiary dht get KEY --peers ADDR… [--latest] [--json]     exit 0 found, 2 not found
 //   apiary dht put KEY VALUE --ttl SECONDS --peers ADDR… [--subkey S]
 // get/put run a short-lived client-mode node (it accepts no connections).
-#include "net/address.hpp"
 #include "core/bytes.hpp"
 #include "core/error.hpp"
 #include "core/identity.hpp"
 #include "core/log.hpp"
-#include "net/tcp_transport.hpp"
 #include "dht/runner.hpp"
 #include "dht/validator.hpp"
+#include "net/address.hpp"
+#include "net/tcp_transport.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/command.hpp"
+#include "tools/dashboard/metrics_endpoint.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -38,6 +39,7 @@ struct DhtCliOptions {
   std::string identity_file;
   bool client_mode = false;
   double status_interval = 10;
+  std::string metrics;  // --metrics HOST:PORT (a running node only)
   // get / put
   std::string key;
   std::string value;
@@ -68,6 +70,7 @@ int run_node(const DhtCliOptions& o) {
   const Identity identity = load_or_create_identity(o.identity_file);
   dht::DhtRunner node(dht::DhtRunner::tcp(identity, parse_listen(o.listen), o.client_mode),
                       parse_peers(o.peers), node_options(identity, o.client_mode));
+  const auto metrics_endpoint = serve_metrics(o.metrics);
   std::printf("%s\n", node.address().to_string().c_str());
   std::fflush(stdout);
   const auto interval = std::chrono::duration<double>(std::max(0.1, o.status_interval));
@@ -210,7 +213,10 @@ const Registration registration{
           "  apiary dht --listen 127.0.0.1:0 --peers apiary://<id>@127.0.0.1:4000\n"
           "  apiary dht put run1.config lr=0.1 --ttl 600 --peers apiary://<id>@127.0.0.1:4000\n"
           "  apiary dht get run1.config --json --peers apiary://<id>@127.0.0.1:4000");
+      add_metrics_option(*cmd, o->metrics);
       return [o, get, put] {
+        if ((get->parsed() || put->parsed()) && !o->metrics.empty())
+          throw UsageError("--metrics: only a running node serves metrics (not get or put)");
         if (get->parsed()) return run_get(*o);
         if (put->parsed()) return run_put(*o);
         return run_node(*o);

@@ -19,6 +19,7 @@
 #include "net/tcp_transport.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/command.hpp"
+#include "tools/dashboard/metrics_endpoint.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -47,6 +48,7 @@ struct ExpertServerCliOptions {
   std::string identity_file;
   std::string token_file;
   std::string optimizer = "adam";
+  std::string metrics;  // --metrics HOST:PORT
   float learning_rate = 1e-3f;
   std::size_t max_batch_size = 4096;
   std::size_t workers = 1;
@@ -116,6 +118,7 @@ int run_expert_server(const ExpertServerCliOptions& o) {
   }
   server.start();
   rpc->start();
+  const auto metrics_endpoint = serve_metrics(o.metrics);
   std::printf("%s\n", rpc->local_address().to_string().c_str());
   std::fflush(stdout);
   log::info("expert server {}: {} experts ({}), hidden {}, on {}", rpc->local_address().to_string(),
@@ -187,6 +190,7 @@ const Registration registration{
                                        "seconds between checkpoints")
                            ->capture_default_str();
       cmd->add_option("--seed", o->seed, "weight initialisation seed")->capture_default_str();
+      add_metrics_option(*cmd, o->metrics);
       return [o, interval] {
         if (interval->count() && o->checkpoint_dir.empty())
           throw UsageError(

@@ -13,6 +13,9 @@
 #include "optimizer/trainer.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/command.hpp"
+#include "tools/dashboard/metrics_endpoint.hpp"
+#include "tools/dashboard/training_metrics.hpp"
+#include "tools/progress_printer.hpp"
 #include "tools/training_report.hpp"
 
 #include <nlohmann/json.hpp>
@@ -36,6 +39,7 @@ struct JoinOptions {
   std::vector<std::string> peers;
   std::string run;
   std::string device = "cpu";
+  std::string metrics;  // --metrics HOST:PORT
   std::uint32_t batch_size = 0;
   std::string data_dir;
   bool client_mode = false;
@@ -161,9 +165,12 @@ optimizer::TrainerOptions trainer_options(const JoinOptions& o, const optimizer:
   std::uint64_t seed = 0;
   for (int i = 0; i < 8; ++i) seed = seed << 8 | identity.peer_id().bytes[i];
   trainer.data_seed = seed;  // every peer sees its own order of the data
-  trainer.on_status = [quiet = o.quiet](const optimizer::TrainerStatus& s) {
-    if (quiet) return;
-    std::fprintf(stderr, "%s\n", progress_line(s).c_str());
+  // One live line on a terminal, a line per status otherwise.
+  auto printer = std::make_shared<ProgressPrinter>(stderr);
+  trainer.on_status = [quiet = o.quiet, printer,
+                       target = config.target_batch_size](const optimizer::TrainerStatus& s) {
+    record_training_status(s);
+    if (!quiet) printer->update(progress_line(s, target));
   };
   return trainer;
 }
@@ -180,6 +187,7 @@ int run_join(const JoinOptions& o) {
   if (peers.empty())
     throw Error(Errc::invalid_argument, "--peers: give at least one peer of the run");
   const Identity identity = load_or_create_identity(o.identity_file);
+  const auto metrics_endpoint = serve_metrics(o.metrics);
 
   optimizer::NetworkSwarmOptions swarm_options;
   swarm_options.identity = identity;
@@ -235,6 +243,7 @@ int run_join(const JoinOptions& o) {
     };
   }
   const auto summary = optimizer::run_training(swarm, trainer);
+  trainer.on_status = nullptr;  // ends the live progress line before the summary
   if (checkpoints && (summary.final_state.epoch > 0 || summary.last.local_samples > 0)) {
     checkpoints->save(summary.final_state);
   }
@@ -287,6 +296,7 @@ const Registration registration{
                         ->check(CLI::PositiveNumber);
       cmd->add_flag("--json", o->json, "print the final summary as one JSON object");
       cmd->add_flag("--quiet", o->quiet, "no progress lines");
+      add_metrics_option(*cmd, o->metrics);
       return [o, every] {
         if (every->count() && o->checkpoint_dir.empty())
           throw UsageError("--checkpoint-every needs --checkpoint-dir (no checkpoints without it)");

@@ -1,8 +1,8 @@
 // `apiary ping ADDR`: dials a peer (handshake authenticates its id), then
 // measures RPC round trips. Exit 1 with a clear message when the peer is
 // unreachable or presents another id than the address names.
-#include "net/address.hpp"
 #include "core/identity.hpp"
+#include "net/address.hpp"
 #include "net/rpc.hpp"
 #include "net/tcp_transport.hpp"
 #include "tools/command.hpp"

@@ -12,6 +12,7 @@
 #include "optimizer/trainer.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/command.hpp"
+#include "tools/progress_printer.hpp"
 #include "tools/training_report.hpp"
 
 #include <nlohmann/json.hpp>
@@ -82,10 +83,11 @@ int run_config_training(const TrainOptions& o) {
     trainer.expert_dht = expert_dht.get();
   }
   double last_line = -1e9;
-  trainer.on_status = [&](const optimizer::TrainerStatus& s) {
+  auto printer = std::make_shared<ProgressPrinter>(stderr);  // a live line on a terminal
+  trainer.on_status = [&, printer](const optimizer::TrainerStatus& s) {
     if (o.quiet || s.seconds - last_line < 1.0) return;
     last_line = s.seconds;
-    std::fprintf(stderr, "%s\n", progress_line(s).c_str());
+    printer->update(progress_line(s));
   };
   if (!o.quiet) {
     std::fprintf(

@@ -1,12 +1,13 @@
 #include "tools/training_report.hpp"
 
 #include "optimizer/state_checkpoints.hpp"
+#include "tools/progress_printer.hpp"
 
 #include <cstdio>
 
 namespace apiary::tools {
 
-std::string progress_line(const optimizer::TrainerStatus& s) {
+std::string progress_line(const optimizer::TrainerStatus& s, std::uint64_t target_batch_size) {
   char accuracy[16] = "  -  ";
   if (s.test_accuracy >= 0)
     std::snprintf(accuracy, sizeof(accuracy), "%.2f%%", 100 * s.test_accuracy);
@@ -17,7 +18,15 @@ std::string progress_line(const optimizer::TrainerStatus& s) {
       "test acc %s",
       static_cast<unsigned long long>(s.epoch), static_cast<unsigned long long>(s.local_samples),
       s.local_samples_per_second, s.swarm_peers, s.swarm_samples_per_second, s.loss, accuracy);
-  return line;
+  if (target_batch_size == 0) return line;
+  const std::string round = s.averaged_rounds + s.local_rounds == 0 ? "-"
+                            : s.last_group_size > 1
+                                ? "group of " + std::to_string(s.last_group_size)
+                                : "local";
+  const double left =
+      static_cast<double>(target_batch_size) - static_cast<double>(s.swarm_samples_this_epoch);
+  return std::string(line) + " | last round " + round + " | next epoch in " +
+         eta_text(left, s.swarm_samples_per_second);
 }
 
 nlohmann::json summary_json(const optimizer::TrainerSummary& summary) {

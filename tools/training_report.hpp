@@ -10,7 +10,10 @@
 
 namespace apiary::tools {
 
-std::string progress_line(const optimizer::TrainerStatus& status);
+// `target_batch_size` > 0 adds the last round's group and the time to the
+// next epoch at the swarm's throughput.
+std::string progress_line(const optimizer::TrainerStatus& status,
+                          std::uint64_t target_batch_size = 0);
 
 // epochs, test_accuracy, loss, local_samples, samples_per_s, seconds,
 // communication_seconds, communication_fraction, rounds, limits reached, hash.
