@@ -6,11 +6,16 @@
 #include "optimizer/run_directory.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/command.hpp"
+#include "tools/progress_printer.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
 #include <memory>
+#include <thread>
 
 namespace apiary::tools {
 namespace {
@@ -21,6 +26,9 @@ struct StatusOptions {
   std::uint64_t target = 0;
   double live_seconds = 15;  // peers report about once a second
   bool json = false;
+  std::string token_file;     // token runs: this client's membership
+  std::string identity_file;  // the identity the token was issued for
+  double watch_seconds = 0;   // > 0: refresh every so many seconds until Ctrl-C
 };
 
 struct Snapshot {
@@ -35,15 +43,37 @@ bool is_stale(const optimizer::PeerProgress& r, double now, double live_seconds)
   return now - r.report_time > live_seconds;
 }
 
+// Live peers' throughput (stale reports would overstate it) and the time to the
+// next epoch at that rate (negative: unknown).
+struct SwarmRate {
+  double samples_per_second = 0;
+  double eta_seconds = -1;
+};
+
+SwarmRate swarm_rate(const StatusOptions& o, const Snapshot& snap, double now) {
+  SwarmRate rate;
+  for (const auto& r : snap.reports)
+    if (!is_stale(r, now, o.live_seconds)) rate.samples_per_second += r.samples_per_second;
+  const double target =
+      static_cast<double>(o.target ? o.target : (snap.config ? snap.config->target_batch_size : 0));
+  if (target > 0 && rate.samples_per_second > 0)
+    rate.eta_seconds =
+        std::max(0.0, target - snap.global.estimated_samples) / rate.samples_per_second;
+  return rate;
+}
+
 void print_json(const StatusOptions& o, const Snapshot& snap, double now, std::size_t stale) {
+  const SwarmRate rate = swarm_rate(o, snap, now);
   nlohmann::json out{{"run", o.run},
                      {"global_epoch", snap.global.global_epoch},
                      {"peers", snap.reports.size()},  // every report, live or stale
                      {"live_peers", snap.reports.size() - stale},
                      {"stale_peers", stale},
                      {"live_seconds", o.live_seconds},
-                     {"samples_per_s", snap.global.total_samples_per_second},
-                     {"samples_this_epoch", snap.global.estimated_samples}};
+                     {"samples_per_s", rate.samples_per_second},
+                     {"samples_this_epoch", snap.global.estimated_samples},
+                     {"eta_next_epoch_s", rate.eta_seconds < 0 ? nlohmann::json(nullptr)
+                                                               : nlohmann::json(rate.eta_seconds)}};
   out["config"] =
       snap.config ? nlohmann::json::parse(snap.config->to_json()) : nlohmann::json(nullptr);
   if (!snap.config) out["config_error"] = snap.config_error;
@@ -72,11 +102,13 @@ void print_table(const StatusOptions& o, const Snapshot& snap, double now, std::
   } else {
     std::printf("configuration not found (%s)\n", snap.config_error.c_str());
   }
+  const SwarmRate rate = swarm_rate(o, snap, now);
   std::printf(
       "global epoch %llu, %zu live peers, %zu stale (no report for %.0f s), %.0f samples/s, "
-      "%.0f samples towards this epoch\n",
+      "%.0f samples towards this epoch, next epoch in %s\n",
       static_cast<unsigned long long>(snap.global.global_epoch), snap.reports.size() - stale, stale,
-      o.live_seconds, snap.global.total_samples_per_second, snap.global.estimated_samples);
+      o.live_seconds, rate.samples_per_second, snap.global.estimated_samples,
+      rate.eta_seconds < 0 ? "–" : eta_text(rate.eta_seconds, 1.0).c_str());
   std::printf("%-12s %6s %9s %10s %8s %8s %6s\n", "peer", "epoch", "samples", "samples/s", "loss",
               "test_acc", "age");
   for (const auto& r : snap.reports) {
@@ -98,38 +130,79 @@ void print_snapshot(const StatusOptions& o, const Snapshot& snap, double now) {
     print_table(o, snap, now, stale);
 }
 
+// A client-mode node that may enter the run: with --token, it presents this
+// identity's membership and checks the others' as members do.
+std::unique_ptr<dht::DhtRunner> start_client(const StatusOptions& o, const Identity& identity,
+                                             const std::vector<PeerAddress>& peers,
+                                             std::vector<PeerId>& trusted) {
+  TransportOptions transport;
+  transport.client_mode = true;
+  if (!o.token_file.empty()) {
+    auto membership = load_membership(o.token_file, identity, o.run);
+    transport.own_token = std::move(membership.token);
+    transport.admit = std::move(membership.admit);
+    trusted.push_back(membership.run_key.peer_id());
+  }
+  dht::DhtOptions options;
+  options.client_mode = true;
+  return std::make_unique<dht::DhtRunner>(
+      [&identity, transport](asio::any_io_executor ex) {
+        return make_tcp_transport(std::move(ex), identity, {"127.0.0.1", 0}, transport);
+      },
+      peers, options);
+}
+
+Snapshot fetch_snapshot(dht::DhtRunner& runner, const StatusOptions& o, const Identity& identity,
+                        const std::vector<PeerId>& trusted) {
+  return runner
+      .run([&](dht::DhtNode& node) -> asio::awaitable<Snapshot> {
+        Snapshot s;
+        try {
+          s.config = (co_await optimizer::fetch_run_config(node, o.run, trusted)).config;
+        } catch (const Error& e) {
+          s.config_error = e.what();
+        }
+        const std::uint64_t target =
+            o.target ? o.target : (s.config ? s.config->target_batch_size : 1);
+        optimizer::ProgressTracker tracker(node.shared_from_this(), identity.public_key(), o.run,
+                                           target);
+        s.global = co_await tracker.refresh(0);
+        s.reports = tracker.last_reports();
+        co_return s;
+      })
+      .get();
+}
+
 int run_status(const StatusOptions& o) {
   const auto peers = parse_peers(o.peers);
   if (peers.empty())
     throw Error(Errc::invalid_argument, "--peers: give at least one peer of the run");
-  const Identity identity = Identity::generate();
-  dht::DhtOptions options;
-  options.client_mode = true;
-  dht::DhtRunner runner(dht::DhtRunner::tcp(identity, {"127.0.0.1", 0}, /*client_mode=*/true),
-                        peers, options);
+  if (!o.identity_file.empty() && o.token_file.empty())
+    throw UsageError("--identity: only a token run needs one (give --token too)");
+  if (!o.token_file.empty() && o.identity_file.empty())
+    throw UsageError("--token needs --identity: the key the token was issued for");
+  const Identity identity =
+      o.identity_file.empty() ? Identity::generate() : Identity::load(o.identity_file);
   std::vector<PeerId> trusted;
   for (const auto& p : peers) trusted.push_back(p.peer);
-  const Snapshot snap =
-      runner
-          .run([&](dht::DhtNode& node) -> asio::awaitable<Snapshot> {
-            Snapshot s;
-            try {
-              s.config = (co_await optimizer::fetch_run_config(node, o.run, trusted)).config;
-            } catch (const Error& e) {
-              s.config_error = e.what();
-            }
-            const std::uint64_t target =
-                o.target ? o.target : (s.config ? s.config->target_batch_size : 1);
-            optimizer::ProgressTracker tracker(node.shared_from_this(), identity.public_key(),
-                                               o.run, target);
-            s.global = co_await tracker.refresh(0);
-            s.reports = tracker.last_reports();
-            co_return s;
-          })
-          .get();
-  print_snapshot(o, snap, dht::system_dht_time());
-  // What was found is printed either way; a run without its configuration is not a run.
-  return snap.config ? 0 : 1;
+  install_stop_handler();
+  auto runner = start_client(o, identity, peers, trusted);
+  // --watch on a terminal: the table redrawn in place; otherwise one snapshot
+  // (a JSON object per line with --json) per period.
+  const bool redraw = o.watch_seconds > 0 && !o.json && isatty(STDOUT_FILENO) == 1;
+  for (;;) {
+    const Snapshot snap = fetch_snapshot(*runner, o, identity, trusted);
+    if (redraw) std::printf("\033[H\033[2J");
+    print_snapshot(o, snap, dht::system_dht_time());
+    std::fflush(stdout);
+    // What was found is printed either way; a run without its configuration is not a run.
+    if (o.watch_seconds <= 0) return snap.config ? 0 : 1;
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::duration<double>(o.watch_seconds);
+    while (!stop_requested() && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (stop_requested()) return 0;
+  }
 }
 
 const Registration registration{
@@ -144,7 +217,14 @@ const Registration registration{
                       "a peer whose last report is older is counted as stale")
           ->capture_default_str()
           ->check(CLI::PositiveNumber);
-      cmd->add_flag("--json", o->json, "print one JSON object");
+      cmd->add_flag("--json", o->json, "print one JSON object (per refresh with --watch)");
+      cmd->add_option("--token", o->token_file,
+                      "membership token file (runs with --auth token; needs --identity)");
+      cmd->add_option("--identity", o->identity_file, "key file the --token was issued for")
+          ->check(CLI::ExistingFile);
+      cmd->add_option("--watch", o->watch_seconds,
+                      "refresh every SECONDS until Ctrl-C (a table redrawn on a terminal)")
+          ->check(CLI::PositiveNumber);
       return [o] { return run_status(*o); };
     }};
 

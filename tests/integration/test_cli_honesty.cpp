@@ -137,3 +137,78 @@ TEST(StatusCli, RealRunReportsLiveAndStalePeers) {
   coordinator.stop();
   fs::remove_all(dir);
 }
+
+// A token run: status without a membership is refused by the run's peers; with
+// the token issued to its identity it reads the run, a training member's
+// report and the time to the next epoch; --watch refreshes until SIGTERM.
+TEST(StatusCli, TokenRunEtaAndWatch) {
+  const auto dir = fresh_work_dir("status-token");
+  write_config(dir, "status-token");
+  auto key = [&](const std::string& name) {
+    auto id = apiary::testing::run_to_end(
+        {APIARY_BIN, "keygen", "--out", (dir / (name + ".key")).string()}, dir, "keygen-" + name);
+    while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+    apiary::testing::run_to_end(
+        {APIARY_BIN, "coordinator", "token", "--run", "status-token", "--identity",
+         (dir / "run.key").string(), "--for", id, "--out", (dir / (name + ".tok")).string()},
+        dir, "token-" + name);
+  };
+  apiary::testing::run_to_end({APIARY_BIN, "keygen", "--out", (dir / "run.key").string()}, dir,
+                              "keygen-run");
+  key("member");
+  key("watcher");
+  Coordinator coordinator(dir, {"--auth", "token", "--identity", (dir / "run.key").string()});
+  const std::string address = coordinator.address();
+  ASSERT_FALSE(address.empty()) << coordinator.process().stderr_text();
+  Process member({APIARY_BIN, "join", "--peers", address, "--run", "status-token", "--identity",
+                  (dir / "member.key").string(), "--token", (dir / "member.tok").string(),
+                  "--time-limit", "120"},
+                 dir / "member.out", dir / "member.err");
+  ASSERT_TRUE(member.wait_for_text("epoch    2 ", 60s, /*in_stderr=*/true)) << member.stderr_text();
+
+  const auto outsider =
+      run_apiary(dir, {"status", "--peers", address, "--run", "status-token"}, "o");
+  EXPECT_NE(outsider.code, 0) << outsider.out;
+  expect_refused(run_apiary(dir,
+                            {"status", "--peers", address, "--run", "status-token", "--token",
+                             (dir / "watcher.tok").string()},
+                            "no-identity"),
+                 "--token needs --identity");
+
+  const std::vector<std::string> member_args{"status",
+                                             "--peers",
+                                             address,
+                                             "--run",
+                                             "status-token",
+                                             "--token",
+                                             (dir / "watcher.tok").string(),
+                                             "--identity",
+                                             (dir / "watcher.key").string(),
+                                             "--json"};
+  const auto status = run_apiary(dir, member_args, "s");
+  ASSERT_EQ(status.code, 0) << status.err;
+  const auto j = nlohmann::json::parse(status.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << status.out;
+  EXPECT_TRUE(j["config"].is_object()) << status.out;
+  EXPECT_GE(j["live_peers"].get<std::size_t>(), 1u) << status.out;
+  ASSERT_TRUE(j["eta_next_epoch_s"].is_number()) << status.out;
+  EXPECT_GE(j["eta_next_epoch_s"].get<double>(), 0.0);
+  EXPECT_LT(j["eta_next_epoch_s"].get<double>(), 60.0) << status.out;  // 256 samples per epoch
+
+  auto watch_args = member_args;
+  watch_args.insert(watch_args.begin(), APIARY_BIN);
+  watch_args.insert(watch_args.end(), {"--watch", "0.5"});
+  Process watch(watch_args, dir / "watch.out", dir / "watch.err");
+  for (int i = 0; i < 200 && apiary::testing::lines_with(watch.stdout_text(), "{").size() < 3; ++i)
+    std::this_thread::sleep_for(100ms);
+  watch.signal(SIGTERM);
+  EXPECT_EQ(watch.wait_for(30s).value_or(-1), 0) << watch.stderr_text();
+  const auto snapshots = apiary::testing::lines_with(watch.stdout_text(), "{");
+  ASSERT_GE(snapshots.size(), 3u) << watch.stdout_text();
+  for (const auto& line : snapshots)
+    EXPECT_TRUE(nlohmann::json::parse(line, nullptr, false).is_object()) << line;
+  member.signal(SIGTERM);
+  member.wait_for(30s);
+  coordinator.stop();
+  fs::remove_all(dir);
+}
