@@ -28,7 +28,9 @@ test: build
 test-fast: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -LE slow $(CTEST_ARGS)
 
-demo: build
+# Builds only the `apiary` binary (not the tests), then runs the demo.
+demo: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target apiary
 	@bash scripts/demo.sh $(BUILD_DIR)
 
 bench: build

@@ -9,6 +9,7 @@
 #include "optimizer/run_config.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/command.hpp"
+#include "tools/progress_printer.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -18,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 namespace apiary::tools {
@@ -55,10 +57,11 @@ Subprocess spawn_apiary(const std::vector<std::string>& args, const fs::path& lo
 
 // Starts the coordinator and returns it with the address it printed.
 std::pair<Subprocess, std::string> start_coordinator(const fs::path& config_path,
-                                                     const fs::path& out) {
-  Subprocess coordinator = spawn_apiary({"apiary", "coordinator", "--config", config_path.string(),
-                                         "--listen", "127.0.0.1:0", "--status-period", "3"},
-                                        out / "coordinator.log");
+                                                     const fs::path& out, double target_accuracy) {
+  Subprocess coordinator = spawn_apiary(
+      {"apiary", "coordinator", "--config", config_path.string(), "--listen", "127.0.0.1:0",
+       "--status-period", "3", "--target-accuracy", std::to_string(target_accuracy)},
+      out / "coordinator.log");
   char line[1024];
   if (!std::fgets(line, sizeof(line), coordinator.out())) {
     throw Error(Errc::unavailable,
@@ -166,6 +169,22 @@ int summarize(const DemoOptions& o, const optimizer::RunConfig& config, const fs
   return failed;
 }
 
+// On a terminal the dashboard stays up after training, until Ctrl-C; a script
+// (stdout not a terminal) gets the demo's exit as before.
+void keep_dashboard_up(const ProgressPrinter& printer, std::mutex& url_mutex,
+                       const std::string& dashboard_url) {
+  std::string url;
+  {
+    std::lock_guard lock(url_mutex);
+    url = dashboard_url;
+  }
+  if (!printer.live() || url.empty() || stop_requested()) return;
+  std::printf("demo: training is over; the dashboard stays up at %s — Ctrl-C to end\n",
+              url.c_str());
+  std::fflush(stdout);
+  while (!stop_requested()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+}
+
 int run_demo(const DemoOptions& o) {
   install_stop_handler();
   if (o.peers < 2 || o.peers > 16)
@@ -193,21 +212,36 @@ int run_demo(const DemoOptions& o) {
   std::fflush(stdout);
 
   const auto started = std::chrono::steady_clock::now();
-  auto [coordinator, address] = start_coordinator(config_path, out);
+  auto [coordinator, address] = start_coordinator(config_path, out, config.target_accuracy);
   std::printf("demo: coordinator at %s\n", address.c_str());
   std::vector<Subprocess> peers = start_peers(o, config.run, address, out);
   std::printf("demo: started %d peers; progress every 3 s from the coordinator:\n", o.peers);
   std::fflush(stdout);
 
-  // Relay the coordinator's progress lines on a thread (fgets blocks).
-  std::thread relay([&coordinator = coordinator] {
+  // Relay the coordinator's lines on a thread (fgets blocks): its progress as
+  // one live line on a terminal, the dashboard's address as it comes.
+  ProgressPrinter printer(stdout);
+  std::string dashboard_url;
+  std::mutex url_mutex;
+  std::thread relay([&coordinator = coordinator, &printer, &dashboard_url, &url_mutex] {
     char buffer[1024];
     while (std::fgets(buffer, sizeof(buffer), coordinator.out())) {
-      std::printf("  %s", buffer);
-      std::fflush(stdout);
+      std::string line(buffer);
+      while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+      if (line.rfind("dashboard: ", 0) == 0) {
+        std::lock_guard lock(url_mutex);
+        dashboard_url = line.substr(11);
+        printer.print_line("demo: watch the run at " + dashboard_url);
+      } else if (line.rfind("[", 0) == 0) {
+        printer.update("  " + line);
+      } else {
+        printer.print_line("  " + line);
+      }
     }
   });
   const std::vector<int> codes = wait_for_peers(peers, o.time_limit, started);
+  printer.finish();
+  keep_dashboard_up(printer, url_mutex, dashboard_url);
   coordinator.signal(SIGTERM);
   coordinator.wait();
   relay.join();

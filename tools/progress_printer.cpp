@@ -20,6 +20,7 @@ std::size_t terminal_columns(std::FILE* out) {
 ProgressPrinter::ProgressPrinter(std::FILE* out) : out_(out), live_(isatty(fileno(out)) == 1) {}
 
 void ProgressPrinter::update(const std::string& line) {
+  std::lock_guard lock(mutex_);
   if (!live_) {
     std::fprintf(out_, "%s\n", line.c_str());
     std::fflush(out_);
@@ -34,6 +35,7 @@ void ProgressPrinter::update(const std::string& line) {
 }
 
 void ProgressPrinter::print_line(const std::string& line) {
+  std::lock_guard lock(mutex_);
   if (pending_) std::fprintf(out_, "\r\033[K");
   std::fprintf(out_, "%s\n", line.c_str());
   std::fflush(out_);
@@ -41,6 +43,7 @@ void ProgressPrinter::print_line(const std::string& line) {
 }
 
 void ProgressPrinter::finish() {
+  std::lock_guard lock(mutex_);
   if (!pending_) return;
   std::fprintf(out_, "\n");
   std::fflush(out_);

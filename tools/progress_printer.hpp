@@ -2,8 +2,9 @@
 // ProgressPrinter: progress for long work. On a terminal one live line,
 // rewritten in place (clipped to the terminal's width); otherwise (a pipe, a
 // log file) one plain line per update, as scripts and tests read them.
-// Threading: one caller at a time. Errors: none.
+// Threading: any threads (a lock orders their lines). Errors: none.
 #include <cstdio>
+#include <mutex>
 #include <string>
 
 namespace apiary::tools {
@@ -26,6 +27,7 @@ class ProgressPrinter {
  private:
   std::FILE* out_;
   bool live_;
+  std::mutex mutex_;
   bool pending_ = false;  // a live line is on screen without its newline
 };
 
