@@ -2,6 +2,8 @@
 # Installs the Debian packages Apiary builds against. Idempotent: packages
 # already present are skipped, and `apt-get update` runs only when something
 # is missing. Never installs libboost1.81-dev (it removes the msgpack packages).
+# libcpp-httplib-dev serves the dashboard and /metrics; chromium (headless) and
+# python3-prometheus-client are what the dashboard's tests check it with.
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config ccache universal-ctags
@@ -9,6 +11,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-dev libcli11-dev libspdlog-dev nlohmann-json3-dev zlib1g-dev
   dataset-fashion-mnist
+  libcpp-httplib-dev
+  chromium python3-prometheus-client
 )
 missing=()
 for p in "${packages[@]}"; do
