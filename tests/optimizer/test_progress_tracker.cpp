@@ -1,9 +1,10 @@
 // ProgressTracker over a small in-process DHT swarm (real RPC and validators).
+#include "core/codec.hpp"
 #include "optimizer/progress_tracker.hpp"
 
-#include "net/inproc_transport.hpp"
 #include "dht/swarm.hpp"
 #include "dht/validator.hpp"
+#include "net/inproc_transport.hpp"
 
 #include <gtest/gtest.h>
 #include <asio/co_spawn.hpp>
@@ -103,4 +104,29 @@ TEST(ProgressTracker, CodecRejectsMalformedValues) {
   EXPECT_FALSE(ProgressTracker::decode(Bytes{0x93, 0x01, 0x02, 0x03}).has_value());
   EXPECT_FALSE(ProgressTracker::decode(Bytes{}).has_value());
   EXPECT_FALSE(ProgressTracker::owner_of(as_bytes("[owner:zz]")).has_value());
+}
+
+// Reports carry the process's round and byte counters for dashboards; an older
+// peer's 7-field report still decodes (the counters then read as unknown).
+TEST(ProgressTracker, CountersTravelAndOlderReportsStillDecode) {
+  PeerProgress p{"", 3, 42, 7.5, 1.7e9, false, 0.25, 0.875};
+  p.rounds_averaged = 11;
+  p.rounds_failed = 2;
+  p.bytes_sent = 5ull << 30;
+  p.bytes_received = 77;
+  p.round_seconds = 0.3;
+  auto decoded = ProgressTracker::decode(ProgressTracker::encode(p));
+  ASSERT_TRUE(decoded.has_value());
+  EXPECT_EQ(decoded->rounds_averaged, 11u);
+  EXPECT_EQ(decoded->rounds_failed, 2u);
+  EXPECT_EQ(decoded->bytes_sent, 5ull << 30);
+  EXPECT_EQ(decoded->bytes_received, 77u);
+  EXPECT_EQ(decoded->round_seconds, 0.3);
+  codec::Writer old;
+  old.array(7).uint(3).uint(42).f64(7.5).f64(1.7e9).boolean(false).f64(0.25).f64(0.875);
+  auto older = ProgressTracker::decode(old.take());
+  ASSERT_TRUE(older.has_value());
+  EXPECT_EQ(older->epoch, 3u);
+  EXPECT_EQ(older->rounds_averaged, 0u);
+  EXPECT_EQ(older->round_seconds, -1);
 }
