@@ -1,5 +1,6 @@
 #include "core/codec.hpp"
 
+#include <bit>
 #include <cmath>
 #include <string>
 
@@ -100,12 +101,23 @@ Writer& Writer::sint(std::int64_t value) {
   packer_.pack_int64(value);
   return *this;
 }
+// Floats are always written as msgpack float 64/32 (0xcb/0xca, big-endian),
+// never as msgpack-c's packer writes them: it packs integral values as
+// integers after a range check that lets 2^64 through, so encoding 1.8e19
+// converted a double out of uint64_t's range (undefined behaviour, found by
+// tests/fuzz averaging_wire). Reader::f64 accepts either form.
 Writer& Writer::f64(double value) {
-  packer_.pack_double(value);
+  const auto bits = std::bit_cast<std::uint64_t>(value);
+  sink_.bytes.push_back(0xcb);
+  for (int shift = 56; shift >= 0; shift -= 8)
+    sink_.bytes.push_back(static_cast<std::uint8_t>(bits >> shift));
   return *this;
 }
 Writer& Writer::f32(float value) {
-  packer_.pack_float(value);
+  const auto bits = std::bit_cast<std::uint32_t>(value);
+  sink_.bytes.push_back(0xca);
+  for (int shift = 24; shift >= 0; shift -= 8)
+    sink_.bytes.push_back(static_cast<std::uint8_t>(bits >> shift));
   return *this;
 }
 Writer& Writer::str(std::string_view value) {

@@ -92,3 +92,23 @@ TEST(Codec, RejectsMalformedInput) {
 
 }  // namespace
 }  // namespace apiary
+
+// Floats travel as msgpack floats whatever their value: msgpack-c's packer
+// would write integral ones as integers and, for 2^64, convert a double out of
+// uint64_t's range first (undefined behaviour; found by fuzzing averaging_wire).
+TEST(Codec, FloatsAreWrittenAsFloatsEvenWhenIntegral) {
+  for (double v : {18446744073709551616.0, 3.0, -2.0, 0.0, -9.3e18, 1e300}) {
+    codec::Writer w;
+    w.f64(v);
+    const Bytes bytes = w.take();
+    ASSERT_EQ(bytes.size(), 9u);
+    EXPECT_EQ(bytes[0], 0xcb);
+    EXPECT_EQ(codec::parse(bytes).root().f64("v"), v);
+  }
+  codec::Writer w;
+  w.f32(18446744073709551616.0f);
+  const Bytes bytes = w.take();
+  ASSERT_EQ(bytes.size(), 5u);
+  EXPECT_EQ(bytes[0], 0xca);
+  EXPECT_EQ(codec::parse(bytes).root().f64("v"), 18446744073709551616.0);
+}
