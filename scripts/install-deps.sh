@@ -3,7 +3,8 @@
 # already present are skipped, and `apt-get update` runs only when something
 # is missing. Never installs libboost1.81-dev (it removes the msgpack packages).
 # libcpp-httplib-dev serves the dashboard and /metrics; chromium (headless) and
-# python3-prometheus-client are what the dashboard's tests check it with.
+# python3-prometheus-client are what the dashboard's tests check it with;
+# python3-torch, pytest and fortunes (a text corpus) run examples/torch.
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config ccache universal-ctags
@@ -13,6 +14,7 @@ packages=(
   dataset-fashion-mnist
   libcpp-httplib-dev
   chromium python3-prometheus-client
+  python3-torch python3-pytest python3-numpy fortunes
 )
 missing=()
 for p in "${packages[@]}"; do
