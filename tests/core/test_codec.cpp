@@ -90,9 +90,6 @@ TEST(Codec, RejectsMalformedInput) {
   EXPECT_TRUE(std::isnan(doc.root().f64("x", /*allow_nonfinite=*/true)));
 }
 
-}  // namespace
-}  // namespace apiary
-
 // Floats travel as msgpack floats whatever their value: msgpack-c's packer
 // would write integral ones as integers and, for 2^64, convert a double out of
 // uint64_t's range first (undefined behaviour; found by fuzzing averaging_wire).
@@ -112,3 +109,6 @@ TEST(Codec, FloatsAreWrittenAsFloatsEvenWhenIntegral) {
   EXPECT_EQ(bytes[0], 0xca);
   EXPECT_EQ(codec::parse(bytes).root().f64("v"), 18446744073709551616.0);
 }
+
+}  // namespace
+}  // namespace apiary
