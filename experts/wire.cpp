@@ -73,6 +73,7 @@ HostTensor decode_tensor(const TensorView& view, std::string_view field) {
   out.shape = view.shape;
   const auto n = shape_elements(view.shape);
   out.values.resize(n);
+  if (n == 0) return out;  // an empty tensor's data() may be null: no memcpy from it
   if (view.codec == TensorCodec::fp16) {
     std::vector<std::uint16_t> half(n);
     std::memcpy(half.data(), view.data.data(), n * 2);

@@ -230,8 +230,8 @@ std::shared_ptr<DashboardView> make_dashboard_view(const CoordinatorOptions& o,
   return std::make_shared<DashboardView>(std::move(run), RunHistory(2048, history_file));
 }
 
-int run_coordinator(CoordinatorOptions o) {
-  install_stop_handler();
+// The run's configuration (--run renames it), after the option checks.
+optimizer::RunConfig load_config(const CoordinatorOptions& o) {
   auto config = optimizer::RunConfig::load_file(o.config_file);
   if (!o.run.empty() && o.run != config.run) {
     log::info("run name '{}' from --run overrides '{}' in {}", o.run, config.run, o.config_file);
@@ -246,6 +246,12 @@ int run_coordinator(CoordinatorOptions o) {
     throw Error(Errc::invalid_argument,
                 "--auth token needs --identity FILE: the run key signs the tokens");
   }
+  return config;
+}
+
+int run_coordinator(CoordinatorOptions o) {
+  install_stop_handler();
+  const auto config = load_config(o);
   const Identity run_key = load_or_create_identity(o.identity_file);
   TransportOptions transport;
   if (o.auth == "token") {

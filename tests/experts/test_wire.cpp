@@ -92,3 +92,15 @@ TEST(ExpertWire, MutatedMessagesNeverCrash) {
   }
   EXPECT_LT(accepted, 3000);  // most mutations are caught; none crashes
 }
+
+// An empty tensor decodes to an empty tensor in both codecs (its data() is
+// null: decoding once memcpy'd from it, UB found by fuzzing experts_wire).
+TEST(ExpertWire, EmptyTensorsRoundTrip) {
+  for (auto codec : {wire::TensorCodec::fp32, wire::TensorCodec::fp16}) {
+    HostTensor empty;
+    empty.shape = {0, 4};
+    const HostTensor back = wire::decode_tensor_message(wire::encode_tensor(empty, codec));
+    EXPECT_EQ(back.shape, empty.shape);
+    EXPECT_TRUE(back.values.empty());
+  }
+}
