@@ -224,8 +224,14 @@ std::shared_ptr<DashboardView> make_dashboard_view(const CoordinatorOptions& o,
   if (o.target_accuracy >= 0) run.target_accuracy = o.target_accuracy;
   std::filesystem::path history_file;
   if (!o.checkpoint_dir.empty()) {
-    std::filesystem::create_directories(o.checkpoint_dir);
-    history_file = std::filesystem::path(o.checkpoint_dir) / "history.jsonl";
+    // Disk trouble never stops the coordinator (as for its checkpoints): the
+    // history then lives in memory only.
+    std::error_code ec;
+    std::filesystem::create_directories(o.checkpoint_dir, ec);
+    if (ec)
+      log::warn("dashboard history: {}: {} (kept in memory only)", o.checkpoint_dir, ec.message());
+    else
+      history_file = std::filesystem::path(o.checkpoint_dir) / "history.jsonl";
   }
   return std::make_shared<DashboardView>(std::move(run), RunHistory(2048, history_file));
 }
