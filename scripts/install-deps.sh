@@ -4,7 +4,8 @@
 # is missing. Never installs libboost1.81-dev (it removes the msgpack packages).
 # libcpp-httplib-dev serves the dashboard and /metrics; chromium (headless) and
 # python3-prometheus-client are what the dashboard's tests check it with;
-# python3-torch, pytest and fortunes (a text corpus) run examples/torch.
+# python3-torch, pytest and fortunes (a text corpus) run examples/torch;
+# iproute2 (ip, tc) builds the benchmarks' capped links in network namespaces.
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config ccache universal-ctags
@@ -14,7 +15,7 @@ packages=(
   dataset-fashion-mnist
   libcpp-httplib-dev
   chromium python3-prometheus-client
-  python3-torch python3-pytest python3-numpy fortunes
+  python3-torch python3-pytest python3-numpy fortunes iproute2
 )
 missing=()
 for p in "${packages[@]}"; do
