@@ -4,6 +4,7 @@
 // `apiary expert-server` lines that serve its experts), prints the swarm's
 // progress, and keeps checkpoints by downloading the state from peers.
 // `apiary coordinator token` issues membership tokens for runs with --auth token.
+#include "core/clock.hpp"
 #include "core/log.hpp"
 #include "dht/runner.hpp"
 #include "dht/validator.hpp"
@@ -86,7 +87,6 @@ int run_token(const TokenOptions& o) {
 
 struct SwarmView {
   optimizer::GlobalProgress global;
-  std::uint64_t global_epoch = 0;
   std::size_t peers = 0;
   double samples_per_second = 0;
   double loss = -1;
@@ -98,7 +98,6 @@ SwarmView summarize(const std::vector<optimizer::PeerProgress>& reports,
                     const optimizer::GlobalProgress& g) {
   SwarmView v;
   v.global = g;
-  v.global_epoch = g.global_epoch;
   v.peers = reports.size();
   v.samples_per_second = g.total_samples_per_second;
   v.reports = reports;
@@ -169,7 +168,7 @@ SwarmView fetch_swarm_view(dht::DhtRunner& runner, const Identity& run_key,
 void print_status(const SwarmView& view, double seconds, bool json) {
   if (json) {
     std::printf("%s\n", nlohmann::json{{"seconds", seconds},
-                                       {"epoch", view.global_epoch},
+                                       {"epoch", view.global.global_epoch},
                                        {"peers", view.peers},
                                        {"samples_per_s", view.samples_per_second},
                                        {"loss", view.loss},
@@ -178,7 +177,7 @@ void print_status(const SwarmView& view, double seconds, bool json) {
                             .c_str());
   } else {
     std::printf("[%6.0fs] epoch %4llu | %zu peers | %8.0f samples/s | loss %s | test acc %s\n",
-                seconds, static_cast<unsigned long long>(view.global_epoch), view.peers,
+                seconds, static_cast<unsigned long long>(view.global.global_epoch), view.peers,
                 view.samples_per_second,
                 view.loss < 0 ? "  -   " : std::to_string(view.loss).substr(0, 6).c_str(),
                 view.test_accuracy < 0
@@ -198,10 +197,6 @@ void publish_config(dht::DhtRunner& runner, const Identity& run_key,
           })
           .get();
   if (!result.ok()) log::warn("publishing the run configuration failed: {}", result.reason());
-}
-
-double unix_seconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // Parameters of the run's model, when this build can construct it here
@@ -332,12 +327,13 @@ int run_coordinator(CoordinatorOptions o) {
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    dashboard_view->update(view.reports, view.global, unix_seconds());
+    dashboard_view->update(view.reports, view.global, wall_seconds());
     print_status(view, seconds, o.json);
     std::fflush(stdout);
-    if (checkpoints && view.global_epoch >= next_checkpoint_epoch) {
+    if (checkpoints && view.global.global_epoch >= next_checkpoint_epoch) {
       // A failed download or write is retried at the next period, not every status line.
-      next_checkpoint_epoch = view.global_epoch + std::max<std::uint32_t>(o.checkpoint_every, 1);
+      next_checkpoint_epoch =
+          view.global.global_epoch + std::max<std::uint32_t>(o.checkpoint_every, 1);
       save_checkpoint(checkpoints->last_epoch() + 1);
     }
   }

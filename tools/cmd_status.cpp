@@ -6,6 +6,7 @@
 #include "optimizer/run_directory.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/command.hpp"
+#include "tools/dashboard/dashboard_view.hpp"
 #include "tools/progress_printer.hpp"
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <thread>
 
 namespace apiary::tools {
@@ -38,27 +40,26 @@ struct Snapshot {
   optimizer::GlobalProgress global;
 };
 
-// A peer whose last report is older than --live-seconds has probably left.
 bool is_stale(const optimizer::PeerProgress& r, double now, double live_seconds) {
-  return now - r.report_time > live_seconds;
+  return !is_live(r, now, live_seconds);
 }
 
 // Live peers' throughput (stale reports would overstate it) and the time to the
-// next epoch at that rate (negative: unknown).
+// next epoch at that rate.
 struct SwarmRate {
   double samples_per_second = 0;
-  double eta_seconds = -1;
+  std::optional<double> eta_seconds;
 };
 
 SwarmRate swarm_rate(const StatusOptions& o, const Snapshot& snap, double now) {
   SwarmRate rate;
-  for (const auto& r : snap.reports)
-    if (!is_stale(r, now, o.live_seconds)) rate.samples_per_second += r.samples_per_second;
+  rate.samples_per_second =
+      swarm_point(snap.reports, snap.global, now, o.live_seconds).samples_per_second;
   const double target =
       static_cast<double>(o.target ? o.target : (snap.config ? snap.config->target_batch_size : 0));
-  if (target > 0 && rate.samples_per_second > 0)
+  if (target > 0)
     rate.eta_seconds =
-        std::max(0.0, target - snap.global.estimated_samples) / rate.samples_per_second;
+        seconds_to_next_epoch(target, snap.global.estimated_samples, rate.samples_per_second);
   return rate;
 }
 
@@ -72,8 +73,8 @@ void print_json(const StatusOptions& o, const Snapshot& snap, double now, std::s
                      {"live_seconds", o.live_seconds},
                      {"samples_per_s", rate.samples_per_second},
                      {"samples_this_epoch", snap.global.estimated_samples},
-                     {"eta_next_epoch_s", rate.eta_seconds < 0 ? nlohmann::json(nullptr)
-                                                               : nlohmann::json(rate.eta_seconds)}};
+                     {"eta_next_epoch_s", rate.eta_seconds ? nlohmann::json(*rate.eta_seconds)
+                                                           : nlohmann::json(nullptr)}};
   out["config"] =
       snap.config ? nlohmann::json::parse(snap.config->to_json()) : nlohmann::json(nullptr);
   if (!snap.config) out["config_error"] = snap.config_error;
@@ -108,7 +109,7 @@ void print_table(const StatusOptions& o, const Snapshot& snap, double now, std::
       "%.0f samples towards this epoch, next epoch in %s\n",
       static_cast<unsigned long long>(snap.global.global_epoch), snap.reports.size() - stale, stale,
       o.live_seconds, rate.samples_per_second, snap.global.estimated_samples,
-      rate.eta_seconds < 0 ? "–" : eta_text(rate.eta_seconds, 1.0).c_str());
+      duration_text(rate.eta_seconds).c_str());
   std::printf("%-12s %6s %9s %10s %8s %8s %6s\n", "peer", "epoch", "samples", "samples/s", "loss",
               "test_acc", "age");
   for (const auto& r : snap.reports) {

@@ -50,9 +50,9 @@ void ProgressPrinter::finish() {
   pending_ = false;
 }
 
-std::string eta_text(double samples_left, double samples_per_second) {
-  if (!(samples_per_second > 0) || !std::isfinite(samples_left)) return "–";
-  const double seconds = std::max(0.0, samples_left) / samples_per_second;
+std::string duration_text(std::optional<double> duration) {
+  if (!duration || !(*duration >= 0) || !std::isfinite(*duration)) return "–";
+  const double seconds = *duration;
   char text[32];
   if (seconds < 90)
     std::snprintf(text, sizeof text, "%.0f s", seconds);
@@ -61,6 +61,12 @@ std::string eta_text(double samples_left, double samples_per_second) {
   else
     std::snprintf(text, sizeof text, "%.1f h", seconds / 3600);
   return text;
+}
+
+std::optional<double> seconds_to_next_epoch(double target_batch_size, double samples_this_epoch,
+                                            double samples_per_second) {
+  if (!(samples_per_second > 0)) return std::nullopt;
+  return std::max(0.0, target_batch_size - samples_this_epoch) / samples_per_second;
 }
 
 }  // namespace apiary::tools

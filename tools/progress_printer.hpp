@@ -5,6 +5,7 @@
 // Threading: any threads (a lock orders their lines). Errors: none.
 #include <cstdio>
 #include <mutex>
+#include <optional>
 #include <string>
 
 namespace apiary::tools {
@@ -31,8 +32,13 @@ class ProgressPrinter {
   bool pending_ = false;  // a live line is on screen without its newline
 };
 
-// The time `samples_left` take at `samples_per_second`: "12 s", "3.5 min",
-// "2.0 h" ("–" when unknown).
-std::string eta_text(double samples_left, double samples_per_second);
+// A duration for people: "12 s", "3.5 min", "2.0 h" ("–" when unknown:
+// nullopt, negative or not finite).
+std::string duration_text(std::optional<double> seconds);
+
+// Seconds until the swarm's `samples_this_epoch` reach `target_batch_size` at
+// `samples_per_second` (nullopt when nothing is being processed).
+std::optional<double> seconds_to_next_epoch(double target_batch_size, double samples_this_epoch,
+                                            double samples_per_second);
 
 }  // namespace apiary::tools

@@ -23,10 +23,10 @@ std::string progress_line(const optimizer::TrainerStatus& s, std::uint64_t targe
                             : s.last_group_size > 1
                                 ? "group of " + std::to_string(s.last_group_size)
                                 : "local";
-  const double left =
-      static_cast<double>(target_batch_size) - static_cast<double>(s.swarm_samples_this_epoch);
   return std::string(line) + " | last round " + round + " | next epoch in " +
-         eta_text(left, s.swarm_samples_per_second);
+         duration_text(seconds_to_next_epoch(static_cast<double>(target_batch_size),
+                                             static_cast<double>(s.swarm_samples_this_epoch),
+                                             s.swarm_samples_per_second));
 }
 
 nlohmann::json summary_json(const optimizer::TrainerSummary& summary) {

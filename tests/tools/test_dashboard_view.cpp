@@ -149,9 +149,12 @@ TEST(ProgressPrinter, PlainLinesWithoutATerminalOneLiveLineWithOne) {
     std::fclose(out);
   }
   EXPECT_STREQ(live, "\r\033[Kepoch 1\r\033[Kepoch 2\r\033[Kwarning\n\r\033[Kepoch 3\n");
-  EXPECT_EQ(eta_text(120, 2), "60 s");
-  EXPECT_EQ(eta_text(600, 2), "5.0 min");
-  EXPECT_EQ(eta_text(10, 0), "–");
+  EXPECT_EQ(duration_text(seconds_to_next_epoch(120, 0, 2)), "60 s");
+  EXPECT_EQ(duration_text(seconds_to_next_epoch(700, 100, 2)), "5.0 min");
+  EXPECT_EQ(duration_text(7200), "2.0 h");
+  EXPECT_EQ(duration_text(seconds_to_next_epoch(10, 0, 0)), "–");
+  EXPECT_EQ(duration_text(std::nullopt), "–");
+  EXPECT_EQ(duration_text(seconds_to_next_epoch(10, 50, 1)), "0 s");  // past the target
 }
 
 TEST(TrainingMetrics, TheRegistryTextIsStrictPrometheus) {

@@ -1,6 +1,7 @@
 #include "tools/dashboard/dashboard_view.hpp"
 
 #include "optimizer/config_names.hpp"
+#include "tools/progress_printer.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -21,12 +22,14 @@ nlohmann::json known_or_null(double value) {  // the reports' -1 means "unknown"
   return value < 0 || !std::isfinite(value) ? nlohmann::json(nullptr) : nlohmann::json(value);
 }
 
+}  // namespace
+
 bool is_live(const PeerProgress& r, double now, double live_seconds) {
   return now - r.report_time <= live_seconds;
 }
 
-HistoryPoint point_of(const std::vector<PeerProgress>& reports,
-                      const optimizer::GlobalProgress& global, double now, double live_seconds) {
+HistoryPoint swarm_point(const std::vector<PeerProgress>& reports,
+                         const optimizer::GlobalProgress& global, double now, double live_seconds) {
   HistoryPoint p;
   p.time = now;
   p.epoch = global.global_epoch;
@@ -45,8 +48,6 @@ HistoryPoint point_of(const std::vector<PeerProgress>& reports,
   if (round_n) p.round_seconds = round_sum / round_n;
   return p;
 }
-
-}  // namespace
 
 std::optional<double> accuracy_eta(const std::vector<HistoryPoint>& history, double target,
                                    std::size_t window) {
@@ -75,14 +76,17 @@ std::string peer_mode(const PeerProgress& report) {
 }
 
 DashboardView::DashboardView(DashboardRun run, RunHistory history, double live_seconds)
-    : run_(std::move(run)), live_seconds_(live_seconds), history_(std::move(history)) {
+    : run_(std::move(run)),
+      config_json_(nlohmann::json::parse(run_.config.to_json())),
+      live_seconds_(live_seconds),
+      history_(std::move(history)) {
   run_json_ = make_run_json({}, HistoryPoint{}, 0);
   history_json_ = make_history_json();
 }
 
 void DashboardView::update(const std::vector<PeerProgress>& reports,
                            const optimizer::GlobalProgress& global, double now) {
-  const HistoryPoint point = point_of(reports, global, now, live_seconds_);
+  const HistoryPoint point = swarm_point(reports, global, now, live_seconds_);
   std::string peers = make_peers_json(reports, now);
   std::lock_guard lock(mutex_);
   history_.add(point);
@@ -94,16 +98,14 @@ void DashboardView::update(const std::vector<PeerProgress>& reports,
 std::string DashboardView::make_run_json(const optimizer::GlobalProgress& global,
                                          const HistoryPoint& swarm, double now) const {
   const auto& c = run_.config;
-  const double samples_left =
-      std::max(0.0, static_cast<double>(c.target_batch_size) - global.estimated_samples);
-  std::optional<double> epoch_eta;
-  if (swarm.samples_per_second > 0) epoch_eta = samples_left / swarm.samples_per_second;
+  const std::optional<double> epoch_eta = seconds_to_next_epoch(
+      static_cast<double>(c.target_batch_size), global.estimated_samples, swarm.samples_per_second);
   std::optional<double> target_eta;
   if (run_.target_accuracy) target_eta = accuracy_eta(history_.points(), *run_.target_accuracy);
   nlohmann::json out{
       {"run", c.run},
       {"address", run_.address},
-      {"config", nlohmann::json::parse(c.to_json())},
+      {"config", config_json_},
       {"model", c.model.type},
       {"model_parameters",
        run_.model_parameters ? nlohmann::json(*run_.model_parameters) : nlohmann::json(nullptr)},

@@ -17,6 +17,8 @@
 #include "optimizer/run_config.hpp"
 #include "tools/dashboard/run_history.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -36,6 +38,14 @@ struct DashboardRun {
 // `window` points of `history` that report one; nullopt while it is not rising.
 std::optional<double> accuracy_eta(const std::vector<HistoryPoint>& history, double target,
                                    std::size_t window = 20);
+
+// A peer whose last report is older than `live_seconds` has probably left.
+bool is_live(const optimizer::PeerProgress& report, double now, double live_seconds);
+
+// The swarm at `now` as the live reports tell it: their summed samples/s,
+// mean loss and round time, best accuracy, and the estimate's epoch.
+HistoryPoint swarm_point(const std::vector<optimizer::PeerProgress>& reports,
+                         const optimizer::GlobalProgress& global, double now, double live_seconds);
 
 // "public" or "client" (client mode: it accepts no connections).
 std::string peer_mode(const optimizer::PeerProgress& report);
@@ -62,6 +72,7 @@ class DashboardView {
   std::string make_history_json() const;
 
   DashboardRun run_;
+  nlohmann::json config_json_;  // run_.config, made once: it does not change
   double live_seconds_;
   mutable std::mutex mutex_;
   RunHistory history_;
