@@ -57,7 +57,9 @@ CollaborativeOptimizer::CollaborativeOptimizer(std::shared_ptr<SwarmServices> sw
       options_(std::move(options)),
       params_(params),
       grads_(grads),
-      local_(make_local_optimizer(options_.config.optimizer, params.size(), std::move(slices))),
+      rule_(options_.step_rule ? options_.step_rule
+                               : std::make_shared<ConfiguredStepRule>(
+                                     options_.config.optimizer, params.size(), std::move(slices))),
       deadline_(DeadlinePolicy{
           .initial_seconds = options_.config.averaging.averaging_timeout,
           .min_seconds = 1.0,
@@ -78,6 +80,10 @@ CollaborativeOptimizer::CollaborativeOptimizer(std::shared_ptr<SwarmServices> sw
   if (options_.config.averaging.overlap &&
       options_.config.averaging.mode == AveragingMode::local_updates) {
     log::warn("averaging.overlap applies to target-batch mode only; local updates run without it");
+    options_.config.averaging.overlap = false;
+  }
+  if (options_.config.averaging.overlap && !(speculative_ = rule_->clone())) {
+    log::warn("averaging.overlap needs an optimizer that can be copied; running without it");
     options_.config.averaging.overlap = false;
   }
   if (options_.config.averaging.overlap) {
@@ -174,7 +180,7 @@ void CollaborativeOptimizer::prepare_rounds(const GlobalProgress& global) {
   // this plan is simply not used).
   if ((epoch_ + 1) % options_.config.averaging.average_state_every == 0) {
     RoundPlan state{state_key(epoch_ + 1), {params_.size()}, RoundKind::state};
-    for (auto buffer : local_.state_buffers()) state.sizes.push_back(buffer.size());
+    for (auto buffer : rule_->state_buffers()) state.sizes.push_back(buffer.size());
     rounds.push_back(std::move(state));
   }
   // Long enough to wait for the boundary and then for the round itself.
@@ -255,7 +261,7 @@ void CollaborativeOptimizer::apply_gradients(std::span<float> gradients, std::ui
     kernels::clip_by_global_norm(gradients,
                                  static_cast<float>(options_.config.optimizer.clip_grad_norm));
   }
-  step_at_epoch(local_, options_.config.optimizer, agreed_, gradients, epoch);
+  rule_->step(agreed_, gradients, epoch);
 }
 
 RoundReport CollaborativeOptimizer::blocking_boundary(const GlobalProgress& global) {
@@ -316,7 +322,7 @@ RoundReport CollaborativeOptimizer::overlapped_boundary(const GlobalProgress& gl
       // Copies after this boundary's step; they come back at the next boundary.
       next->state_epoch = epoch_;
       next->state.emplace_back(agreed_.begin(), agreed_.end());
-      for (auto buffer : local_.state_buffers())
+      for (auto buffer : rule_->state_buffers())
         next->state.emplace_back(buffer.begin(), buffer.end());
     }
     speculate(next->gradients, next->epoch);
@@ -332,18 +338,14 @@ RoundReport CollaborativeOptimizer::overlapped_boundary(const GlobalProgress& gl
 // state — so the gradients of the next epoch are not computed on parameters a
 // step old. The guess is dropped at the next boundary.
 void CollaborativeOptimizer::speculate(std::span<const float> local_mean, std::uint64_t epoch) {
-  if (!speculative_) {
-    speculative_.emplace(local_);
-  } else {
-    *speculative_ = local_;
-  }
+  speculative_ = rule_->clone();
   speculative_grads_.assign(local_mean.begin(), local_mean.end());
   if (options_.config.optimizer.clip_grad_norm > 0) {
     kernels::clip_by_global_norm(speculative_grads_,
                                  static_cast<float>(options_.config.optimizer.clip_grad_norm));
   }
   copy_into(params_, agreed_);
-  step_at_epoch(*speculative_, options_.config.optimizer, params_, speculative_grads_, epoch);
+  speculative_->step(params_, speculative_grads_, epoch);
 }
 
 void CollaborativeOptimizer::start_round(std::unique_ptr<InFlightRound> round) {
@@ -394,8 +396,9 @@ void CollaborativeOptimizer::apply_round(InFlightRound& round, RoundReport& repo
       // Nothing changed the live state since the copies were taken (only steps
       // and restore() do, and a restore bumps the generation).
       copy_into(agreed_, round.state[0]);
-      auto buffers = local_.state_buffers();
+      auto buffers = rule_->state_buffers();
       for (std::size_t i = 0; i < buffers.size(); ++i) copy_into(buffers[i], round.state[i + 1]);
+      rule_->state_replaced();
       report.state_averaged = true;
     } else {
       log::info("epoch {}: state averaging skipped ({})", round.state_epoch,
@@ -437,7 +440,7 @@ bool CollaborativeOptimizer::average_state() {
   {
     std::lock_guard lock(state_mutex_);
     copies.emplace_back(params_.begin(), params_.end());
-    for (auto buffer : local_.state_buffers()) copies.emplace_back(buffer.begin(), buffer.end());
+    for (auto buffer : rule_->state_buffers()) copies.emplace_back(buffer.begin(), buffer.end());
   }
   std::vector<std::span<float>> tensors(copies.begin(), copies.end());
   const std::string key = state_key(epoch_);
@@ -450,16 +453,17 @@ bool CollaborativeOptimizer::average_state() {
   }
   std::lock_guard lock(state_mutex_);
   copy_into(params_, copies[0]);
-  auto buffers = local_.state_buffers();
+  auto buffers = rule_->state_buffers();
   for (std::size_t i = 0; i < buffers.size(); ++i) copy_into(buffers[i], copies[i + 1]);
   if (!outer_anchor_.empty()) copy_into(outer_anchor_, params_);
+  rule_->state_replaced();
   return true;
 }
 
 bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
   {
     std::lock_guard lock(state_mutex_);
-    step_at_epoch(local_, options_.config.optimizer, params_, grads_, epoch_);
+    rule_->step(params_, grads_, epoch_);
   }
   local_samples_ += batch_size;
   ++inner_steps_;
@@ -511,10 +515,9 @@ StateSnapshot CollaborativeOptimizer::snapshot() const {
   std::lock_guard lock(state_mutex_);
   StateSnapshot s;
   s.epoch = epoch_;
-  s.optimizer_steps = local_.steps_taken();
+  s.optimizer_steps = rule_->steps_taken();
   s.tensors.emplace_back(agreed_.begin(), agreed_.end());
-  for (auto buffer : const_cast<LocalOptimizer&>(local_).state_buffers())
-    s.tensors.emplace_back(buffer.begin(), buffer.end());
+  for (auto buffer : rule_->state_buffers()) s.tensors.emplace_back(buffer.begin(), buffer.end());
   // Local-update mode: the outer optimizer's anchor and momentum travel too, so
   // a peer that loads the state continues the same outer trajectory (with a
   // fresh momentum it drifted from the others and could overshoot).
@@ -527,7 +530,7 @@ StateSnapshot CollaborativeOptimizer::snapshot() const {
 
 void CollaborativeOptimizer::restore(const StateSnapshot& state) {
   std::lock_guard lock(state_mutex_);
-  auto buffers = local_.state_buffers();
+  auto buffers = rule_->state_buffers();
   const std::size_t outer = outer_anchor_.empty() ? 0 : 2;
   if (state.tensors.size() != 1 + buffers.size() + outer ||
       state.tensors[0].size() != params_.size()) {
@@ -544,7 +547,7 @@ void CollaborativeOptimizer::restore(const StateSnapshot& state) {
   copy_into(params_, state.tensors[0]);
   if (agreed_.data() != params_.data()) copy_into(agreed_, state.tensors[0]);
   for (std::size_t i = 0; i < buffers.size(); ++i) copy_into(buffers[i], state.tensors[i + 1]);
-  local_.set_steps_taken(state.optimizer_steps);
+  rule_->set_steps_taken(state.optimizer_steps);
   epoch_ = state.epoch;
   ++generation_;  // a round in flight averages gradients of the state just replaced
   // Groups matched ahead for the epoch this peer leaves are not its any more.
@@ -556,6 +559,7 @@ void CollaborativeOptimizer::restore(const StateSnapshot& state) {
     copy_into(outer_anchor_, state.tensors[1 + buffers.size()]);
     copy_into(outer_momentum_, state.tensors[2 + buffers.size()]);
   }
+  rule_->state_replaced();
 }
 
 bool CollaborativeOptimizer::load_state_from_peers(std::uint64_t min_epoch) {

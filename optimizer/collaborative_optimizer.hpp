@@ -82,6 +82,7 @@
 #include "optimizer/progress_estimate.hpp"
 #include "optimizer/run_config.hpp"
 #include "optimizer/serial_worker.hpp"
+#include "optimizer/step_rule.hpp"
 #include "optimizer/swarm_services.hpp"
 
 #include <chrono>
@@ -107,6 +108,11 @@ struct CollaborativeOptions {
   std::chrono::duration<double> state_download_timeout{30.0};
   // Returns the current time in seconds (tests inject a fake clock).
   std::function<double()> clock;
+  // What steps the parameters at each epoch boundary (and holds the
+  // statistics that travel with them). Null: the run configuration's
+  // optimizer (ConfiguredStepRule). A rule that cannot be cloned turns
+  // averaging.overlap off, with a warning.
+  std::shared_ptr<StepRule> step_rule;
 };
 
 // What happened at the last epoch boundary.
@@ -153,7 +159,7 @@ class CollaborativeOptimizer {
   // Overlap: waits for the round in flight and applies it (e.g. before a final
   // checkpoint); returns whether a step was taken. No-op without overlap.
   bool finish_overlap();
-  LocalOptimizer& local_optimizer() noexcept { return local_; }
+  StepRule& step_rule() noexcept { return *rule_; }
 
   // Loss and test accuracy to include in progress reports (-1: unknown).
   void set_training_metrics(double loss, double test_accuracy) noexcept {
@@ -196,11 +202,11 @@ class CollaborativeOptimizer {
   std::span<float> params_;
   std::span<float> grads_;
   // The parameters the swarm agrees on: params_ itself, or with overlap a copy
-  // (params_ then holds the guess; see above). local_ is their optimizer.
+  // (params_ then holds the guess; see above). rule_ is their optimizer.
   std::span<float> agreed_;
   std::vector<float> agreed_storage_;
-  LocalOptimizer local_;
-  std::optional<LocalOptimizer> speculative_;  // overlap: local_ plus this peer's step
+  std::shared_ptr<StepRule> rule_;
+  std::unique_ptr<StepRule> speculative_;  // overlap: rule_ plus this peer's step
   std::vector<float> speculative_grads_;
   std::vector<float> accumulated_;   // Σ batch_size · grads (target-batch mode)
   std::vector<float> outer_anchor_;  // DiLoCo: parameters at the last outer step

@@ -51,11 +51,11 @@ std::vector<PeerAddress> parse_peer_list(const std::string& peers) {
 }  // namespace
 
 Optimizer::Optimizer(const OptimizerOptions& options, std::span<float> params,
-                     std::span<float> grads) {
+                     std::span<float> grads, std::shared_ptr<optimizer::StepRule> step_rule) {
   const optimizer::RunConfig config = run_config_of(options);
   std::shared_ptr<optimizer::SwarmServices> swarm;
   const auto peers = parse_peer_list(options.peers);
-  if (peers.empty()) {
+  if (peers.empty() && !options.start_swarm) {
     swarm = std::make_shared<optimizer::SoloSwarm>(config.target_batch_size);
   } else {
     optimizer::NetworkSwarmOptions network;
@@ -69,6 +69,7 @@ Optimizer::Optimizer(const OptimizerOptions& options, std::span<float> params,
   optimizer::CollaborativeOptions collaborative;
   collaborative.config = config;
   collaborative.client_mode = options.client_mode;
+  collaborative.step_rule = std::move(step_rule);
   optimizer_ = std::make_unique<optimizer::CollaborativeOptimizer>(std::move(swarm), collaborative,
                                                                    params, grads);
 }

@@ -27,12 +27,15 @@ namespace apiary {
 namespace optimizer {
 class CollaborativeOptimizer;
 class NetworkSwarm;
+class StepRule;
 }  // namespace optimizer
 
 struct OptimizerOptions {
   // Any peers of the run ("apiary://…" addresses, comma-separated); empty:
-  // train alone (a swarm of one, for trying a loop out).
+  // train alone (a swarm of one, for trying a loop out), or with start_swarm
+  // be the first peer of a new swarm that others join through address().
   std::string peers;
+  bool start_swarm = false;
   std::string run = "apiary";              // the run's name: peers of one run train together
   std::uint64_t target_batch_size = 4096;  // samples per collaborative step, swarm-wide
   double learning_rate = 1e-3;
@@ -49,7 +52,10 @@ class Optimizer {
  public:
   // `params` and `grads` are the model's flat buffers (same size); they must
   // outlive the optimizer. All peers must start from the same parameters.
-  Optimizer(const OptimizerOptions& options, std::span<float> params, std::span<float> grads);
+  // `step_rule`: the embedder's own optimizer (optimizer/step_rule.hpp); null:
+  // the run configuration's.
+  Optimizer(const OptimizerOptions& options, std::span<float> params, std::span<float> grads,
+            std::shared_ptr<optimizer::StepRule> step_rule = nullptr);
   ~Optimizer();
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
