@@ -4,6 +4,7 @@
 # is missing. Never installs libboost1.81-dev (it removes the msgpack packages).
 # libcpp-httplib-dev serves the dashboard and /metrics; chromium (headless) and
 # python3-prometheus-client are what the dashboard's tests check it with;
+# python3-dev and pybind11-dev build the Python package (python/);
 # python3-torch, pytest and fortunes (a text corpus) run examples/torch;
 # iproute2 (ip, tc) builds the benchmarks' capped links in network namespaces.
 set -euo pipefail
@@ -15,6 +16,7 @@ packages=(
   dataset-fashion-mnist
   libcpp-httplib-dev
   chromium python3-prometheus-client
+  python3-dev pybind11-dev
   python3-torch python3-pytest python3-numpy fortunes iproute2
 )
 missing=()
