@@ -27,6 +27,17 @@ cuda_on=$([ "$have_cuda" = ON ] && echo 1 || echo 0)
 cmake --install "$build" --prefix "$work/prefix-tree" >"$work/install-tree.log"
 consume tree "$work/prefix-tree" "$cuda_on"
 
+# The Python package, where the installed tree puts it (when this build has it).
+if [ -d "$build/python/apiary" ]; then
+  site=$(ls -d "$work"/prefix-tree/lib/python3*/dist-packages)
+  out=$(cd "$work" && PYTHONPATH="$site" /usr/bin/python3 -c \
+    'import apiary, apiary.torch; print(apiary.__file__, apiary.__version__)')
+  echo "python: $out"
+  [[ $out == "$site/apiary/__init__.py"* ]] || { echo "FAIL: apiary imported from elsewhere"; exit 1; }
+  help=$(cd "$work" && PATH=/usr/bin:/bin PYTHONPATH="$site" /usr/bin/python3 -m apiary --help)
+  [[ $help == *coordinator* ]] || { echo "FAIL: python3 -m apiary --help"; exit 1; }
+fi
+
 if [ "$cuda_on" = 1 ]; then
   # The same sources without CUDA: libraries only (no tools, tests, benchmarks, examples).
   cmake -S "$src" -B "$work/build-nocuda" -DAPIARY_CUDA=OFF -DAPIARY_BUILD_TESTS=OFF \
