@@ -196,6 +196,11 @@ bool needs_expert_dht(const ModelConfig& config) {
 
 std::unique_ptr<RunModel> build_model(const ModelConfig& config, std::size_t inputs,
                                       std::size_t classes, dht::DhtRunner* expert_dht) {
+  if (config.type == "external") {
+    throw Error(Errc::invalid_argument,
+                "model.type external: the run trains a model of its training script's own; run "
+                "that script (apiary.torch.Optimizer joins the run), not apiary join");
+  }
   if (!needs_expert_dht(config)) return std::make_unique<MlpModel>(config, inputs, classes);
   if (expert_dht == nullptr) {
     throw Error(Errc::invalid_argument,

@@ -83,6 +83,15 @@ class Reader {
     fields(child, out);
     child.finish();
   }
+  // A JSON object taken as it is (its canonical text), for fields the
+  // configuration only carries.
+  void object(const char* name, std::string& out, bool present, const char* why) {
+    const json* value = find(name);
+    if (!value) return;
+    if (!present) bad(why);
+    if (!value->is_object()) bad(path(name) + " must be an object");
+    out = value->dump();
+  }
   void finish() const {
     for (const auto& [key, value] : object_.items()) {
       if (!seen_.count(key)) bad("unknown field " + path(key.c_str()));
@@ -150,6 +159,9 @@ class Writer {
     fields(child, value);
     out[name] = std::move(child.out);
   }
+  void object(const char* name, const std::string& value, bool present, const char*) {
+    if (present) out[name] = json::parse(value);
+  }
 };
 
 // fields(v, "a", x.a, "b", x.b, …): v.field for each name and member.
@@ -181,6 +193,8 @@ void model_fields(V& v, C& model) {
   v.section(
       "moe", model.moe, [](auto& sv, auto& s) { moe_fields(sv, s); }, model.type == "moe-mlp",
       "model.moe is only for model.type moe-mlp");
+  v.object("options", model.options, model.type == "external",
+           "model.options is only for model.type external");
 }
 
 template <typename V, typename C>
@@ -320,11 +334,14 @@ void RunConfig::validate() const {
     require(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.',
             "run may contain only letters, digits, '-', '_' and '.'");
   }
-  require(one_of(model.type, {"mlp", "moe-mlp"}), "model.type must be mlp or moe-mlp");
+  require(one_of(model.type, {"mlp", "moe-mlp", "external"}),
+          "model.type must be mlp, moe-mlp or external");
   require(!model.hidden.empty(), "model.hidden must name at least one hidden layer");
   require(one_of(model.activation, {"relu", "gelu"}), "model.activation must be relu or gelu");
   if (model.type == "moe-mlp") validate_moe(model.moe);
-  require(dataset.name == "fashion-mnist", "dataset.name must be fashion-mnist");
+  // An external model's script reads its own data: the name is its business.
+  require(model.type == "external" || dataset.name == "fashion-mnist",
+          "dataset.name must be fashion-mnist");
   require(target_batch_size > 0, "target_batch_size must be > 0");
   require(batch_size > 0 && batch_size <= target_batch_size,
           "batch_size must be in [1, target_batch_size]");

@@ -36,11 +36,17 @@ struct MoeModelConfig {
 };
 
 struct ModelConfig {
-  std::string type = "mlp";  // mlp | moe-mlp (dense hidden layers, then the MoE layer, then logits)
+  // mlp | moe-mlp (dense hidden layers, then the MoE layer, then logits) |
+  // external: a model of the training script's own (apiary.torch), which the
+  // configuration only names; `options` carries the script's fields.
+  std::string type = "mlp";
   std::vector<std::uint32_t> hidden = {256, 128};
   std::string activation = "relu";  // relu | gelu
   std::uint64_t seed = 0;           // initialization seed, same on every peer
   MoeModelConfig moe;               // moe-mlp only ("moe" in JSON)
+  // external only: any JSON object, passed through to the script as is
+  // (canonical text: sorted keys), e.g. {"layers": 4, "width": 128}.
+  std::string options = "{}";
 };
 
 struct DatasetConfig {

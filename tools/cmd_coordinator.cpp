@@ -119,9 +119,13 @@ SwarmView summarize(const std::vector<optimizer::PeerProgress>& reports,
 void print_join_instructions(const CoordinatorOptions& o, const optimizer::RunConfig& config,
                              const PeerAddress& address, const std::string& dashboard_url) {
   const bool token_run = o.auth == "token";
-  const std::string join_line = "apiary join --peers " + address.to_string() + " --run " +
-                                config.run +
-                                (token_run ? " --identity KEYFILE --token TOKENFILE" : "");
+  // An external model is trained by its own script (apiary.torch), not by `apiary join`.
+  const std::string join_line =
+      config.model.type == "external"
+          ? "apiary.torch.Optimizer(torch_optimizer, run=\"" + config.run + "\", peers=[\"" +
+                address.to_string() + "\"])  # in the run's training script"
+          : "apiary join --peers " + address.to_string() + " --run " + config.run +
+                (token_run ? " --identity KEYFILE --token TOKENFILE" : "");
   // A moe-mlp run trains only once its experts are served: print those lines too.
   const auto server_lines =
       expert_server_lines(config.model, address.to_string(), o.expert_servers, token_run);

@@ -131,7 +131,9 @@ def lm_loss(model, x, y):
 def evaluate(model, corpus: CharCorpus, windows: int, batch: int) -> float:
     model.eval()
     total, count = 0.0, 0
+    device = next(model.parameters()).device
     for x, y in corpus.val_batches(model.context, windows, batch):
+        x, y = x.to(device), y.to(device)
         total += lm_loss(model, x, y).item() * x.shape[0]
         count += x.shape[0]
     model.train()
@@ -163,7 +165,7 @@ def build(args):
     common.setup_torch(args)
     corpus = CharCorpus(read_corpus(args.corpus), args.held_out)
     model = CharGPT(len(corpus.vocab), args.layers, args.width, args.heads, args.context)
-    return corpus, model
+    return corpus, model.to(args.device)
 
 
 def main(argv=None):
@@ -173,7 +175,7 @@ def main(argv=None):
 
     def batch_loss(generator):
         x, y = corpus.batch(args.context, args.batch_size, generator)
-        return lm_loss(model, x, y), x.shape[0]
+        return lm_loss(model, x.to(args.device), y.to(args.device)), x.shape[0]
 
     def held_out():
         return {"val_loss": round(evaluate(model, corpus, args.eval_windows, args.batch_size), 5)}

@@ -30,6 +30,8 @@ def add_common_args(parser: argparse.ArgumentParser, default_batch: int, default
     group.add_argument("--peer-index", type=int, default=0,
                        help="which peer this is; only changes the data order")
     group.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    group.add_argument("--device", default="cpu",
+                       help="cpu or cuda[:N] (asked for and missing: an error, never the CPU)")
     group.add_argument("--log-every", type=int, default=10, help="progress line every N steps")
     group.add_argument("--json", action="store_true", help="print a final JSON line")
     swarm = parser.add_argument_group("swarm (--optimizer apiary)")
@@ -41,6 +43,8 @@ def add_common_args(parser: argparse.ArgumentParser, default_batch: int, default
     swarm.add_argument("--listen", default=None, help="HOST:PORT this peer listens on")
     swarm.add_argument("--target-batch-size", type=int, default=None,
                        help="samples the swarm accumulates per epoch (default: --batch-size)")
+    swarm.add_argument("--solo", action="store_true",
+                       help="apiary.torch without a swarm (what the wrapper itself costs)")
     swarm.add_argument("--compression", choices=["none", "fp16", "bf16", "8bit"], default=None,
                        help="gradient compression passed to the bridge")
 
@@ -92,6 +96,8 @@ def make_optimizer(args, torch_optimizer: torch.optim.Optimizer):
         options["listen"] = args.listen
     if args.compression:
         options["compression"] = args.compression
+    if args.solo:
+        options["solo"] = True
     peers = [p for p in args.peers.split(",") if p]
     return at.Optimizer(torch_optimizer, run=args.run, peers=peers,
                         target_batch_size=args.target_batch_size or args.batch_size,
@@ -101,6 +107,9 @@ def make_optimizer(args, torch_optimizer: torch.optim.Optimizer):
 def setup_torch(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit(f"--device {args.device}: this torch sees no CUDA device "
+                 f"(torch {torch.__version__}, CUDA build: {torch.version.cuda})")
 
 
 def announce(opt, name: str):

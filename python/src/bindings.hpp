@@ -10,6 +10,7 @@ namespace apiary::python {
 void bind_errors(pybind11::module_& m);
 void bind_dht(pybind11::module_& m);
 void bind_optimizer(pybind11::module_& m);
+void bind_run_config(pybind11::module_& m);
 
 // A writable, C-contiguous float32 buffer (a numpy array, a CPU torch
 // tensor's .numpy()) as a span; throws apiary.Error (invalid_argument) naming

@@ -13,4 +13,5 @@ PYBIND11_MODULE(_apiary, m) {
   apiary::python::bind_errors(m);
   apiary::python::bind_dht(m);
   apiary::python::bind_optimizer(m);
+  apiary::python::bind_run_config(m);
 }

@@ -183,3 +183,30 @@ TEST(RunConfig, NamedChoicesRoundTripThroughTheirNames) {
   EXPECT_EQ(names_list<OptimizerName>(), "sgd, adam, adamw or lamb");
   EXPECT_EQ(names_list<AveragingMode>(), "target_batch or local_updates");
 }
+
+TEST(RunConfig, AnExternalModelCarriesTheScriptsOptionsCanonically) {
+  const auto config = RunConfig::parse_json(
+      R"({"run": "lm", "model": {"type": "external", "options": {"width": 128, "layers": 4,
+          "corpus": "fortunes"}}, "dataset": {"name": "fortunes"}})");
+  EXPECT_EQ(config.model.type, "external");
+  EXPECT_EQ(config.model.options, R"({"corpus":"fortunes","layers":4,"width":128})");
+  EXPECT_EQ(config.dataset.name, "fortunes");
+  EXPECT_EQ(RunConfig::parse_json(config.to_json()).to_json(), config.to_json());
+  EXPECT_NE(config.to_json().find(R"("options":{"corpus":"fortunes")"), std::string::npos);
+  // mlp configurations print no options (their canonical text, and signature, are unchanged).
+  EXPECT_EQ(RunConfig::parse_json(R"({"run": "x"})").to_json().find("options"), std::string::npos);
+  EXPECT_EQ(error_of(R"({"run": "x", "model": {"options": {}}})"),
+            "config: model.options is only for model.type external");
+  EXPECT_EQ(error_of(R"({"run": "x", "model": {"type": "external", "options": [1]}})"),
+            "config: model.options must be an object");
+  EXPECT_EQ(error_of(R"({"run": "x", "model": {"type": "cnn"}})"),
+            "config: model.type must be mlp, moe-mlp or external");
+  EXPECT_EQ(error_of(R"({"run": "x", "dataset": {"name": "fortunes"}})"),
+            "config: dataset.name must be fashion-mnist");
+  try {
+    build_model(config.model, 784, 10);
+    FAIL() << "apiary built an external model";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("apiary.torch.Optimizer"), std::string::npos) << e.what();
+  }
+}

@@ -72,7 +72,9 @@ class Optimizer(torch.optim.Optimizer):
     run: the run's name (peers of one run train together).
     peers: apiary:// addresses of any peers (a coordinator's); empty: start a
         new swarm others join through `.address` (or solo=True: train alone).
-    target_batch_size: samples per collaborative step, swarm-wide.
+    target_batch_size: samples per collaborative step, swarm-wide; None: the
+        run's configuration as its coordinator published it (fetched from
+        `peers`, checked against the run key; see .run_config).
     batch_size: this peer's samples per step() (step(batch_size=…) overrides).
     listen: HOST:PORT to accept peers on (default 127.0.0.1:0).
     client_mode: accept no connections (behind a NAT).
@@ -85,10 +87,15 @@ class Optimizer(torch.optim.Optimizer):
         for tests of the staging path).
     """
 
-    def __init__(self, optimizer, *, run, target_batch_size, batch_size=None, peers=(),
-                 listen=None, client_mode=False, solo=False, **options):
+    def __init__(self, optimizer, *, run, target_batch_size=None, batch_size=None, peers=(),
+                 listen=None, client_mode=False, solo=False, run_key="", **options):
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError("apiary.torch.Optimizer wraps a torch.optim.Optimizer")
+        if isinstance(peers, str):
+            peers = [p for p in peers.split(",") if p.strip()]
+        self.run_config = None
+        if target_batch_size is None:
+            target_batch_size = self._fetched_config(run, peers, run_key, options)
         self.torch_optimizer = optimizer
         self.batch_size = batch_size
         self._native = None
@@ -98,8 +105,6 @@ class Optimizer(torch.optim.Optimizer):
         self._grad_views = self._flat.views(self._grads[0])
         self._point_grads()
         self._state_keys, self._state = self._flat_state()
-        if isinstance(peers, str):
-            peers = [p for p in peers.split(",") if p.strip()]
         native_options = {"run": run, "target_batch_size": int(target_batch_size),
                           "peers": list(peers), "client_mode": bool(client_mode),
                           "start_swarm": not peers and not solo,
@@ -111,6 +116,20 @@ class Optimizer(torch.optim.Optimizer):
             self._params[1].numpy(), self._grads[1].numpy(), self._apply,
             [host.numpy() for _, host in self._state], self._state_replaced, native_options)
         self._state_replaced()  # a state downloaded in the constructor: counters too
+
+    def _fetched_config(self, run, peers, run_key, options):
+        """The coordinator's configuration becomes this peer's: returns its
+        target batch size and puts the rest in options["run_config"]."""
+        if not peers:
+            raise ValueError("target_batch_size: give it, or peers to fetch the run's from")
+        given = [k for k in options if k not in ("stage",)]
+        if given:
+            raise ValueError(f"{', '.join(sorted(given))}: the run's configuration decides "
+                             "(fetched from its coordinator); pass target_batch_size to set them")
+        from .. import fetch_run_config
+        self.run_config = fetch_run_config(run, peers, run_key)
+        options["run_config"] = self.run_config
+        return int(self.run_config["target_batch_size"])
 
     # torch.optim.Optimizer's surface, for schedulers and user code.
     @property
