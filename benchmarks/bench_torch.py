@@ -155,6 +155,9 @@ def run_apiary(args, links) -> dict:
               "--samples", str(per_process_samples(args))] + model_flags(args)
     if args.compression:
         common += ["--compression", args.compression]
+    for flag in ("average_state_every", "matchmaking_time"):
+        if getattr(args, flag) is not None:
+            common += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     started = time.monotonic()
     prefix, ip = placement(links, 0)
     first = start(prefix + [sys.executable, CHARLM, "--listen", f"{ip}:{free_port()}",
@@ -178,6 +181,7 @@ def summary(args, solo, ddp, apiary, apiary_note, link) -> dict:
     result = {
         "samples": args.samples, "procs": args.procs, "batch_size": args.batch_size,
         "compression": args.compression or "none", "link_mbit": args.link_mbit,
+        "average_state_every": args.average_state_every, "matchmaking_time": args.matchmaking_time,
         "solo_val_loss": get(solo, "val_loss"), "swarm_val_loss": get(apiary, "val_loss"),
         "ratio": ratio(get(apiary, "val_loss"), get(solo, "val_loss")),
         "solo_samples_per_s": get(solo, "samples_per_s"), "solo_wall_s": get(solo, "wall_s"),
@@ -223,6 +227,10 @@ def parse_args():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-windows", type=int, default=256)
     parser.add_argument("--compression", choices=["none", "fp16", "bf16", "8bit"], default=None)
+    parser.add_argument("--average-state-every", type=int, default=None,
+                        help="Apiary: epochs between state averaging rounds (default: the run's, 1)")
+    parser.add_argument("--matchmaking-time", type=float, default=None,
+                        help="Apiary: seconds a group gathers (default: the run's, 2)")
     parser.add_argument("--link-mbit", type=float, default=None,
                         help="run DDP and Apiary processes behind links of this rate (root)")
     parser.add_argument("--modes", default="solo,ddp,apiary", help="which of solo,ddp,apiary")

@@ -43,6 +43,10 @@ def add_common_args(parser: argparse.ArgumentParser, default_batch: int, default
     swarm.add_argument("--listen", default=None, help="HOST:PORT this peer listens on")
     swarm.add_argument("--target-batch-size", type=int, default=None,
                        help="samples the swarm accumulates per epoch (default: --batch-size)")
+    swarm.add_argument("--average-state-every", type=int, default=None,
+                       help="epochs between state (parameters + statistics) averaging rounds")
+    swarm.add_argument("--matchmaking-time", type=float, default=None,
+                       help="seconds a group gathers (rounds are matched this long ahead)")
     swarm.add_argument("--solo", action="store_true",
                        help="apiary.torch without a swarm (what the wrapper itself costs)")
     swarm.add_argument("--compression", choices=["none", "fp16", "bf16", "8bit"], default=None,
@@ -98,6 +102,10 @@ def make_optimizer(args, torch_optimizer: torch.optim.Optimizer):
         options["compression"] = args.compression
     if args.solo:
         options["solo"] = True
+    if args.average_state_every:
+        options["average_state_every"] = args.average_state_every
+    if args.matchmaking_time:
+        options["matchmaking_time"] = args.matchmaking_time
     peers = [p for p in args.peers.split(",") if p]
     return at.Optimizer(torch_optimizer, run=args.run, peers=peers,
                         target_batch_size=args.target_batch_size or args.batch_size,
