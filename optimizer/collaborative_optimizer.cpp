@@ -338,7 +338,8 @@ RoundReport CollaborativeOptimizer::overlapped_boundary(const GlobalProgress& gl
 // state — so the gradients of the next epoch are not computed on parameters a
 // step old. The guess is dropped at the next boundary.
 void CollaborativeOptimizer::speculate(std::span<const float> local_mean, std::uint64_t epoch) {
-  speculative_ = rule_->clone();
+  // Reuses the copy's buffers: this runs at every boundary.
+  if (!speculative_ || !rule_->copy_into(*speculative_)) speculative_ = rule_->clone();
   speculative_grads_.assign(local_mean.begin(), local_mean.end());
   if (options_.config.optimizer.clip_grad_norm > 0) {
     kernels::clip_by_global_norm(speculative_grads_,

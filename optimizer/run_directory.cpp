@@ -1,8 +1,12 @@
 #include "optimizer/run_directory.hpp"
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "dht/validator.hpp"
 #include "optimizer/progress_tracker.hpp"
+
+#include <chrono>
+#include <thread>
 
 namespace apiary::optimizer {
 
@@ -50,6 +54,23 @@ asio::awaitable<FetchedRunConfig> fetch_run_config(dht::DhtNode& dht, const std:
               "run '" + run + "' has " + std::to_string(found->subkeys.size()) +
                   " configuration(s) in the DHT, but none signed by a trusted run key "
                   "(pass the coordinator's address in --peers or --run-key)");
+}
+
+FetchedRunConfig fetch_run_config_retrying(dht::DhtRunner& dht, const std::string& run,
+                                           const std::vector<PeerId>& trusted_owners,
+                                           int attempts) {
+  for (int attempt = 1;; ++attempt) {
+    try {
+      return dht
+          .run([&](dht::DhtNode& node) { return fetch_run_config(node, run, trusted_owners); })
+          .get();
+    } catch (const Error& e) {
+      if (e.code() != Errc::not_found || attempt >= attempts) throw;
+      log::info("run configuration not found yet ({}); retrying ({}/{})", e.what(), attempt,
+                attempts);
+      std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
+    }
+  }
 }
 
 }  // namespace apiary::optimizer

@@ -11,6 +11,7 @@
 // is found and {bad_message} when the trusted one does not parse.
 #include "core/identity.hpp"
 #include "dht/node.hpp"
+#include "dht/runner.hpp"
 #include "optimizer/run_config.hpp"
 
 #include <asio/awaitable.hpp>
@@ -35,5 +36,11 @@ struct FetchedRunConfig {
 // hash); the first match in that order wins.
 asio::awaitable<FetchedRunConfig> fetch_run_config(dht::DhtNode& dht, const std::string& run,
                                                    const std::vector<PeerId>& trusted_owners);
+
+// The same from a running node, blocking, retrying not_found up to `attempts`
+// times (500 ms, 1 s, …): a swarm that just started or lost its coordinator
+// may need a few lookups before the replicas answer.
+FetchedRunConfig fetch_run_config_retrying(dht::DhtRunner& dht, const std::string& run,
+                                           const std::vector<PeerId>& trusted_owners, int attempts);
 
 }  // namespace apiary::optimizer

@@ -18,6 +18,13 @@ std::unique_ptr<StepRule> ConfiguredStepRule::clone() const {
   return std::make_unique<ConfiguredStepRule>(*this);
 }
 
+bool ConfiguredStepRule::copy_into(StepRule& target) const {
+  auto* same = dynamic_cast<ConfiguredStepRule*>(&target);
+  if (same == nullptr) return false;
+  *same = *this;
+  return true;
+}
+
 ExternalStepRule::ExternalStepRule(ExternalStep external) : external_(std::move(external)) {
   if (!external_.step) throw Error(Errc::invalid_argument, "external step rule: no step function");
 }

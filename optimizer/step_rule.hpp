@@ -37,6 +37,9 @@ class StepRule {
   // A copy with statistics of its own, for overlap's speculative step;
   // nullptr when the rule cannot be copied (overlap is then turned off).
   virtual std::unique_ptr<StepRule> clone() const = 0;
+  // Makes `target` (a former clone()) a copy of this rule again, reusing its
+  // buffers; false when it cannot (then clone() anew).
+  virtual bool copy_into(StepRule& /*target*/) const { return false; }
   // The collaborative optimizer replaced parameters or statistics behind the
   // rule's back (state averaging, a downloaded state): a rule that mirrors
   // them elsewhere (a GPU) copies them again.
@@ -53,7 +56,7 @@ class ConfiguredStepRule final : public StepRule {
   std::uint64_t steps_taken() const override { return local_.steps_taken(); }
   void set_steps_taken(std::uint64_t steps) override { local_.set_steps_taken(steps); }
   std::unique_ptr<StepRule> clone() const override;
-  nn::LocalOptimizer& local_optimizer() noexcept { return local_; }
+  bool copy_into(StepRule& target) const override;
 
  private:
   OptimizerConfig config_;

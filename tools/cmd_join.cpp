@@ -133,19 +133,7 @@ optimizer::FetchedRunConfig fetch_config(
     explain_refusal(identity, peers, probe_transport, o);
     throw;
   }
-  for (int attempt = 1;; ++attempt) {
-    try {
-      return probe
-          ->run(
-              [&](dht::DhtNode& node) { return optimizer::fetch_run_config(node, o.run, trusted); })
-          .get();
-    } catch (const Error& e) {
-      if (e.code() != Errc::not_found || attempt >= kConfigFetchAttempts) throw;
-      log::info("run configuration not found yet ({}); retrying ({}/{})", e.what(), attempt,
-                kConfigFetchAttempts);
-      std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
-    }
-  }
+  return optimizer::fetch_run_config_retrying(*probe, o.run, trusted, kConfigFetchAttempts);
 }
 
 optimizer::TrainerOptions trainer_options(const JoinOptions& o, const optimizer::RunConfig& config,

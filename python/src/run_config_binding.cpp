@@ -11,9 +11,6 @@
 
 #include <pybind11/stl.h>
 
-#include <chrono>
-#include <thread>
-
 namespace py = pybind11;
 
 namespace apiary::python {
@@ -36,18 +33,7 @@ std::string fetch(const std::string& run, const std::vector<std::string>& peer_t
   options.client_mode = true;
   dht::DhtRunner probe(dht::DhtRunner::tcp(Identity::generate(), {}, /*client_mode=*/true), peers,
                        options);
-  for (int attempt = 1;; ++attempt) {
-    try {
-      return probe
-          .run([&](dht::DhtNode& node) { return optimizer::fetch_run_config(node, run, trusted); })
-          .get()
-          .config.to_json();
-    } catch (const Error& e) {
-      // A run that just started may need a few lookups before the replicas answer.
-      if (e.code() != Errc::not_found || attempt >= attempts) throw;
-      std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
-    }
-  }
+  return optimizer::fetch_run_config_retrying(probe, run, trusted, attempts).config.to_json();
 }
 
 }  // namespace

@@ -132,4 +132,11 @@ TEST(StepRule, TheConfiguredRuleClonesItsStatistics) {
   ASSERT_EQ(copy->state_buffers().size(), 2u);
   copy->state_buffers()[0][0] = 99.0f;  // its own buffers
   EXPECT_NE(rule.state_buffers()[0][0], 99.0f);
+  rule.step(params, grads, 1);
+  ASSERT_TRUE(rule.copy_into(*copy));  // a copy again, in its own buffers
+  EXPECT_EQ(copy->steps_taken(), 2u);
+  EXPECT_EQ(copy->state_buffers()[0][0], rule.state_buffers()[0][0]);
+  EXPECT_NE(copy->state_buffers()[0].data(), rule.state_buffers()[0].data());
+  EmbedderSgd embedder;
+  EXPECT_FALSE(rule.copy_into(*embedder.rule()));  // another kind of rule
 }

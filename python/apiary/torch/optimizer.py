@@ -40,27 +40,30 @@ def _trainable(optimizer):
     return params
 
 
+# Keyword arguments that are run-configuration fields: name → (section, field).
+_CONFIG_FIELDS = {
+    "compression": ("compression", "gradients"),
+    "state_compression": ("compression", "state"),
+    "local_updates": ("averaging", "local_steps"),
+    "average_state_every": ("averaging", "average_state_every"),
+    "matchmaking_time": ("averaging", "matchmaking_time"),
+    "averaging_timeout": ("averaging", "averaging_timeout"),
+    "target_group_size": ("averaging", "target_group_size"),
+    "min_group_size": ("averaging", "min_group_size"),
+    "overlap": ("averaging", "overlap"),
+}
+
+
 def _run_config(options, target_batch_size, batch_size):
     """The run configuration JSON from the keyword arguments (the names of
-    optimizer/run_config.hpp's fields)."""
+    optimizer/run_config.hpp's fields); takes them out of `options`."""
     config = json.loads(json.dumps(options.pop("run_config", None) or {}))
-    averaging = config.setdefault("averaging", {})
-    compression = config.setdefault("compression", {})
-    if options.get("compression") is not None:
-        compression["gradients"] = options.pop("compression")
-    if options.get("state_compression") is not None:
-        compression["state"] = options.pop("state_compression")
     if options.get("local_updates") is not None:
-        averaging["mode"] = "local_updates"
-        averaging["local_steps"] = int(options.pop("local_updates"))
-    for name in ("average_state_every", "matchmaking_time", "averaging_timeout",
-                 "target_group_size", "min_group_size", "overlap"):
-        if options.get(name) is not None:
-            averaging[name] = options.pop(name)
-    for name in ("compression", "state_compression", "local_updates", "average_state_every",
-                 "matchmaking_time", "averaging_timeout", "target_group_size", "min_group_size",
-                 "overlap"):
-        options.pop(name, None)
+        config.setdefault("averaging", {})["mode"] = "local_updates"
+    for name, (section, field) in _CONFIG_FIELDS.items():
+        value = options.pop(name, None)
+        if value is not None:
+            config.setdefault(section, {})[field] = value
     if batch_size and batch_size <= target_batch_size and "batch_size" not in config:
         config["batch_size"] = int(batch_size)
     return json.dumps(config)
@@ -211,13 +214,19 @@ class Optimizer(torch.optim.Optimizer):
         buffers = []
         for k in keys:
             device, host = self._flat.new_buffer()
-            with torch.no_grad():
-                self._flat.gather([opt.state[p][k] for p in params], device)
-            for p, view in zip(params, self._flat.views(device)):
-                opt.state[p][k] = view
+            self._adopt_state(k, device)
             buffers.append((device, host))
         self._flat.to_host(buffers)
         return keys, buffers
+
+    def _adopt_state(self, key, flat):
+        """Copies statistic `key` of every parameter into `flat` and makes the
+        wrapped optimizer use views of it from now on."""
+        opt, params = self.torch_optimizer, self._flat.params
+        with torch.no_grad():
+            self._flat.gather([opt.state[p][key] for p in params], flat)
+        for p, view in zip(params, self._flat.views(flat)):
+            opt.state[p][key] = view
 
     def _set_step_counters(self, steps):
         for p in self._flat.params:
@@ -287,12 +296,8 @@ class Optimizer(torch.optim.Optimizer):
         """Restores a state_dict() (with the model's own parameters loaded by
         the caller): the wrapped optimizer's statistics, the epoch, the steps."""
         self.torch_optimizer.load_state_dict(state_dict["optimizer"])
-        opt = self.torch_optimizer
-        with torch.no_grad():
-            for key, (device, _) in zip(self._state_keys, self._state):
-                self._flat.gather([opt.state[p][key] for p in self._flat.params], device)
-                for p, view in zip(self._flat.params, self._flat.views(device)):
-                    opt.state[p][key] = view
+        for key, (device, _) in zip(self._state_keys, self._state):
+            self._adopt_state(key, device)
         self._flat.to_host([self._params] + self._state)
         self._native.restore(int(state_dict["epoch"]), int(state_dict["optimizer_steps"]))
 
