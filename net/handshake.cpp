@@ -255,6 +255,10 @@ void Handshake::check_token(const HandshakeHello& hello) {
 void Handshake::handle_hello_i(ByteSpan body) {
   HandshakeHello hello = decode_hello(body, type_hello_i);
   check_version(hello);
+  if (config_.admit_identity && !config_.admit_identity(hello.identity_key))
+    throw Error(Errc::resource_exhausted, "handshake: peer " +
+                                              hello.identity_key.peer_id().to_string() +
+                                              " holds as many connections as it may");
   m1_.assign(body.begin(), body.end());
   Bytes hello_r = encode_hello(type_hello_r);
   transcript_ = transcript_hash(m1_, hello_r);

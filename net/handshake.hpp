@@ -21,7 +21,9 @@
 // Checks: version; signature; the dialer's expected PeerId (permission_denied
 // "peer id mismatch: dialled X but the peer presented Y"); TransportOptions-
 // style admit() on the remote token after its signature is verified
-// (permission_denied "membership token refused"). Malformed input throws
+// (permission_denied "membership token refused"); admit_identity() on the
+// claimed key before the responder's key exchange (resource_exhausted, no
+// verdict sent: the dialer sees the connection close). Malformed input throws
 // bad_message. After on_message() throws, take_outgoing() may still hold a
 // verdict for the peer (best effort) — send it, then drop the connection.
 #include "core/bytes.hpp"
@@ -43,6 +45,10 @@ struct HandshakeConfig {
   Bytes token;                          // membership token presented to the peer
   std::optional<PeerId> expected_peer;  // initiator only: whom we meant to dial
   std::function<bool(const PublicKey& remote, ByteSpan token)> admit;  // empty = open run
+  // Responder only: asked with the key the initiator claims in its hello,
+  // before any key exchange or signature (cheap refusal, e.g. too many
+  // connections from that identity); false throws resource_exhausted.
+  std::function<bool(const PublicKey& claimed)> admit_identity;
   bool offer_aes_gcm = true;  // offered only when this CPU also supports it
 };
 

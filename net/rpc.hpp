@@ -24,6 +24,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace apiary::rpc {
 
@@ -83,9 +84,17 @@ using StreamHandler = std::function<asio::awaitable<void>(const RequestContext&,
 
 struct RpcOptions {
   std::size_t stream_window_bytes = 4u << 20;  // per-direction credit
-  std::size_t max_pending_calls = 65536;       // per connection
+  std::size_t max_pending_calls = 65536;       // outbound calls waiting, per connection
+  // Calls and streams the peer may have this side handle at once, per
+  // connection (one budget for both); beyond it they fail with resource_exhausted.
+  std::size_t max_inbound_calls = 4096;
   std::chrono::milliseconds connect_timeout{5000};
-  std::chrono::milliseconds idle_timeout{120000};  // pooled connections unused this long are closed
+  // A connection that did no work this long is closed, whoever keeps it alive:
+  // work is a call or stream of a method other than keepalive_methods (either
+  // direction) or stream data. Pings, unknown methods, credit and reset frames
+  // do not count, and neither does a handler that waits to send its reply.
+  std::chrono::milliseconds idle_timeout{120000};
+  std::vector<std::string> keepalive_methods{"ping", "dht.ping"};
 };
 
 class RpcNode {

@@ -10,6 +10,7 @@
 #include <asio/error.hpp>
 #include <asio/this_coro.hpp>
 
+#include <algorithm>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -63,7 +64,7 @@ RpcConnection::RpcConnection(asio::any_io_executor executor, ConnectionPtr conne
       options_(options),
       on_closed_(std::move(on_closed)),
       executor_(std::move(executor)),
-      last_activity_(Clock::now()),
+      last_work_(Clock::now()),
       metrics_(rpc_metrics()) {}
 
 RpcConnection::~RpcConnection() {
@@ -83,7 +84,17 @@ std::uint64_t RpcConnection::next_id() noexcept {
 }
 
 bool RpcConnection::is_idle(Clock::time_point now, Clock::duration idle) const noexcept {
-  return pending_.empty() && inbound_.empty() && streams_.empty() && now - last_activity_ >= idle;
+  if (!pending_.empty() || now - last_work_ < idle) return false;
+  // Inbound handlers and streams do not count: a peer could keep them waiting
+  // forever (e.g. by never reading the reply); they refresh last_work_ instead.
+  for (const auto& [id, stream] : streams_)
+    if (is_local_id(id)) return false;
+  return true;
+}
+
+bool RpcConnection::is_keepalive(std::string_view method) const noexcept {
+  return std::find(options_.keepalive_methods.begin(), options_.keepalive_methods.end(), method) !=
+         options_.keepalive_methods.end();
 }
 
 RequestContext RpcConnection::context() const {
@@ -99,9 +110,9 @@ std::shared_ptr<StreamImpl> RpcConnection::find_stream(std::uint64_t id) const {
   return it == streams_.end() ? nullptr : it->second.lock();
 }
 
-asio::awaitable<void> RpcConnection::send(Bytes frame) {
+asio::awaitable<void> RpcConnection::send(Bytes frame, bool work) {
   if (!open_) throw Error(Errc::connection_closed, "rpc connection closed");
-  last_activity_ = Clock::now();
+  if (work) last_work_ = Clock::now();
   metrics_.bytes_sent.inc(frame.size());
   co_await connection_->send(std::move(frame));
 }
@@ -112,7 +123,7 @@ void RpcConnection::send_detached(Bytes frame) {
       executor_,
       [self = shared_from_this(), frame = std::move(frame)]() mutable -> asio::awaitable<void> {
         try {
-          co_await self->send(std::move(frame));
+          co_await self->send(std::move(frame), /*work=*/false);
         } catch (...) {
           // Best effort: a dropped connection fails everything anyway.
         }
@@ -154,7 +165,6 @@ asio::awaitable<void> RpcConnection::read_loop() {
   try {
     while (open_) {
       Bytes message = co_await connection_->receive();
-      last_activity_ = Clock::now();
       metrics_.bytes_received.inc(message.size());
       handle_frame(message);
     }
@@ -206,6 +216,7 @@ void RpcConnection::handle_frame(Bytes& message) {
       }
       PendingCall& call = *it->second;
       pending_.erase(it);
+      last_work_ = Clock::now();
       if (frame.type == FrameType::response) {
         call.result.emplace(take_payload(message, frame.payload));
       } else {
@@ -229,6 +240,7 @@ void RpcConnection::handle_frame(Bytes& message) {
       return;
     case FrameType::stream_data:
       if (auto stream = find_stream(frame.id)) {
+        last_work_ = Clock::now();
         // The data stays where it is, after the frame header (no copy, no move).
         const auto offset = frame.payload.empty()
                                 ? message.size()
@@ -260,16 +272,19 @@ void RpcConnection::start_handler(std::uint64_t id, std::string_view method, Byt
     send_detached(encode_error(id, Errc::not_found, "unknown method " + std::string(method)));
     return;
   }
-  if (inbound_.size() >= options_.max_pending_calls) {
-    send_detached(encode_error(id, Errc::resource_exhausted, "too many concurrent requests"));
+  if (inbound_.size() >= options_.max_inbound_calls) {
+    send_detached(
+        encode_error(id, Errc::resource_exhausted, "too many concurrent requests and streams"));
     return;
   }
   auto [entry, inserted] = inbound_.try_emplace(id);
   if (!inserted) throw Error(Errc::bad_message, "rpc: duplicate request id");
   metrics_.handled.inc();
+  const bool keepalive = is_keepalive(method);
+  if (!keepalive) last_work_ = Clock::now();
   // The entry (and its cancellation signal) is erased only once the handler
   // coroutine has fully completed, as asio still uses the slot until then.
-  asio::co_spawn(executor_, run_unary(id, handler->second, std::move(payload)),
+  asio::co_spawn(executor_, run_unary(id, handler->second, std::move(payload), keepalive),
                  asio::bind_cancellation_slot(entry->second.signal.slot(),
                                               [self = shared_from_this(), id](std::exception_ptr) {
                                                 self->inbound_.erase(id);
@@ -277,7 +292,7 @@ void RpcConnection::start_handler(std::uint64_t id, std::string_view method, Byt
 }
 
 asio::awaitable<void> RpcConnection::run_unary(std::uint64_t id, UnaryHandler handler,
-                                               Bytes request) {
+                                               Bytes request, bool keepalive) {
   auto self = shared_from_this();
   Bytes reply;
   std::exception_ptr failure;
@@ -298,7 +313,7 @@ asio::awaitable<void> RpcConnection::run_unary(std::uint64_t id, UnaryHandler ha
   bool send_failed = false;
   std::string send_error;
   try {
-    co_await send(std::move(frame));
+    co_await send(std::move(frame), /*work=*/!keepalive);
   } catch (const Error& e) {
     send_failed = true;
     send_error = e.what();
@@ -319,6 +334,12 @@ void RpcConnection::start_stream_handler(std::uint64_t id, std::string_view meth
     return;
   }
   if (streams_.contains(id)) throw Error(Errc::bad_message, "rpc: duplicate stream id");
+  if (inbound_.size() >= options_.max_inbound_calls) {  // the same budget as calls
+    send_detached(
+        encode_error(id, Errc::resource_exhausted, "too many concurrent requests and streams"));
+    return;
+  }
+  last_work_ = Clock::now();
   auto stream = std::make_shared<StreamImpl>(shared_from_this(), id);
   streams_[id] = stream;
   auto [entry, inserted] = inbound_.try_emplace(id);

@@ -71,16 +71,18 @@ class RpcConnection : public std::enable_shared_from_this<RpcConnection> {
   // Fails pending calls and streams with `reason` and closes the transport connection.
   void close(Errc reason, std::string_view why) noexcept;
   bool is_open() const noexcept { return open_; }
-  // No calls, handlers or streams in flight, and nothing sent or received for `idle`.
+  // No work (RpcOptions::idle_timeout says what counts) for `idle`, and no
+  // outbound call or stream of this side in flight (those have deadlines).
   bool is_idle(Clock::time_point now, Clock::duration idle) const noexcept;
   const PeerId& remote_peer() const noexcept { return connection_->remote_peer(); }
   bool dialer() const noexcept { return dialer_; }
   asio::any_io_executor executor() const { return executor_; }
   const RpcOptions& options() const noexcept { return options_; }
 
-  // Frame output for streams and handlers (counted in metrics).
-  asio::awaitable<void> send(Bytes frame);
-  // Sends without waiting (credit, cancel, reset frames); failures are ignored.
+  // Frame output for streams and handlers (counted in metrics); `work` frames
+  // keep the connection from the idle sweep.
+  asio::awaitable<void> send(Bytes frame, bool work = true);
+  // Sends without waiting (credit, cancel, reset frames; not work); failures are ignored.
   void send_detached(Bytes frame);
   void forget_stream(std::uint64_t id) noexcept { streams_.erase(id); }
 
@@ -101,7 +103,9 @@ class RpcConnection : public std::enable_shared_from_this<RpcConnection> {
   void handle_frame(Bytes& message);
   void start_handler(std::uint64_t id, std::string_view method, Bytes payload);
   void start_stream_handler(std::uint64_t id, std::string_view method);
-  asio::awaitable<void> run_unary(std::uint64_t id, UnaryHandler handler, Bytes request);
+  asio::awaitable<void> run_unary(std::uint64_t id, UnaryHandler handler, Bytes request,
+                                  bool keepalive);
+  bool is_keepalive(std::string_view method) const noexcept;
   asio::awaitable<void> run_stream(std::uint64_t id, StreamHandler handler,
                                    std::shared_ptr<StreamImpl> stream);
   RequestContext context() const;
@@ -118,7 +122,7 @@ class RpcConnection : public std::enable_shared_from_this<RpcConnection> {
   asio::any_io_executor executor_;
   bool open_ = true;
   std::uint64_t id_counter_ = 0;
-  Clock::time_point last_activity_;
+  Clock::time_point last_work_;
   std::unordered_map<std::uint64_t, PendingCall*> pending_;
   std::unordered_map<std::uint64_t, InboundCall> inbound_;
   std::unordered_map<std::uint64_t, std::weak_ptr<StreamImpl>> streams_;

@@ -9,6 +9,8 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 
+#include <algorithm>
+#include <utility>
 #include <vector>
 
 namespace apiary {
@@ -25,19 +27,26 @@ auto uncancellable() {
 
 constexpr std::size_t max_batch_frames = 64;
 constexpr std::size_t max_batch_bytes = 1u << 20;
+// A frame body buffer starts this large; small frames are read in one piece.
+constexpr std::size_t first_body_piece = 64u << 10;
 
 }  // namespace
 
 TcpConnection::TcpConnection(asio::ip::tcp::socket socket, const HandshakeResult& handshake,
-                             std::size_t max_message_size,
-                             std::optional<PeerAddress> remote_listen_address)
+                             const TransportOptions& options,
+                             std::optional<PeerAddress> remote_listen_address,
+                             std::function<void()> on_close)
     : socket_(std::move(socket)),
       sealer_(handshake.cipher, handshake.send_key),
-      opener_(handshake.cipher, handshake.receive_key, max_message_size),
+      opener_(handshake.cipher, handshake.receive_key, options.max_message_size),
       cipher_(handshake.cipher),
       remote_key_(handshake.remote_key),
       remote_peer_(handshake.remote_peer),
-      remote_listen_(std::move(remote_listen_address)) {
+      remote_listen_(std::move(remote_listen_address)),
+      body_timer_(socket_.get_executor()),
+      body_timeout_(options.frame_body_timeout),
+      body_min_rate_(std::max<std::size_t>(options.frame_body_min_rate, 1)),
+      on_close_(std::move(on_close)) {
   asio::error_code ec;
   auto endpoint = socket_.remote_endpoint(ec);
   remote_endpoint_ = ec ? std::string("?") : tcp_wire::endpoint_text(endpoint);
@@ -46,6 +55,7 @@ TcpConnection::TcpConnection(asio::ip::tcp::socket socket, const HandshakeResult
 TcpConnection::~TcpConnection() {
   asio::error_code ec;
   socket_.close(ec);
+  if (on_close_) on_close_();
 }
 
 Error TcpConnection::closed_error() const {
@@ -72,6 +82,8 @@ void TcpConnection::close() noexcept {
   asio::error_code ec;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   socket_.close(ec);
+  body_timer_.cancel();
+  if (on_close_) std::exchange(on_close_, nullptr)();
   for (auto& pending : queue_) {
     pending->done = true;
     pending->failed = true;
@@ -182,23 +194,13 @@ asio::awaitable<Bytes> TcpConnection::receive() {
   }
   std::size_t body_size = 0;
   try {
-    body_size = opener_.body_size(header);  // checked before allocating
+    body_size = opener_.body_size(header);  // checked before reading on
   } catch (const Error& e) {
     tcp_metrics::counters().frames_rejected.inc();
     fail(e.what(), true);
     throw closed_error();
   }
-  Bytes body(body_size);
-  std::tie(ec, n) =
-      co_await asio::async_read(socket_, asio::buffer(body), as_tuple(asio::use_awaitable));
-  if (ec) {
-    fail(ec == asio::error::operation_aborted && open_
-             ? std::string("receive cancelled in the middle of a frame")
-         : ec == asio::error::eof ? std::string("closed by peer in the middle of a frame")
-                                  : "read failed: " + ec.message(),
-         false);
-    throw closed_error();
-  }
+  Bytes body = co_await read_body(body_size);
   try {
     body.resize(opener_.open(header, body));
     tcp_metrics::counters().bytes_received.inc(frame_header_size + body_size);
@@ -207,6 +209,52 @@ asio::awaitable<Bytes> TcpConnection::receive() {
     fail(e.what(), true);
     throw closed_error();
   }
+  co_return body;
+}
+
+void TcpConnection::arm_body_deadline(std::size_t body_size) {
+  const auto allowance =
+      body_timeout_ + std::chrono::milliseconds(1000 * body_size / body_min_rate_);
+  body_timer_.expires_after(allowance);
+  std::weak_ptr<TcpConnection> weak = weak_from_this();
+  body_timer_.async_wait([weak, frame = frames_started_, allowance](std::error_code ec) {
+    auto self = weak.lock();
+    // A timer that fired while the body completed must not close the next frame.
+    if (ec || !self || self->frames_started_ != frame || !self->receiving_) return;
+    tcp_metrics::counters().frames_rejected.inc();
+    self->fail("frame body not received within " + std::to_string(allowance.count()) + " ms", true);
+  });
+}
+
+asio::awaitable<Bytes> TcpConnection::read_body(std::size_t body_size) {
+  ++frames_started_;
+  asio::error_code available_ec;
+  // A body that is here already needs no deadline (most small frames).
+  const bool armed = socket_.available(available_ec) < body_size;
+  if (armed) arm_body_deadline(body_size);
+  Bytes body;
+  std::size_t received = 0;
+  while (received < body_size) {
+    // Grow with what arrived: twice what was read, or what the socket holds already.
+    const std::size_t waiting = socket_.available(available_ec);
+    const std::size_t target =
+        std::min(body_size, std::max({first_body_piece, 2 * received, received + waiting}));
+    body.resize(target);
+    auto [ec, n] =
+        co_await asio::async_read(socket_, asio::buffer(body.data() + received, target - received),
+                                  as_tuple(asio::use_awaitable));
+    received += n;
+    if (!ec) continue;
+    if (armed) body_timer_.cancel();
+    // After the body deadline fired the connection is closed already, with that reason.
+    fail(ec == asio::error::operation_aborted
+             ? std::string("receive cancelled in the middle of a frame")
+         : ec == asio::error::eof ? std::string("closed by peer in the middle of a frame")
+                                  : "read failed: " + ec.message(),
+         false);
+    throw closed_error();
+  }
+  if (armed) body_timer_.cancel();
   co_return body;
 }
 

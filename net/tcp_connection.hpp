@@ -11,6 +11,12 @@
 // usable; cancelled mid-frame, it closes it. Any authentication failure,
 // oversize frame or socket error closes this connection only (logged with the
 // remote endpoint) and fails pending calls with Errc::connection_closed.
+//
+// Memory follows what arrived, not what a header announced: a frame body is
+// read into a buffer that starts at 64 KiB (or what the socket already holds)
+// and at most doubles per step, and it must arrive within the options'
+// frame_body_timeout plus size / frame_body_min_rate after its header, or the
+// connection is closed.
 #include "core/error.hpp"
 #include "net/frame_cipher.hpp"
 #include "net/handshake.hpp"
@@ -21,6 +27,7 @@
 
 #include <array>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,8 +36,10 @@ namespace apiary {
 
 class TcpConnection final : public Connection, public std::enable_shared_from_this<TcpConnection> {
  public:
+  // `on_close` runs once, when the connection closes or is destroyed open.
   TcpConnection(asio::ip::tcp::socket socket, const HandshakeResult& handshake,
-                std::size_t max_message_size, std::optional<PeerAddress> remote_listen_address);
+                const TransportOptions& options, std::optional<PeerAddress> remote_listen_address,
+                std::function<void()> on_close = {});
   ~TcpConnection() override;
 
   const PeerId& remote_peer() const noexcept override { return remote_peer_; }
@@ -57,6 +66,10 @@ class TcpConnection final : public Connection, public std::enable_shared_from_th
   };
 
   asio::awaitable<void> drain_queue(std::shared_ptr<TcpConnection> self);
+  // Reads the `body_size` bytes after a header, growing the buffer as they arrive.
+  asio::awaitable<Bytes> read_body(std::size_t body_size);
+  // Closes the connection unless the current frame's body arrives in time.
+  void arm_body_deadline(std::size_t body_size);
   void fail(const std::string& reason, bool warn) noexcept;
   Error closed_error() const;
 
@@ -69,6 +82,11 @@ class TcpConnection final : public Connection, public std::enable_shared_from_th
   std::optional<PeerAddress> remote_listen_;
   std::string remote_endpoint_;
   std::deque<std::shared_ptr<PendingWrite>> queue_;
+  asio::steady_timer body_timer_;
+  std::chrono::milliseconds body_timeout_;
+  std::size_t body_min_rate_;
+  std::uint64_t frames_started_ = 0;  // headers read; tells a stale body deadline apart
+  std::function<void()> on_close_;
   bool open_ = true;
   bool writing_ = false;
   bool receiving_ = false;

@@ -1,4 +1,5 @@
-// TCP transport: acceptor, dialing, handshake under a deadline, and the
+// TCP transport: acceptor, dialing, handshake under a deadline, admission
+// (net/admission.hpp: connection and per-prefix handshake limits), and the
 // bookkeeping that lets close() end every connection.
 #include "net/tcp_transport.hpp"
 
@@ -14,6 +15,9 @@
 #include <asio/detached.hpp>
 #include <asio/ip/tcp.hpp>
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -25,12 +29,21 @@ namespace {
 using asio::experimental::as_tuple;
 using asio::ip::tcp;
 
-// Bounds the work strangers can make us do: inbound handshakes beyond these
-// are dropped at once (each one is cheap but holds a socket until its
-// deadline). The per-address cap keeps one host that opens silent connections
-// from locking everybody else out.
-constexpr std::size_t max_inbound_handshakes = 256;
-constexpr std::size_t max_inbound_handshakes_per_host = 64;
+// File descriptors kept free of connections for the rest of the process
+// (files, the listener, outbound dials in progress).
+constexpr std::size_t reserved_descriptors = 64;
+
+// Keeps max_connections under the process's file limit, so that a flood of
+// connections is refused by the policy rather than by accept() failing.
+ConnectionLimits fit_to_file_limit(ConnectionLimits limits) {
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur == RLIM_INFINITY) return limits;
+  const auto soft = static_cast<std::size_t>(files.rlim_cur);
+  const std::size_t usable =
+      soft > 2 * reserved_descriptors ? soft - reserved_descriptors : soft / 2;
+  limits.max_connections = std::min(limits.max_connections, usable);
+  return limits;
+}
 
 std::string ms_text(std::chrono::milliseconds ms) {
   return std::to_string(ms.count()) + " ms";
@@ -60,7 +73,8 @@ struct TransportState : std::enable_shared_from_this<TransportState> {
       : executor(std::move(ex)),
         identity(id),
         listen_on(std::move(endpoint)),
-        options(std::move(opts)) {}
+        options(std::move(opts)),
+        admission(fit_to_file_limit(options.limits)) {}
 
   asio::any_io_executor executor;
   Identity identity;
@@ -70,20 +84,51 @@ struct TransportState : std::enable_shared_from_this<TransportState> {
   std::uint16_t bound_port = 0;
   bool closed = false;
   bool listening = false;
-  std::size_t inbound_handshakes = 0;
-  std::unordered_map<std::string, std::size_t> inbound_handshakes_by_host;
+  Admission admission;
+  // Sockets of inbound handshakes in progress, so that an evicted one can be aborted.
+  std::unordered_map<Admission::Ticket, std::shared_ptr<tcp::socket>> handshake_sockets;
+  SteadyClock::time_point last_refusal_warning{};
+  std::size_t refusals_unreported = 0;
   std::function<void(ConnectionPtr)> on_accept;
   std::vector<std::weak_ptr<TcpConnection>> connections;
 
   std::uint16_t announced_port() const { return options.client_mode ? 0 : bound_port; }
 
-  HandshakeConfig handshake_config(std::optional<PeerId> expected) const {
+  HandshakeConfig handshake_config(std::optional<PeerId> expected) {
     HandshakeConfig config;
     config.listen_port = announced_port();
     config.token = options.own_token;
     config.expected_peer = expected;
     config.admit = options.admit;
+    if (!expected) {  // responder: refuse a peer at its limit before the key exchange
+      config.admit_identity = [this](const PublicKey& claimed) {
+        return admission.peer_has_room(claimed.peer_id());
+      };
+    }
     return config;
+  }
+
+  // Warns about refusals at most every 10 s (a flood must not flood the log too).
+  void note_refusal(const std::string& from, const std::string& why) {
+    tcp_metrics::counters().refused.inc();
+    ++refusals_unreported;
+    const auto now = SteadyClock::now();
+    if (now - last_refusal_warning < std::chrono::seconds(10)) {
+      log::debug("refused inbound connection from {}: {}", from, why);
+      return;
+    }
+    log::warn("refused inbound connection from {}: {} ({} refusals since the last warning)", from,
+              why, refusals_unreported);
+    last_refusal_warning = now;
+    refusals_unreported = 0;
+  }
+
+  // The hook that uncounts a counted connection when it closes.
+  std::function<void()> uncount_on_close(Admission::Connection counted) {
+    std::weak_ptr<TransportState> weak = weak_from_this();
+    return [weak, counted = std::move(counted)] {
+      if (auto state = weak.lock()) state->admission.remove_connection(counted);
+    };
   }
 
   void track(const std::shared_ptr<TcpConnection>& connection) {
@@ -164,20 +209,19 @@ asio::awaitable<HandshakeResult> answer_handshake(tcp::socket& socket, Handshake
   co_return handshake.result();
 }
 
-asio::awaitable<void> accept_one(std::shared_ptr<TransportState> state, tcp::socket socket,
-                                 std::string host) {
-  // The counts were raised by accept_loop (before this coroutine started).
+asio::awaitable<void> accept_one(std::shared_ptr<TransportState> state,
+                                 std::shared_ptr<tcp::socket> socket_ptr, Admission::Ticket ticket,
+                                 std::string prefix) {
+  // The ticket was taken by accept_loop (before this coroutine started).
   struct Release {
     TransportState& state;
-    const std::string& host;
+    Admission::Ticket ticket;
     ~Release() {
-      --state.inbound_handshakes;
-      auto it = state.inbound_handshakes_by_host.find(host);
-      if (it != state.inbound_handshakes_by_host.end() && --it->second == 0)
-        state.inbound_handshakes_by_host.erase(it);
+      state.admission.end_handshake(ticket);
+      state.handshake_sockets.erase(ticket);
     }
-  } release{*state, host};
-
+  } release{*state, ticket};
+  tcp::socket& socket = *socket_ptr;
   asio::error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
   auto endpoint = socket.remote_endpoint(ec);
@@ -189,14 +233,17 @@ asio::awaitable<void> accept_one(std::shared_ptr<TransportState> state, tcp::soc
     result = co_await async::race_deadline(answer_handshake(socket, handshake, peer),
                                            state->options.handshake_timeout);
     if (!result) {
+      // Debug only: a flood of silent sockets must not become a flood of log lines.
       tcp_metrics::counters().handshakes_failed.inc();
-      log::warn("inbound handshake from {} timed out after {}", peer,
-                ms_text(state->options.handshake_timeout));
+      log::debug("inbound handshake from {} timed out after {}", peer,
+                 ms_text(state->options.handshake_timeout));
       co_return;
     }
   } catch (const Error& e) {
     tcp_metrics::counters().handshakes_failed.inc();
-    if (e.code() == Errc::unavailable) {
+    if (e.code() == Errc::resource_exhausted) {
+      state->note_refusal(peer, e.what());
+    } else if (e.code() == Errc::unavailable) {
       log::debug("inbound handshake from {} ended: {}", peer, e.what());
     } else {
       log::warn("refused inbound connection from {}: {}", peer, e.what());
@@ -209,9 +256,17 @@ asio::awaitable<void> accept_one(std::shared_ptr<TransportState> state, tcp::soc
   }
   tcp_metrics::counters().handshakes_ok.inc();
   if (state->closed || !state->on_accept) co_return;
+  // Checked again: handshakes of one identity may have run side by side.
+  Admission::Connection counted{result->remote_peer, std::move(prefix), /*inbound=*/true};
+  std::string refusal;
+  if (!state->admission.add_connection(counted, &refusal)) {
+    state->note_refusal(peer, refusal);
+    co_return;
+  }
   auto remote_listen = listen_address_of(socket, *result);
-  auto connection = std::make_shared<TcpConnection>(
-      std::move(socket), *result, state->options.max_message_size, std::move(remote_listen));
+  auto connection =
+      std::make_shared<TcpConnection>(std::move(socket), *result, state->options,
+                                      std::move(remote_listen), state->uncount_on_close(counted));
   log::debug("accepted peer {} from {} ({})", result->remote_peer.to_string(), peer,
              cipher_name(result->cipher));
   state->track(connection);
@@ -221,6 +276,34 @@ asio::awaitable<void> accept_one(std::shared_ptr<TransportState> state, tcp::soc
     log::error("on_accept handler threw: {}", e.what());
     connection->close();
   }
+}
+
+// Starts the handshake of an accepted socket if the admission policy lets it
+// (refusing costs one accept and one close: no handshake byte is read).
+void admit(TransportState& state, tcp::socket socket) {
+  asio::error_code ec;
+  const auto endpoint = socket.remote_endpoint(ec);
+  if (ec) return;  // gone already
+  const std::string prefix = address_prefix(endpoint.address());
+  auto verdict = state.admission.begin_handshake(prefix);
+  if (!verdict.admitted) {
+    state.note_refusal(tcp_wire::endpoint_text(endpoint), verdict.refusal);
+    return;  // the socket closes as it goes out of scope
+  }
+  if (verdict.evicted) {
+    auto victim = state.handshake_sockets.find(*verdict.evicted);
+    if (victim != state.handshake_sockets.end()) {
+      victim->second->close(ec);  // its handshake fails and releases the rest
+      state.handshake_sockets.erase(victim);
+    }
+    state.note_refusal(prefix, "oldest handshake aborted for a newcomer from another prefix");
+  }
+  auto socket_ptr = std::make_shared<tcp::socket>(std::move(socket));
+  state.handshake_sockets.emplace(verdict.ticket, socket_ptr);
+  asio::co_spawn(
+      state.executor,
+      accept_one(state.shared_from_this(), std::move(socket_ptr), verdict.ticket, prefix),
+      asio::detached);
 }
 
 asio::awaitable<void> accept_loop(std::shared_ptr<TransportState> state) {
@@ -236,23 +319,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<TransportState> state) {
       co_await backoff.async_wait(as_tuple(asio::use_awaitable));
       continue;
     }
-    std::string host = remote_host(socket);
-    if (state->inbound_handshakes >= max_inbound_handshakes) {
-      log::warn("dropping inbound connection from {}: {} handshakes already in progress", host,
-                state->inbound_handshakes);
-      continue;  // the socket closes as it goes out of scope
-    }
-    auto by_host = state->inbound_handshakes_by_host.find(host);
-    if (by_host != state->inbound_handshakes_by_host.end() &&
-        by_host->second >= max_inbound_handshakes_per_host) {
-      log::warn("dropping inbound connection from {}: {} handshakes from there in progress", host,
-                by_host->second);
-      continue;
-    }
-    ++state->inbound_handshakes;
-    ++state->inbound_handshakes_by_host[host];
-    asio::co_spawn(state->executor, accept_one(state, std::move(socket), std::move(host)),
-                   asio::detached);
+    admit(*state, std::move(socket));
   }
 }
 
@@ -292,8 +359,11 @@ class TcpTransport final : public Transport {
     tcp_metrics::counters().handshakes_ok.inc();
     if (state->closed) throw Error(Errc::unavailable, "transport closed while connecting");
     auto remote_listen = listen_address_of(socket, *result);
-    auto connection = std::make_shared<TcpConnection>(
-        std::move(socket), *result, state->options.max_message_size, std::move(remote_listen));
+    Admission::Connection counted{result->remote_peer, {}, /*inbound=*/false};
+    state->admission.add_connection(counted);  // never refused: this peer chose to dial
+    auto connection =
+        std::make_shared<TcpConnection>(std::move(socket), *result, state->options,
+                                        std::move(remote_listen), state->uncount_on_close(counted));
     state->track(connection);
     co_return connection;
   }

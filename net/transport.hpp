@@ -11,8 +11,9 @@
 // network thread); call them only from coroutines running there.
 // Errors: awaitables throw apiary::Error (connection_closed, unavailable,
 // permission_denied for a peer id mismatch or refused token, deadline_exceeded).
-#include "net/address.hpp"
 #include "core/bytes.hpp"
+#include "net/address.hpp"
+#include "net/admission.hpp"
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
@@ -51,6 +52,13 @@ using ConnectionPtr = std::shared_ptr<Connection>;
 struct TransportOptions {
   std::size_t max_message_size = 16u << 20;  // frame limit (default 16 MiB)
   std::chrono::milliseconds handshake_timeout{5000};
+  // TCP only. Once a frame's header arrived, its body must follow within
+  // frame_body_timeout plus body size / frame_body_min_rate, or the connection
+  // is closed: a peer cannot hold a receive buffer by stalling mid-frame.
+  std::chrono::milliseconds frame_body_timeout{20000};
+  std::size_t frame_body_min_rate = 256u << 10;  // bytes per second (2 Mbit/s)
+  // TCP only: connection and handshake limits for inbound peers (net/admission.hpp).
+  ConnectionLimits limits;
   // Membership (permissioned runs): the token this peer presents, and a check
   // applied to every remote peer's token; a refusal closes the connection
   // with Errc::permission_denied. Empty check = open run.

@@ -11,6 +11,7 @@
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -23,13 +24,23 @@ namespace {
 struct NodeOptions {
   std::string listen = "127.0.0.1:0";
   std::string identity_file;
+  // 0: the defaults of net/ (the attack tests shorten them).
+  long idle_timeout_ms = 0;
+  long frame_timeout_ms = 0;
 };
 
 int run_node(const NodeOptions& options) {
   const TcpEndpoint endpoint = parse_listen(options.listen);
   const Identity identity = load_or_create_identity(options.identity_file);
   asio::io_context ctx;
-  rpc::RpcNode node(make_tcp_transport(ctx.get_executor(), identity, endpoint));
+  TransportOptions transport_options;
+  rpc::RpcOptions rpc_options;
+  if (options.frame_timeout_ms > 0)
+    transport_options.frame_body_timeout = std::chrono::milliseconds{options.frame_timeout_ms};
+  if (options.idle_timeout_ms > 0)
+    rpc_options.idle_timeout = std::chrono::milliseconds{options.idle_timeout_ms};
+  rpc::RpcNode node(make_tcp_transport(ctx.get_executor(), identity, endpoint, transport_options),
+                    rpc_options);
   node.add_method("ping", [](const rpc::RequestContext&, Bytes payload) -> asio::awaitable<Bytes> {
     co_return payload;
   });
@@ -58,6 +69,12 @@ const Registration registration{
           ->capture_default_str();
       cmd->add_option("--identity", options->identity_file,
                       "key file (created with mode 0600 if missing; default: ephemeral key)");
+      cmd->add_option("--idle-timeout-ms", options->idle_timeout_ms,
+                      "close connections that did no work (pings do not count) this long")
+          ->check(CLI::PositiveNumber);
+      cmd->add_option("--frame-timeout-ms", options->frame_timeout_ms,
+                      "close a connection whose frame body does not follow its header in time")
+          ->check(CLI::PositiveNumber);
       return [options] { return run_node(*options); };
     }};
 

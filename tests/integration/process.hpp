@@ -74,6 +74,7 @@ class ChildProcess {
   }
 
   void signal(int number) { kill(pid_, number); }
+  pid_t pid() const noexcept { return pid_; }
 
   // Exit code (128 + signal when killed), or nullopt if still running after `timeout`.
   std::optional<int> wait(std::chrono::milliseconds timeout) {

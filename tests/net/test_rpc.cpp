@@ -1,9 +1,10 @@
 // RpcNode over the in-process transport: unary calls, errors, deadlines,
 // cancellation, connection pooling, malformed frames and streams.
 #include "core/identity.hpp"
-#include "net/inproc_transport.hpp"
 #include "core/metrics.hpp"
+#include "net/inproc_transport.hpp"
 #include "net/rpc.hpp"
+#include "net/rpc_frame.hpp"
 #include "tests/net/test_rpc_util.hpp"
 
 #include <gtest/gtest.h>
@@ -453,6 +454,87 @@ TEST(RpcStream, ReadTimeoutUnknownMethodAndCancel) {
   EXPECT_EQ(codes[1], Errc::deadline_exceeded);
   EXPECT_EQ(codes[2], Errc::cancelled);
   EXPECT_EQ(seen_by_server, Errc::cancelled);
+}
+
+// A raw peer that calls `method` every 20 ms for up to `span` and reports how
+// long its connection lived (span when it survived).
+asio::awaitable<std::chrono::milliseconds> keep_calling(TransportPtr transport, PeerAddress to,
+                                                        std::string method,
+                                                        std::chrono::milliseconds span) {
+  auto connection = co_await transport->connect(to);
+  const auto start = std::chrono::steady_clock::now();
+  std::uint64_t id = 1;
+  try {
+    while (std::chrono::steady_clock::now() - start < span) {
+      co_await connection->send(rpc::detail::encode_request(id, method, bytes_of("x")));
+      id += 2;
+      co_await connection->receive();  // the reply
+      co_await test::sleep_for(20ms);
+    }
+  } catch (const Error&) {
+    co_return std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+  }
+  co_return span;
+}
+
+TEST(RpcLimits, KeepalivePingsDoNotDefeatTheIdleSweep) {
+  rpc::RpcOptions options;
+  options.idle_timeout = 100ms;
+  Peers peers;
+  auto& server = peers.add(options);
+  add_echo(server);
+  server.add_method(
+      "ping", [](const rpc::RequestContext&, Bytes b) -> asio::awaitable<Bytes> { co_return b; });
+  auto raw = peers.network->create_transport(Identity::generate());
+  // Pings every 20 ms: closed after the idle timeout (plus one sweep period).
+  const auto pinged = run(peers.ctx, keep_calling(raw, server.local_address(), "ping", 2000ms), 5s);
+  EXPECT_GE(pinged, 90ms);
+  EXPECT_LT(pinged, 1000ms);
+  // Calls that do work keep the connection.
+  const auto worked = run(peers.ctx, keep_calling(raw, server.local_address(), "echo", 600ms), 5s);
+  EXPECT_EQ(worked, 600ms);
+  // Unknown methods are no work either.
+  const auto unknown =
+      run(peers.ctx, keep_calling(raw, server.local_address(), "nope", 2000ms), 5s);
+  EXPECT_LT(unknown, 1000ms);
+}
+
+TEST(RpcLimits, StreamsAndCallsShareOneInboundBudget) {
+  rpc::RpcOptions options;
+  options.max_inbound_calls = 2;
+  Peers peers;
+  auto& server = peers.add(options);
+  auto& client = peers.add();
+  add_echo(server);
+  server.add_stream_method("echo", echo_stream);
+  auto open = [](rpc::RpcNode& node, PeerAddress to) -> asio::awaitable<rpc::StreamPtr> {
+    co_return co_await node.open_stream(to, "echo");
+  };
+  auto first = run(peers.ctx, open(client, server.local_address()));
+  auto second = run(peers.ctx, open(client, server.local_address()));
+  // Both slots are held by streams: a third stream and a call are refused.
+  std::string message;
+  try {
+    run(peers.ctx, open(client, server.local_address()));
+    ADD_FAILURE() << "third stream opened";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::resource_exhausted) << e.what();
+  }
+  EXPECT_EQ(call_error(peers.ctx, client.call(server.local_address(), "echo", {}), &message),
+            Errc::resource_exhausted);
+  EXPECT_NE(message.find("streams"), std::string::npos) << message;
+  // A finished stream gives its slot back.
+  auto finish = [](rpc::StreamPtr stream) -> asio::awaitable<void> {
+    co_await stream->close_write();
+    while (co_await stream->read(5s)) {
+    }
+  };
+  run(peers.ctx, finish(first));
+  run(peers.ctx, test::sleep_for(50ms));
+  EXPECT_EQ(string_of(run(peers.ctx, client.call(server.local_address(), "echo", bytes_of("in")))),
+            "in");
+  second->cancel();
 }
 
 }  // namespace

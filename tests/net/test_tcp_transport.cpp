@@ -1,20 +1,24 @@
 // The TCP transport over loopback: handshake, frames, refusals, and a listener
 // that survives malformed, tampered, replayed, reordered and oversized input.
 #include "core/error.hpp"
+#include "core/metrics.hpp"
 #include "net/frame_cipher.hpp"
 #include "net/handshake.hpp"
-#include "core/metrics.hpp"
 #include "net/tcp_transport.hpp"
 #include "net/tcp_wire.hpp"
+#include "tests/net/raw_peer.hpp"
 
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/executor_work_guard.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/io_context.hpp>
 #include <asio/use_future.hpp>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <deque>
 #include <future>
@@ -66,26 +70,7 @@ struct Inbox {
   }
 };
 
-// A peer that speaks the protocol by hand, so tests can send bad frames.
-struct RawPeer {
-  explicit RawPeer(asio::any_io_executor ex) : socket(ex) {}
-  Identity identity = Identity::generate();
-  tcp::socket socket;
-  std::optional<FrameSealer> sealer;
-
-  awaitable<void> connect(const PeerAddress& to) {
-    co_await socket.async_connect(tcp::endpoint(asio::ip::make_address(to.host), to.port),
-                                  use_awaitable);
-    HandshakeConfig config;
-    config.expected_peer = to.peer;
-    Handshake handshake(Handshake::Role::initiator, identity, config);
-    co_await tcp_wire::run_handshake(socket, handshake, to.to_string());
-    sealer.emplace(handshake.result().cipher, handshake.result().send_key);
-  }
-  awaitable<void> write(const Bytes& data) {
-    co_await asio::async_write(socket, asio::buffer(data), use_awaitable);
-  }
-};
+using test::RawPeer;
 
 Errc code_of_error(std::exception_ptr e, std::string* message = nullptr) {
   try {
@@ -629,4 +614,183 @@ TEST_F(TcpTransportTest, BadConfigurationFailsAtCreation) {
     code = e.code();
   }
   EXPECT_EQ(code, Errc::io_error);
+}
+
+// ---- limits: frame body deadline, connection and handshake admission -------------
+
+namespace {
+
+using test::silent_socket;
+
+awaitable<void> test_sleep(std::chrono::milliseconds duration) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, duration);
+  co_await timer.async_wait(as_tuple(use_awaitable));
+}
+
+std::uint64_t tcp_metrics_rejected() {
+  return metrics::Registry::global().counter("apiary_tcp_frames_rejected_total").value();
+}
+
+// True when the other side closed `socket` within `within` (a read ends).
+awaitable<bool> closed_within(tcp::socket& socket, std::chrono::milliseconds within) {
+  using namespace asio::experimental::awaitable_operators;
+  std::array<std::uint8_t, 64> scratch;
+  asio::steady_timer timer(co_await asio::this_coro::executor, within);
+  auto outcome = co_await (socket.async_read_some(asio::buffer(scratch), as_tuple(use_awaitable)) ||
+                           timer.async_wait(as_tuple(use_awaitable)));
+  co_return outcome.index() == 0;
+}
+
+}  // namespace
+
+TEST_F(TcpTransportTest, StalledFrameBodyIsClosedAtItsDeadline) {
+  TransportOptions options;
+  options.frame_body_timeout = 300ms;
+  options.frame_body_min_rate = std::size_t{1} << 30;  // no allowance for the size
+  auto listener = make(options);
+  Inbox inbox(io_.get_executor());
+  listen(listener, inbox);
+  const auto rejected_before = tcp_metrics_rejected();
+  run([&]() -> awaitable<void> {
+    RawPeer raw(io_.get_executor());
+    co_await raw.connect(listener->local_address());
+    auto in = co_await inbox.next();
+    // The header announces an 8 MiB body; 1000 bytes of it follow, then nothing.
+    const Bytes frame = raw.sealer->seal(Bytes(8u << 20, 1));
+    co_await raw.write(Bytes(frame.begin(), frame.begin() + frame_header_size + 1000));
+    const auto start = std::chrono::steady_clock::now();
+    std::string message;
+    Errc code = Errc::ok;
+    try {
+      co_await in->receive();
+    } catch (const Error& e) {
+      code = e.code();
+      message = e.what();
+    }
+    const auto waited = std::chrono::steady_clock::now() - start;
+    EXPECT_EQ(code, Errc::connection_closed);
+    EXPECT_NE(message.find("frame body not received within 3"), std::string::npos) << message;
+    EXPECT_GE(waited, 250ms);
+    EXPECT_LT(waited, 3s);
+    EXPECT_TRUE(co_await closed_within(raw.socket, 2s));
+  });
+  EXPECT_GT(tcp_metrics_rejected(), rejected_before);
+}
+
+TEST_F(TcpTransportTest, FrameTrickledInPiecesArrivesWhole) {
+  TransportOptions options;
+  options.frame_body_timeout = 5s;
+  auto listener = make(options);
+  Inbox inbox(io_.get_executor());
+  listen(listener, inbox);
+  run([&]() -> awaitable<void> {
+    RawPeer raw(io_.get_executor());
+    co_await raw.connect(listener->local_address());
+    auto in = co_await inbox.next();
+    for (std::size_t size : {std::size_t{10}, std::size_t{300} << 10, std::size_t{3} << 20}) {
+      Bytes message(size);
+      for (std::size_t i = 0; i < size; ++i) message[i] = static_cast<std::uint8_t>(i % 251);
+      const Bytes frame = raw.sealer->seal(message);
+      // Five pieces with pauses between them: the buffer grows as they arrive.
+      const std::size_t piece = frame.size() / 5 + 1;
+      for (std::size_t offset = 0; offset < frame.size(); offset += piece) {
+        const auto end = std::min(frame.size(), offset + piece);
+        co_await raw.write(Bytes(frame.begin() + static_cast<std::ptrdiff_t>(offset),
+                                 frame.begin() + static_cast<std::ptrdiff_t>(end)));
+        co_await test_sleep(20ms);
+      }
+      EXPECT_EQ(co_await in->receive(), message) << size;
+    }
+  });
+}
+
+TEST_F(TcpTransportTest, ConnectionsPerIdentityAreRefusedBeforeTheKeyExchange) {
+  TransportOptions options;
+  options.limits.max_connections_per_peer = 2;
+  auto listener = make(options);
+  Inbox inbox(io_.get_executor());
+  listen(listener, inbox);
+  auto dialer = make();
+  auto other = make();
+  run([&]() -> awaitable<void> {
+    // Every connection is held: a dropped one closes and frees its count.
+    auto first = co_await dialer->connect(listener->local_address());
+    auto second = co_await dialer->connect(listener->local_address());
+    auto first_in = co_await inbox.next();
+    auto second_in = co_await inbox.next();
+    Errc code = Errc::ok;
+    try {
+      co_await dialer->connect(listener->local_address());
+    } catch (const Error& e) {
+      code = e.code();
+    }
+    EXPECT_NE(code, Errc::ok);
+    EXPECT_EQ(inbox.total, 2u);
+    // Another identity is not affected.
+    auto other_out = co_await other->connect(listener->local_address());
+    auto other_in = co_await inbox.next();
+    // Closing one of the identity's connections makes room for it again.
+    first_in->close();
+    co_await dialer->connect(listener->local_address());
+    co_await inbox.next();
+    EXPECT_EQ(inbox.total, 4u);
+  });
+}
+
+TEST_F(TcpTransportTest, TotalConnectionsAreRefusedBeforeTheHandshake) {
+  TransportOptions options;
+  options.limits.max_connections = 2;
+  auto listener = make(options);
+  Inbox inbox(io_.get_executor());
+  listen(listener, inbox);
+  auto a = make();
+  auto b = make();
+  auto c = make();
+  run([&]() -> awaitable<void> {
+    // Every connection is held: a dropped one closes and frees its count.
+    auto a_out = co_await a->connect(listener->local_address());
+    auto b_out = co_await b->connect(listener->local_address());
+    auto a_in = co_await inbox.next();
+    auto b_in = co_await inbox.next();
+    Errc code = Errc::ok;
+    try {
+      co_await c->connect(listener->local_address());
+    } catch (const Error& e) {
+      code = e.code();
+    }
+    EXPECT_EQ(code, Errc::unavailable);  // closed before the listener read a byte
+    EXPECT_EQ(inbox.total, 2u);
+    b_in->close();
+    co_await c->connect(listener->local_address());
+    co_await inbox.next();
+  });
+}
+
+TEST_F(TcpTransportTest, HandshakesAreLimitedPerPrefixAndAFloodCannotLockOthersOut) {
+  TransportOptions options;
+  options.limits.max_handshakes = 3;
+  options.limits.max_handshakes_per_prefix = 2;
+  auto listener = make(options);
+  Inbox inbox(io_.get_executor());
+  listen(listener, inbox);
+  auto honest = make();
+  run([&]() -> awaitable<void> {
+    const auto to = listener->local_address();
+    // Two silent sockets from 127.0.1.0/24 fill that prefix's share.
+    auto s1 = co_await silent_socket(to, "127.0.1.1");
+    co_await test_sleep(50ms);
+    auto s2 = co_await silent_socket(to, "127.0.1.2");
+    auto s3 = co_await silent_socket(to, "127.0.1.3");  // a third address of the same /24
+    EXPECT_TRUE(co_await closed_within(*s3, 1s));
+    // Another prefix still gets in, and the table is now full (3).
+    auto s4 = co_await silent_socket(to, "127.0.2.1");
+    EXPECT_FALSE(co_await closed_within(*s4, 200ms));
+    // An honest peer from a quiet prefix takes the busiest prefix's oldest slot.
+    auto out = co_await honest->connect(to);
+    auto in = co_await inbox.next();
+    co_await out->send(bytes_of("through"));
+    EXPECT_EQ(text_of(co_await in->receive()), "through");
+    EXPECT_TRUE(co_await closed_within(*s1, 1s));
+    EXPECT_FALSE(co_await closed_within(*s2, 100ms));
+  });
 }

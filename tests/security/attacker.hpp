@@ -1,0 +1,71 @@
+#pragma once
+// Tools of the attack tests: the hand-driven peer of tests/net/raw_peer.hpp
+// (stalled frames, keepalives, silent sockets), a network thread to run them
+// on, and readers of a process's memory and descriptors in /proc.
+#include "tests/net/raw_peer.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/use_future.hpp>
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+namespace apiary::test {
+
+// One network thread for the attackers; run() waits for a coroutine (bounded).
+class NetworkThread {
+ public:
+  NetworkThread() : work_(io_.get_executor()), thread_([this] { io_.run(); }) {}
+  ~NetworkThread() {
+    work_.reset();
+    io_.stop();
+    thread_.join();
+  }
+  asio::any_io_executor executor() { return io_.get_executor(); }
+  template <typename T>
+  T run(awaitable<T> task, std::chrono::seconds limit = std::chrono::seconds{20}) {
+    auto future = asio::co_spawn(io_, std::move(task), asio::use_future);
+    if (future.wait_for(limit) != std::future_status::ready)
+      throw std::runtime_error("attack coroutine did not finish in time");
+    return future.get();
+  }
+
+ private:
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::thread thread_;
+};
+
+// Resident memory of process `pid` in bytes (VmRSS in /proc/<pid>/status).
+inline std::size_t resident_bytes(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  }
+  throw std::runtime_error("no VmRSS for process " + std::to_string(pid));
+}
+
+// Open file descriptors of process `pid`.
+inline std::size_t open_descriptors(pid_t pid) {
+  std::size_t count = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    (void)entry;
+    ++count;
+  }
+  return count;
+}
+
+}  // namespace apiary::test
