@@ -124,8 +124,8 @@ Handshake::Handshake(Role role, const Identity& identity, HandshakeConfig config
     throw Error(Errc::invalid_argument,
                 "membership token of " + std::to_string(config_.token.size()) +
                     " bytes exceeds the limit of " + std::to_string(max_token_size));
-  crypto_box_keypair(ephemeral_public_.data(), ephemeral_secret_.data());
   if (role_ == Role::initiator) {
+    crypto_box_keypair(ephemeral_public_.data(), ephemeral_secret_.data());
     m1_ = encode_hello(type_hello_i);
     queue(m1_);
   }
@@ -259,6 +259,8 @@ void Handshake::handle_hello_i(ByteSpan body) {
     throw Error(Errc::resource_exhausted, "handshake: peer " +
                                               hello.identity_key.peer_id().to_string() +
                                               " holds as many connections as it may");
+  // The responder's key pair only now: a refused hello costs no key generation.
+  crypto_box_keypair(ephemeral_public_.data(), ephemeral_secret_.data());
   m1_.assign(body.begin(), body.end());
   Bytes hello_r = encode_hello(type_hello_r);
   transcript_ = transcript_hash(m1_, hello_r);

@@ -22,10 +22,11 @@
 // "peer id mismatch: dialled X but the peer presented Y"); TransportOptions-
 // style admit() on the remote token after its signature is verified
 // (permission_denied "membership token refused"); admit_identity() on the
-// claimed key before the responder's key exchange (resource_exhausted, no
-// verdict sent: the dialer sees the connection close). Malformed input throws
-// bad_message. After on_message() throws, take_outgoing() may still hold a
-// verdict for the peer (best effort) — send it, then drop the connection.
+// claimed key before the responder's key exchange, even before it generates
+// its ephemeral key (resource_exhausted, no verdict sent: the dialer sees the
+// connection close). Malformed input throws bad_message. After on_message()
+// throws, take_outgoing() may still hold a verdict for the peer (best effort)
+// — send it, then drop the connection.
 #include "core/bytes.hpp"
 #include "core/identity.hpp"
 #include "net/frame_cipher.hpp"

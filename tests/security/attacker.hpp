@@ -10,13 +10,16 @@
 #include <asio/use_future.hpp>
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <iterator>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -55,6 +58,23 @@ inline std::size_t resident_bytes(pid_t pid) {
     if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
   }
   throw std::runtime_error("no VmRSS for process " + std::to_string(pid));
+}
+
+// CPU time (user + system) process `pid` has used, in seconds (/proc/<pid>/stat).
+inline double cpu_seconds(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  // Fields after the command name (which may hold spaces) start after its ')'.
+  const auto close = text.rfind(')');
+  if (close == std::string::npos)
+    throw std::runtime_error("no stat for process " + std::to_string(pid));
+  std::istringstream fields(text.substr(close + 2));
+  std::string skip;
+  for (int field = 3; field < 14; ++field) fields >> skip;  // state … cmajflt
+  double user_ticks = 0;
+  double system_ticks = 0;
+  fields >> user_ticks >> system_ticks;
+  return (user_ticks + system_ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 // Open file descriptors of process `pid`.

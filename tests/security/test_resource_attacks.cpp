@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -129,6 +130,7 @@ TEST(ResourceAttacks, KeepaliveConnectionsDoingNoWorkAreSwept) {
   }
   std::this_thread::sleep_for(200ms);
   const std::size_t descriptors_after = test::open_descriptors(node.pid());
+  const std::size_t resident = test::resident_bytes(node.pid());
   const auto ping = honest_ping(to);
   ASSERT_TRUE(ping.has_value());
   double latest = 0;
@@ -144,8 +146,11 @@ TEST(ResourceAttacks, KeepaliveConnectionsDoingNoWorkAreSwept) {
           {"node_fds_before", descriptors_before},
           {"node_fds_attacked", descriptors_attacked},
           {"node_fds_after", descriptors_after},
+          {"rss_mib", resident / mib},
           {"ping_p99_us", (*ping)["rtt_p99_us"]}});
   EXPECT_LT(latest, 4.0);  // idle timeout + one sweep period + slack
+  EXPECT_LT(resident, std::size_t{512} << 20);
+  EXPECT_LT((*ping)["rtt_p99_us"].get<double>(), 100000.0);
   EXPECT_GE(descriptors_attacked, descriptors_before + connections);
   EXPECT_LE(descriptors_after, descriptors_before + 1);
   node.signal(SIGTERM);
@@ -178,15 +183,95 @@ TEST(ResourceAttacks, HandshakeFloodFromManyAddressesLeavesHonestPeersIn) {
   }
   const double pinged_within_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - flooded_at).count();
+  const std::size_t resident = test::resident_bytes(node.pid());
   report({{"attack", "handshake_flood"},
           {"sockets", flood.size()},
           {"prefixes", 16},
+          {"rss_mib", resident / mib},
           {"pinged_within_s", pinged_within_s},
           {"ping_p99_us", p99},
           {"handshake_ms", handshakes}});
   // The flood's handshakes were still pending (5 s deadline) while the pings ran.
   EXPECT_LT(pinged_within_s, 5.0);
   for (double value : p99) EXPECT_LT(value, 100000.0);
+  EXPECT_LT(resident, std::size_t{512} << 20);
+  node.signal(SIGTERM);
+  EXPECT_EQ(node.wait(10s), 0);
+}
+
+// Node CPU seconds spent on `count` connections made by `one` (one at a time).
+template <typename Attempt>
+double node_cpu_per_connection(ChildProcess& node, test::NetworkThread& net, std::size_t count,
+                               Attempt one) {
+  const double before = test::cpu_seconds(node.pid());
+  for (std::size_t i = 0; i < count; ++i) net.run(one());
+  return (test::cpu_seconds(node.pid()) - before) / static_cast<double>(count);
+}
+
+// Cheap refusal: a connection refused by the handshake table (before a byte is
+// read) or for its identity (after the hello, before the key exchange) costs
+// the node less than a handshake it completes.
+TEST(ResourceAttacks, RefusalsCostLessThanHandshakes) {
+  ChildProcess node({node_binary(), "node", "--listen", "127.0.0.1:0"});
+  const PeerAddress to = start_node(node);
+  test::NetworkThread net;
+  const std::size_t count = attack_size(1000);
+  // Completed handshakes, each from a fresh identity, closed right after.
+  const double handshake_s = node_cpu_per_connection(node, net, count, [&] {
+    return [](asio::any_io_executor executor, PeerAddress to) -> asio::awaitable<bool> {
+      test::RawPeer peer(executor);
+      co_await peer.connect(to);
+      co_return true;
+    }(net.executor(), to);
+  });
+  // 127.0.7.0/24 fills its 32 handshake slots with silent sockets; every
+  // further socket from it is closed at accept.
+  std::vector<std::shared_ptr<asio::ip::tcp::socket>> holders;
+  for (int host = 1; host <= 32; ++host)
+    holders.push_back(net.run(test::silent_socket(to, "127.0.7." + std::to_string(host))));
+  std::this_thread::sleep_for(100ms);
+  const double refused_at_accept_s = node_cpu_per_connection(node, net, count, [&] {
+    return [](PeerAddress to) -> asio::awaitable<bool> {
+      auto socket = co_await test::silent_socket(to, "127.0.7.200");
+      std::array<std::uint8_t, 16> scratch;
+      auto [ec, n] = co_await socket->async_read_some(
+          asio::buffer(scratch), asio::experimental::as_tuple(asio::use_awaitable));
+      co_return ec&& n == 0;  // closed without a byte
+    }(to);
+  });
+  // One identity holds its 8 connections; its further hellos are refused.
+  const Identity crowded = Identity::generate();
+  std::vector<std::unique_ptr<test::RawPeer>> held;
+  for (int i = 0; i < 8; ++i) {
+    held.push_back(std::make_unique<test::RawPeer>(net.executor()));
+    held.back()->identity = crowded;
+    net.run(held.back()->connect(to));
+  }
+  std::size_t refused_identity = 0;
+  const double refused_at_hello_s = node_cpu_per_connection(node, net, count, [&] {
+    return [](asio::any_io_executor executor, PeerAddress to, Identity identity,
+              std::size_t& refused) -> asio::awaitable<bool> {
+      test::RawPeer peer(executor);
+      peer.identity = identity;
+      try {
+        co_await peer.connect(to);
+      } catch (const std::exception&) {  // closed after the hello
+        ++refused;
+      }
+      co_return true;
+    }(net.executor(), to, crowded, refused_identity);
+  });
+  const auto ping = honest_ping(to);
+  ASSERT_TRUE(ping.has_value());
+  report({{"attack", "refusal_cost"},
+          {"connections", count},
+          {"node_cpu_us_per_handshake", handshake_s * 1e6},
+          {"node_cpu_us_per_refusal_at_accept", refused_at_accept_s * 1e6},
+          {"node_cpu_us_per_refusal_at_hello", refused_at_hello_s * 1e6},
+          {"ping_p99_us", (*ping)["rtt_p99_us"]}});
+  EXPECT_EQ(refused_identity, count);
+  EXPECT_LT(refused_at_accept_s, handshake_s / 2);
+  EXPECT_LT(refused_at_hello_s, handshake_s / 2);
   node.signal(SIGTERM);
   EXPECT_EQ(node.wait(10s), 0);
 }
