@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """The char-LM of examples/torch three ways, same model and total samples:
-  solo    one process, batch = procs x --batch-size (the swarm's global batch)
+  solo    one process, batch = accumulate x procs x --batch-size (the swarm's global batch)
   ddp     torch.distributed DDP, gloo backend, --procs processes, --batch-size each
   apiary  --procs apiary.torch processes (the first starts the swarm, the others
-          join its address), --batch-size each, target batch = procs x --batch-size
-So all three take the same number of optimizer steps of the same global batch.
+          join its address), --batch-size each, target batch = accumulate x procs x
+          --batch-size (--accumulate: batches per peer per epoch, default 1)
+So solo and Apiary take the same number of optimizer steps of the same global
+batch (DDP too when --accumulate is 1).
 Prints a table; --json prints one JSON object. --link-mbit M runs every DDP and
 Apiary process in its own network namespace behind an M-Mbit/s link (tc tbf on
 veth pairs; benchmarks/netns_links.py), after checking that the cap holds.
@@ -71,7 +73,7 @@ def per_process_samples(args) -> int:
 
 
 def run_solo(args) -> dict:
-    batch = args.batch_size * args.procs
+    batch = args.batch_size * args.procs * args.accumulate
     started = time.monotonic()
     child = start([sys.executable, CHARLM, "--optimizer", "torch", "--batch-size", str(batch),
                    "--samples", str(per_process_samples(args) * args.procs)] + model_flags(args))
@@ -98,7 +100,8 @@ def gather(ranks, what: str, timeout: float, started: float) -> dict:
     samples = sum(r["samples"] for r in reports)
     train_s = max(r["seconds"] for r in reports)
     return {"val_loss": reports[0]["val_loss"], "samples": samples,
-            "samples_per_s": samples / train_s, "wall_s": time.monotonic() - started}
+            "samples_per_s": samples / train_s, "wall_s": time.monotonic() - started,
+            "epochs": [r.get("epoch") for r in reports]}
 
 
 def run_ddp(args, links) -> dict:
@@ -151,7 +154,7 @@ def run_apiary(args, links) -> dict:
     env = apiary_env(args)
     common = ["--optimizer", "apiary", "--run", f"bench-torch-{os.getpid()}",
               "--batch-size", str(args.batch_size),
-              "--target-batch-size", str(args.batch_size * args.procs),
+              "--target-batch-size", str(args.batch_size * args.procs * args.accumulate),
               "--samples", str(per_process_samples(args))] + model_flags(args)
     if args.compression:
         common += ["--compression", args.compression]
@@ -180,6 +183,7 @@ def summary(args, solo, ddp, apiary, apiary_note, link) -> dict:
     get = lambda run, key: run[key] if run else None  # noqa: E731
     result = {
         "samples": args.samples, "procs": args.procs, "batch_size": args.batch_size,
+        "accumulate": args.accumulate,
         "compression": args.compression or "none", "link_mbit": args.link_mbit,
         "average_state_every": args.average_state_every, "matchmaking_time": args.matchmaking_time,
         "solo_val_loss": get(solo, "val_loss"), "swarm_val_loss": get(apiary, "val_loss"),
@@ -189,6 +193,7 @@ def summary(args, solo, ddp, apiary, apiary_note, link) -> dict:
         "ddp_wall_s": get(ddp, "wall_s"),
         "apiary_val_loss": get(apiary, "val_loss"),
         "apiary_samples_per_s": get(apiary, "samples_per_s"), "apiary_wall_s": get(apiary, "wall_s"),
+        "apiary_epochs": get(apiary, "epochs"),
         "ratios": {
             "ddp_over_solo_val_loss": ratio(get(ddp, "val_loss"), get(solo, "val_loss")),
             "apiary_over_ddp_samples_per_s": ratio(get(apiary, "samples_per_s"),
@@ -224,6 +229,9 @@ def parse_args():
     parser.add_argument("--samples", type=int, default=4096, help="total samples of each mode")
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=32, help="per process (DDP, Apiary)")
+    parser.add_argument("--accumulate", type=int, default=1,
+                        help="Apiary: batches per peer per epoch (target = accumulate x procs x "
+                             "batch; solo steps with that batch; DDP steps every batch)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-windows", type=int, default=256)
     parser.add_argument("--compression", choices=["none", "fp16", "bf16", "8bit"], default=None)

@@ -73,6 +73,8 @@ CollaborativeOptimizer::CollaborativeOptimizer(std::shared_ptr<SwarmServices> sw
   options_.config.averaging.average_state_every =
       std::max<std::uint32_t>(1, options_.config.averaging.average_state_every);
   accumulated_.assign(params.size(), 0.0f);
+  if (options_.config.averaging.mode == AveragingMode::target_batch)
+    carried_.assign(params.size(), 0.0f);
   if (options_.config.averaging.mode == AveragingMode::local_updates) {
     outer_anchor_.assign(params.begin(), params.end());
     outer_momentum_.assign(params.size(), 0.0f);
@@ -137,27 +139,57 @@ bool CollaborativeOptimizer::step(std::size_t batch_size) {
   if (options_.config.averaging.mode == AveragingMode::local_updates)
     return diloco_step(batch_size);
 
+  // A batch that arrives after the epoch is complete (the peer was computing
+  // it when the others reached the target) opens the next epoch instead of
+  // enlarging this one, so every epoch is the target batch, not the target
+  // plus one batch per peer.
+  if (local_samples_ > 0) {
+    const GlobalProgress before = swarm_->global_progress(epoch_);
+    if (!is_behind(before) && was_complete(before)) {
+      kernels::weighted_accumulate(carried_, grads_, static_cast<float>(batch_size));
+      return end_epoch(before, batch_size);
+    }
+  }
   kernels::weighted_accumulate(accumulated_, grads_, static_cast<float>(batch_size));
   local_samples_ += batch_size;
   report(false);
 
   const GlobalProgress global = swarm_->global_progress(epoch_);
-  // With overlap the others announce epoch N+1 as soon as round N starts, so
-  // one epoch ahead means "join round N now", not "missed it".
-  const std::uint64_t behind_by = options_.config.averaging.overlap ? 1 : 0;
-  if (global.global_epoch > epoch_ + behind_by) {
+  if (is_behind(global)) {
     // The swarm stepped without this peer (it missed the round), so its
     // parameters lack that step: take the state of a peer that has it.
     log::info("epoch {} is behind the swarm ({}): loading state from peers", epoch_,
               global.global_epoch);
-    if (load_state_from_peers(global.global_epoch - behind_by)) return true;
+    if (load_state_from_peers(global.global_epoch - behind_by())) return true;
   }
   prepare_rounds(global);
-  const bool ready = global.global_epoch > epoch_ ||
-                     global.target_reached(options_.config.target_batch_size) ||
-                     (prepared_epoch_ == epoch_ && swarm_->round_started(gradients_key(epoch_)));
-  if (!ready) return false;
-  return end_epoch(global);
+  if (!is_complete(global)) return false;
+  return end_epoch(global, 0);
+}
+
+// With overlap the others announce epoch N+1 as soon as round N starts, so
+// one epoch ahead means "join round N now", not "missed it".
+std::uint64_t CollaborativeOptimizer::behind_by() const {
+  return options_.config.averaging.overlap ? 1 : 0;
+}
+
+bool CollaborativeOptimizer::is_behind(const GlobalProgress& global) const {
+  return global.global_epoch > epoch_ + behind_by();
+}
+
+bool CollaborativeOptimizer::round_began(const GlobalProgress& global) const {
+  return global.global_epoch > epoch_ ||
+         (prepared_epoch_ == epoch_ && swarm_->round_started(gradients_key(epoch_)));
+}
+
+bool CollaborativeOptimizer::is_complete(const GlobalProgress& global) const {
+  return round_began(global) || global.target_reached(options_.config.target_batch_size);
+}
+
+// Before a batch is added: samples counted, not extrapolated — the
+// extrapolation is exactly the batches still being computed, this one included.
+bool CollaborativeOptimizer::was_complete(const GlobalProgress& global) const {
+  return round_began(global) || global.samples_accumulated >= options_.config.target_batch_size;
 }
 
 std::string CollaborativeOptimizer::gradients_key(std::uint64_t epoch) const {
@@ -205,11 +237,16 @@ void CollaborativeOptimizer::abandon_unused_rounds(std::uint64_t ended_epoch) {
   if (!unused.empty()) swarm_->abandon_rounds(std::move(unused));
 }
 
-bool CollaborativeOptimizer::end_epoch(const GlobalProgress& global) {
+bool CollaborativeOptimizer::end_epoch(const GlobalProgress& global, std::size_t carried_samples) {
   const std::uint64_t ended_epoch = epoch_;
   RoundReport round =
       options_.config.averaging.overlap ? overlapped_boundary(global) : blocking_boundary(global);
   abandon_unused_rounds(ended_epoch);
+  if (carried_samples > 0) {
+    // Both boundaries leave accumulated_ zeroed, so carried_ is zero again after the swap.
+    accumulated_.swap(carried_);
+    local_samples_ = carried_samples;
+  }
   finish_boundary(round);
   return true;
 }
@@ -458,57 +495,6 @@ bool CollaborativeOptimizer::average_state() {
   for (std::size_t i = 0; i < buffers.size(); ++i) copy_into(buffers[i], copies[i + 1]);
   if (!outer_anchor_.empty()) copy_into(outer_anchor_, params_);
   rule_->state_replaced();
-  return true;
-}
-
-bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
-  {
-    std::lock_guard lock(state_mutex_);
-    rule_->step(params_, grads_, epoch_);
-  }
-  local_samples_ += batch_size;
-  ++inner_steps_;
-  report(false);
-  if (inner_steps_ % options_.config.averaging.local_steps != 0) return false;
-  // A peer whose round failed while the others averaged stays behind for
-  // good (each round's key is its epoch, and a failed round costs it the
-  // matchmaking wait): take the state of a peer that is ahead instead.
-  const GlobalProgress global = swarm_->global_progress(epoch_);
-  if (global.global_epoch > epoch_) {
-    log::info("outer step {} is behind the swarm ({}): loading state from peers", epoch_,
-              global.global_epoch);
-    // Any peer ahead will do: donors announce their epoch only now and then.
-    if (load_state_from_peers(epoch_ + 1)) {
-      last_step_time_ = now();
-      return true;
-    }
-  }
-
-  RoundReport round = begin_round();
-  // Pseudo-gradient: how far the inner steps moved the parameters.
-  for (std::size_t i = 0; i < params_.size(); ++i) accumulated_[i] = outer_anchor_[i] - params_[i];
-  const std::string key = options_.config.run + ".outer." + std::to_string(epoch_);
-  average_accumulated(key, round);
-  round.applied = true;
-  round.applied_epoch = epoch_;
-  if (round.averaged) {
-    deadline_.record_success(round.gradients.seconds);
-  } else {
-    ++failed_rounds_;
-    log::warn("outer step {}: averaging failed ({}); applying the local delta", epoch_,
-              round.gradients.error);
-  }
-  {
-    std::lock_guard lock(state_mutex_);
-    kernels::SgdConfig outer{static_cast<float>(options_.config.averaging.outer_lr),
-                             static_cast<float>(options_.config.averaging.outer_momentum), 0.0f,
-                             true};
-    kernels::sgd_step(outer_anchor_, accumulated_, outer_momentum_, outer);
-    copy_into(params_, outer_anchor_);
-    local_samples_ = 0;
-    epoch_ += 1;
-  }
-  finish_boundary(round);
   return true;
 }
 

@@ -19,7 +19,14 @@
 // learning rate for that epoch, and epoch = max(local + 1, global). Every
 // `average_state_every` epochs parameters and optimizer statistics are
 // averaged too. If averaging fails the peer proceeds with its local gradients
-// and says so (log, metrics, last_round()).
+// and says so (log, metrics, last_round()). A mini-batch handed to step()
+// after the epoch is already complete (the peer computed it while the others
+// reached the target) is not added to that epoch: it is the first batch of the
+// next one, so an epoch is the target batch and not the target plus up to one
+// batch per peer (with 4 peers one batch each, epochs were ~1.3x the target and
+// the swarm took that many fewer steps than one process). Its gradients were
+// taken at the parameters before the step — the same one-step staleness as
+// overlap, for one batch per peer and epoch.
 //
 // Matchmaking ahead of time: once the estimate says the target is less than
 // averaging.matchmaking_time away, the epoch's rounds (gradients, and the
@@ -175,7 +182,14 @@ class CollaborativeOptimizer {
  private:
   double now() const;
   void report(bool force);
-  bool end_epoch(const GlobalProgress& global);
+  // Ends the epoch; `carried_samples` > 0: carried_ holds that many samples'
+  // gradients, which become the first of the next epoch.
+  bool end_epoch(const GlobalProgress& global, std::size_t carried_samples);
+  std::uint64_t behind_by() const;
+  bool is_behind(const GlobalProgress& global) const;     // missed a round: load the state
+  bool round_began(const GlobalProgress& global) const;   // others ended this epoch
+  bool is_complete(const GlobalProgress& global) const;   // estimated: the target is reached
+  bool was_complete(const GlobalProgress& global) const;  // counted: reached without a new batch
   RoundReport blocking_boundary(const GlobalProgress& global);
   RoundReport overlapped_boundary(const GlobalProgress& global);
   struct InFlightRound;
@@ -209,6 +223,7 @@ class CollaborativeOptimizer {
   std::unique_ptr<StepRule> speculative_;  // overlap: rule_ plus this peer's step
   std::vector<float> speculative_grads_;
   std::vector<float> accumulated_;   // Σ batch_size · grads (target-batch mode)
+  std::vector<float> carried_;       // a late batch's, for the next epoch (zero between steps)
   std::vector<float> outer_anchor_;  // DiLoCo: parameters at the last outer step
   std::vector<float> outer_momentum_;
   std::uint64_t epoch_ = 0;

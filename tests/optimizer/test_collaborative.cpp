@@ -499,7 +499,9 @@ TEST(CollaborativeOptimizer, FollowerEndsItsEpochWhenTheRoundStarts) {
   EXPECT_TRUE(ended);
   EXPECT_EQ(follower.epoch(), 1u);
   EXPECT_EQ(leader.epoch(), 1u);
-  EXPECT_EQ(follower.last_round().local_samples, 20u);
+  // The round had started before this batch was handed over: it opens epoch 1.
+  EXPECT_EQ(follower.last_round().local_samples, 10u);
+  EXPECT_EQ(follower.local_samples(), 10u);
   EXPECT_TRUE(follower.last_round().averaged);
   EXPECT_TRUE(leader.last_round().averaged);
   EXPECT_EQ(hash_of(leader_model.params), hash_of(follower_model.params));
@@ -523,4 +525,59 @@ TEST(CollaborativeOptimizer, LoadingStateAbandonsRoundsMatchedAhead) {
   opt.restore(ahead);
   EXPECT_EQ(opt.epoch(), 7u);
   EXPECT_GE(hub->abandoned(), 1u);
+}
+
+// A batch computed while the others completed the epoch opens the next one:
+// the epoch is the target batch (not target + one batch per late peer), and
+// the late batch's gradients are those of the next epoch's step.
+TEST(CollaborativeOptimizer, LateBatchOpensTheNextEpoch) {
+  auto hub = std::make_shared<FakeHub>();
+  hub->target = 20;
+  hub->clock = [] { return 1000.0; };  // frozen: estimates are exactly the samples reported
+  hub->group_wait = std::chrono::milliseconds(5000);
+  auto opts = options(hub->target);
+  opts.clock = hub->clock;
+  opts.load_state_on_start = false;
+  opts.config.averaging.average_state_every = 1000;  // gradient rounds only
+  Peer a_model(41), b_model(42);
+  CollaborativeOptimizer a(std::make_shared<FakeSwarm>(hub, "a"), opts, a_model.params,
+                           a_model.grads);
+  CollaborativeOptimizer b(std::make_shared<FakeSwarm>(hub, "b"), opts, b_model.params,
+                           b_model.grads);
+  a_model.compute_gradients(10);
+  EXPECT_FALSE(a.step(10));       // 10 of 20
+  a_model.compute_gradients(10);  // computing while b completes the epoch
+  const std::vector<float> a_late = a_model.grads;
+
+  b_model.compute_gradients(10);
+  std::thread b_thread([&] { EXPECT_TRUE(b.step(10)); });  // 20 of 20: waits in the round for a
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (hub->rounds_started() == 0 && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(a.step(10));  // the epoch was complete before this batch
+  b_thread.join();
+  EXPECT_EQ(a.epoch(), 1u);
+  EXPECT_EQ(b.epoch(), 1u);
+  EXPECT_EQ(a.last_round().local_samples, 10u);
+  EXPECT_EQ(b.last_round().local_samples, 10u);
+  EXPECT_EQ(a.local_samples(), 10u);  // the late batch, in epoch 1
+  ASSERT_EQ(hash_of(a_model.params), hash_of(b_model.params));
+
+  // Epoch 1: a's late batch and one batch of b, averaged (SGD, lr 0.1, no momentum).
+  const std::vector<float> before = a_model.params;
+  b_model.compute_gradients(10);
+  const std::vector<float> b_grads = b_model.grads;
+  std::thread b_next([&] { EXPECT_TRUE(b.step(10)); });
+  a_model.compute_gradients(10);  // again late: it will open epoch 2
+  while (hub->rounds_started() < 3 && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(a.step(10));
+  b_next.join();
+  ASSERT_TRUE(a.last_round().averaged);
+  EXPECT_EQ(a.last_round().local_samples, 10u);
+  for (std::size_t i = 0; i < kDim; ++i) {
+    const float expected = before[i] - 0.1f * 0.5f * (a_late[i] + b_grads[i]);
+    EXPECT_NEAR(a_model.params[i], expected, 1e-5f) << i;
+  }
+  EXPECT_EQ(hash_of(a_model.params), hash_of(b_model.params));
 }
