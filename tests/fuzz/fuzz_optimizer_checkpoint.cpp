@@ -7,7 +7,8 @@
 #include "fuzz_util.hpp"
 #include "optimizer/checkpoint.hpp"
 
-#include <cstring>
+#include <algorithm>
+#include <span>
 
 using namespace apiary;
 using namespace apiary::optimizer;
@@ -20,8 +21,10 @@ bool same(const Checkpoint& a, const Checkpoint& b) {
   for (std::size_t i = 0; i < a.tensors.size(); ++i) {
     const NamedTensor& x = a.tensors[i];
     const NamedTensor& y = b.tensors[i];
+    // Bitwise (NaN payloads too); std::ranges::equal on floats would call NaN unequal.
     if (x.name != y.name || x.shape != y.shape || x.data.size() != y.data.size()) return false;
-    if (std::memcmp(x.data.data(), y.data.data(), x.data.size() * sizeof(float)) != 0) return false;
+    const auto bits = [](const NamedTensor& t) { return std::as_bytes(std::span(t.data)); };
+    if (!std::ranges::equal(bits(x), bits(y))) return false;
   }
   return true;
 }
