@@ -5,6 +5,7 @@
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "kernels/reduce.hpp"
+#include "optimizer/state_validation.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -516,6 +517,7 @@ StateSnapshot CollaborativeOptimizer::snapshot() const {
 }
 
 void CollaborativeOptimizer::restore(const StateSnapshot& state) {
+  require_finite(state);  // before the lock: a scan of the whole state
   std::lock_guard lock(state_mutex_);
   auto buffers = rule_->state_buffers();
   const std::size_t outer = outer_anchor_.empty() ? 0 : 2;

@@ -3,6 +3,7 @@
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "core/log.hpp"
+#include "optimizer/state_validation.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -84,6 +85,7 @@ std::optional<StateSnapshot> StateCheckpoints::load_latest() {
         why = "it belongs to run '" + run + "', not '" + run_ + "'";
       } else {
         StateSnapshot state = state_from_checkpoint(ck);
+        require_finite(state);
         last_epoch_ = state.epoch;
         last_hash_ = parameters_hash(state.tensors[0]);
         log::info("resuming from checkpoint {} (epoch {}, parameters hash {})", file.string(),
@@ -108,6 +110,12 @@ std::optional<StateSnapshot> StateCheckpoints::load_latest() {
 
 bool StateCheckpoints::save(const StateSnapshot& state) {
   if (state.tensors.empty()) return false;
+  try {
+    require_finite(state);
+  } catch (const Error& e) {
+    log::error("checkpoint of epoch {} NOT written: {}", state.epoch, e.what());
+    return false;
+  }
   const std::string hash = parameters_hash(state.tensors[0]);
   if (state.epoch == last_epoch_ && hash == last_hash_) return true;  // already on disk
   if (!open()) return false;

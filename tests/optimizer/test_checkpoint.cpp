@@ -1,9 +1,12 @@
 #include "optimizer/checkpoint.hpp"
 #include "optimizer/state_checkpoints.hpp"
+#include "optimizer/state_validation.hpp"
 
 #include "core/error.hpp"
 
 #include <gtest/gtest.h>
+
+#include <limits>
 
 #include <sys/resource.h>
 #include <csignal>
@@ -219,6 +222,28 @@ TEST(StateCheckpoints, CorruptNewestIsMovedAside) {
   EXPECT_EQ(loaded->epoch, 1u);
   EXPECT_FALSE(fs::exists(dir / "ckpt-0000000002.apiary"));
   EXPECT_TRUE(fs::exists(dir / "ckpt-0000000002.apiary.rejected"));
+  fs::remove_all(dir);
+}
+
+// A poisoned state (a NaN from a donor or a bad step) is never written, and a
+// file holding one is never resumed from: the previous checkpoint is used.
+TEST(StateCheckpoints, NonFiniteStatesAreNeitherWrittenNorResumed) {
+  auto dir = fresh_dir("state-nonfinite");
+  StateCheckpoints ck(dir, "run");
+  ASSERT_TRUE(ck.save(make_state(1, 1.0f)));
+  StateSnapshot poisoned = make_state(2, 2.0f);
+  poisoned.tensors[1][7] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_FALSE(ck.save(poisoned));
+  EXPECT_FALSE(fs::exists(dir / "ckpt-0000000002.apiary"));
+  // Written behind StateCheckpoints' back (an older binary, another tool).
+  poisoned.tensors[1][7] = std::numeric_limits<float>::infinity();
+  CheckpointDir(dir).save(checkpoint_from_state(poisoned, R"({"run":"run"})"));
+  ASSERT_TRUE(fs::exists(dir / "ckpt-0000000002.apiary"));
+  auto loaded = StateCheckpoints(dir, "run").load_latest();
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_EQ(loaded->epoch, 1u);
+  EXPECT_THROW(require_finite(poisoned), apiary::Error);
+  EXPECT_NO_THROW(require_finite(make_state(3, 3.0f)));
   fs::remove_all(dir);
 }
 

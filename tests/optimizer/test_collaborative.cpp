@@ -1,4 +1,5 @@
 // CollaborativeOptimizer logic over the in-memory FakeSwarm (threads, no sockets).
+#include "core/error.hpp"
 #include "optimizer/collaborative_optimizer.hpp"
 #include "tests/optimizer/fake_swarm.hpp"
 
@@ -6,6 +7,7 @@
 
 #include <atomic>
 #include <latch>
+#include <limits>
 #include <map>
 #include <random>
 #include <thread>
@@ -580,4 +582,23 @@ TEST(CollaborativeOptimizer, LateBatchOpensTheNextEpoch) {
     EXPECT_NEAR(a_model.params[i], expected, 1e-5f) << i;
   }
   EXPECT_EQ(hash_of(a_model.params), hash_of(b_model.params));
+}
+
+// A downloaded (or resumed) state with a non-finite value is refused before it
+// replaces anything: parameters, statistics and epoch stay as they were.
+TEST(CollaborativeOptimizer, RestoreRefusesNonFiniteState) {
+  auto hub = std::make_shared<FakeHub>();
+  hub->target = 16;
+  auto opts = options(hub->target);
+  opts.load_state_on_start = false;
+  Peer model(51);
+  CollaborativeOptimizer opt(std::make_shared<FakeSwarm>(hub, "p"), opts, model.params,
+                             model.grads);
+  StateSnapshot poisoned = opt.snapshot();
+  poisoned.epoch = 1000;
+  poisoned.tensors[0].assign(kDim, std::numeric_limits<float>::quiet_NaN());
+  const auto before = model.params;
+  EXPECT_THROW(opt.restore(poisoned), apiary::Error);
+  EXPECT_EQ(opt.epoch(), 0u);
+  EXPECT_EQ(model.params, before);
 }
