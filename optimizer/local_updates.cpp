@@ -5,8 +5,7 @@
 
 #include "core/log.hpp"
 #include "kernels/optimizer.hpp"
-
-#include <algorithm>
+#include "kernels/reduce.hpp"
 
 namespace apiary::optimizer {
 
@@ -53,7 +52,7 @@ bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
                              static_cast<float>(options_.config.averaging.outer_momentum), 0.0f,
                              true};
     kernels::sgd_step(outer_anchor_, accumulated_, outer_momentum_, outer);
-    std::ranges::copy(outer_anchor_, params_.begin());
+    kernels::copy(params_, outer_anchor_);
     local_samples_ = 0;
     epoch_ += 1;
   }

@@ -110,14 +110,14 @@ std::optional<StateSnapshot> StateCheckpoints::load_latest() {
 
 bool StateCheckpoints::save(const StateSnapshot& state) {
   if (state.tensors.empty()) return false;
+  const std::string hash = parameters_hash(state.tensors[0]);
+  if (state.epoch == last_epoch_ && hash == last_hash_) return true;  // already on disk
   try {
     require_finite(state);
   } catch (const Error& e) {
     log::error("checkpoint of epoch {} NOT written: {}", state.epoch, e.what());
     return false;
   }
-  const std::string hash = parameters_hash(state.tensors[0]);
-  if (state.epoch == last_epoch_ && hash == last_hash_) return true;  // already on disk
   if (!open()) return false;
   nlohmann::json meta{{"run", run_}, {"optimizer_steps", state.optimizer_steps}};
   if (!config_json_.empty()) meta["config"] = nlohmann::json::parse(config_json_, nullptr, false);

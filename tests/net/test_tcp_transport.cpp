@@ -631,6 +631,17 @@ std::uint64_t tcp_metrics_rejected() {
   return metrics::Registry::global().counter("apiary_tcp_frames_rejected_total").value();
 }
 
+// The code a connect to `to` fails with (ok: it connected; the connection is dropped).
+awaitable<Errc> connect_error(const TransportPtr& dialer, const PeerAddress& to) {
+  Errc code = Errc::ok;
+  try {
+    co_await dialer->connect(to);
+  } catch (const Error& e) {
+    code = e.code();
+  }
+  co_return code;
+}
+
 // True when the other side closed `socket` within `within` (a read ends).
 awaitable<bool> closed_within(tcp::socket& socket, std::chrono::milliseconds within) {
   using namespace asio::experimental::awaitable_operators;
@@ -718,13 +729,7 @@ TEST_F(TcpTransportTest, ConnectionsPerIdentityAreRefusedBeforeTheKeyExchange) {
     auto second = co_await dialer->connect(listener->local_address());
     auto first_in = co_await inbox.next();
     auto second_in = co_await inbox.next();
-    Errc code = Errc::ok;
-    try {
-      co_await dialer->connect(listener->local_address());
-    } catch (const Error& e) {
-      code = e.code();
-    }
-    EXPECT_NE(code, Errc::ok);
+    EXPECT_NE(co_await connect_error(dialer, listener->local_address()), Errc::ok);
     EXPECT_EQ(inbox.total, 2u);
     // Another identity is not affected.
     auto other_out = co_await other->connect(listener->local_address());
@@ -752,13 +757,8 @@ TEST_F(TcpTransportTest, TotalConnectionsAreRefusedBeforeTheHandshake) {
     auto b_out = co_await b->connect(listener->local_address());
     auto a_in = co_await inbox.next();
     auto b_in = co_await inbox.next();
-    Errc code = Errc::ok;
-    try {
-      co_await c->connect(listener->local_address());
-    } catch (const Error& e) {
-      code = e.code();
-    }
-    EXPECT_EQ(code, Errc::unavailable);  // closed before the listener read a byte
+    // Closed before the listener read a byte.
+    EXPECT_EQ(co_await connect_error(c, listener->local_address()), Errc::unavailable);
     EXPECT_EQ(inbox.total, 2u);
     b_in->close();
     co_await c->connect(listener->local_address());
