@@ -229,14 +229,16 @@ void TcpConnection::arm_body_deadline(std::size_t body_size) {
 asio::awaitable<Bytes> TcpConnection::read_body(std::size_t body_size) {
   ++frames_started_;
   asio::error_code available_ec;
-  // A body that is here already needs no deadline (most small frames).
-  const bool armed = socket_.available(available_ec) < body_size;
+  // One FIONREAD per frame on the common path: a body that is here already
+  // needs no deadline and is read in one piece (most small frames).
+  std::size_t waiting = socket_.available(available_ec);
+  const bool armed = waiting < body_size;
   if (armed) arm_body_deadline(body_size);
   Bytes body;
   std::size_t received = 0;
   while (received < body_size) {
     // Grow with what arrived: twice what was read, or what the socket holds already.
-    const std::size_t waiting = socket_.available(available_ec);
+    if (received > 0) waiting = socket_.available(available_ec);
     const std::size_t target =
         std::min(body_size, std::max({first_body_piece, 2 * received, received + waiting}));
     body.resize(target);
