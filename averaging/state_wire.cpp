@@ -37,7 +37,9 @@ Bytes encode_state_meta(const StateMeta& meta) {
 }
 
 StateMeta decode_state_meta(ByteSpan in) {
-  const auto doc = codec::parse(in);
+  codec::Limits limits;
+  limits.max_objects = kMaxStateTensors + 16;  // the size table and a few fields
+  const auto doc = codec::parse(in, limits);
   auto fields = doc.root().array("state.meta", 6, 6);
   if (fields.next().uint("state.version") != kStateVersion)
     throw Error(Errc::bad_message, "unknown state version");

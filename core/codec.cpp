@@ -1,5 +1,7 @@
 #include "core/codec.hpp"
 
+#include "core/msgpack_scan.hpp"
+
 #include <bit>
 #include <cmath>
 #include <string>
@@ -272,6 +274,7 @@ Reader MapReader::value(std::size_t index) const {
 
 Document parse(ByteSpan bytes, const Limits& limits) {
   if (bytes.empty()) fail("message", "empty");
+  scan_objects(bytes, {.max_depth = limits.max_depth, .max_objects = limits.max_objects});
   const msgpack::unpack_limit unpack_limit(limits.max_array, limits.max_map, limits.max_str,
                                            limits.max_bin, /*ext=*/0, limits.max_depth);
   std::size_t offset = 0;

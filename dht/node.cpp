@@ -209,11 +209,15 @@ asio::awaitable<Bytes> DhtNode::handle_ping(const rpc::RequestContext& ctx, Byte
 asio::awaitable<Bytes> DhtNode::handle_store(const rpc::RequestContext& ctx, Bytes request) {
   learn_caller(ctx);
   const auto items = wire::decode_store_request(request);
+  // Charged to the caller's identity and network; a network is never "" (this
+  // node's own, uncharged source) for a remote caller.
+  const StoreSource source{ctx.peer, ctx.network.empty() ? std::string("?") : ctx.network};
   std::vector<StoreStatus> statuses;
   statuses.reserve(items.size());
   for (const auto& item : items)
     statuses.push_back(
-        store_locally(Record{item.key, item.subkey, item.value, item.expiration}, item.in_cache));
+        store_locally(Record{item.key, item.subkey, item.value, item.expiration}, item.in_cache,
+                      source));
   co_return wire::encode_store_response(statuses);
 }
 
@@ -236,12 +240,13 @@ asio::awaitable<Bytes> DhtNode::handle_find(const rpc::RequestContext& ctx, Byte
 
 // ---- local records ----------------------------------------------------------------
 
-StoreStatus DhtNode::store_locally(const Record& record, bool in_cache) {
+StoreStatus DhtNode::store_locally(const Record& record, bool in_cache,
+                                   const StoreSource& source) {
   if (record.key.size() > options_.storage.max_key_bytes) return StoreStatus::key_too_large;
   if (!validator_->validate(record)) return StoreStatus::invalid;
   Storage& target = in_cache ? cache_ : storage_;
   return target.store(NodeId::of_key(record.key), record.key, record.subkey, record.value,
-                      record.expiration);
+                      record.expiration, source);
 }
 
 std::optional<StoredValue> DhtNode::local_value(const NodeId& key_id) {
@@ -458,7 +463,8 @@ asio::awaitable<std::vector<StoreResult>> DhtNode::store_signed(std::vector<Reco
       for (std::size_t n = 0; n < wanted && next_candidate[t] < candidates[t].size(); ++n) {
         const auto& candidate = candidates[t][next_candidate[t]++];
         if (!candidate) {
-          const StoreStatus status = store_locally(records[target_index[t]], in_cache);
+          const StoreStatus status =
+              store_locally(records[target_index[t]], in_cache, StoreSource{});
           ++answered[t];
           if (status == StoreStatus::stored)
             ++result.replicas;

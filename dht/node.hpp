@@ -160,7 +160,8 @@ class DhtNode : public std::enable_shared_from_this<DhtNode> {
                                           std::size_t beam_size = 0);
   asio::awaitable<std::vector<StoreResult>> store_signed(std::vector<Record> records,
                                                          bool in_cache);
-  StoreStatus store_locally(const Record& record, bool in_cache);
+  // `source`: who asked (StoreSource{} for this node itself), for the quotas.
+  StoreStatus store_locally(const Record& record, bool in_cache, const StoreSource& source);
   std::optional<StoredValue> local_value(const NodeId& key_id);
   std::optional<StoredValue> validated(const Bytes& key, const StoredValue& value) const;
   StoredValue stripped(StoredValue value) const;

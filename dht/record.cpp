@@ -4,6 +4,16 @@
 
 namespace apiary::dht {
 
+bool names_owner(ByteSpan key_or_subkey) noexcept {
+  return as_string_view(key_or_subkey).find(kOwnerMarkerPrefix) != std::string_view::npos;
+}
+
+bool StoredValue::holds_owned_subkey() const noexcept {
+  if (!is_dictionary) return false;
+  return std::any_of(subkeys.begin(), subkeys.end(),
+                     [](const auto& item) { return names_owner(item.first); });
+}
+
 DhtTime StoredValue::expiration() const noexcept {
   if (!is_dictionary) return regular.expiration;
   DhtTime latest = 0;
@@ -32,7 +42,7 @@ std::string_view to_string(StoreStatus status) noexcept {
     case StoreStatus::key_too_large:
       return "key or subkey larger than the size limit";
     case StoreStatus::storage_full:
-      return "storage full: memory cap reached";
+      return "storage full: memory cap, dictionary size or this source's quota reached";
     case StoreStatus::invalid:
       return "rejected by a record validator (signature or schema)";
     case StoreStatus::unreachable:
@@ -47,13 +57,15 @@ StoreStatus apply_store(std::optional<StoredValue>& existing, const std::optiona
   if (!subkey) {
     if (existing) {
       if (!existing->is_dictionary && existing->regular == entry) return StoreStatus::stored;
+      if (existing->holds_owned_subkey()) return StoreStatus::outdated;
       if (existing->expiration() >= expiration) return StoreStatus::outdated;
     }
     existing = StoredValue{.is_dictionary = false, .regular = entry, .subkeys = {}};
     return StoreStatus::stored;
   }
   if (existing && !existing->is_dictionary) {
-    if (existing->regular.expiration >= expiration) return StoreStatus::outdated;
+    if (!names_owner(*subkey) && existing->regular.expiration >= expiration)
+      return StoreStatus::outdated;
     existing.reset();
   }
   if (!existing) existing = StoredValue{.is_dictionary = true, .regular = {}, .subkeys = {}};

@@ -3,9 +3,10 @@
 //
 // A key holds either one regular value or a dictionary of subkeys, each entry
 // with its own absolute expiration in DHT time (system clock seconds, double).
-// The newest expiration wins; apply_store() is the single place that encodes
-// this rule, used by local storage and by merging values found on several
-// nodes. Errors: none thrown (pure value types and functions).
+// The newest expiration wins, except that an owner-signed entry always beats a
+// plain one: apply_store() is the single place that encodes these rules, used
+// by local storage and by merging values found on several nodes.
+// Errors: none thrown (pure value types and functions).
 #include "core/bytes.hpp"
 #include "core/clock.hpp"
 
@@ -24,6 +25,12 @@ inline DhtTime system_dht_time() {
   return wall_seconds();
 }
 
+// Starts the marker "[owner:<public key>]" that makes a key or subkey writable
+// only with its owner's signature (dht/validator.hpp checks the signature;
+// the merge rules only need to know that a subkey is owned).
+inline constexpr std::string_view kOwnerMarkerPrefix = "[owner:";
+bool names_owner(ByteSpan key_or_subkey) noexcept;
+
 struct ValueWithExpiration {
   Bytes value;
   DhtTime expiration = 0;
@@ -40,6 +47,8 @@ struct StoredValue {
   DhtTime expiration() const noexcept;
   // Drops dictionary entries that expired at `now`; true if anything is left.
   bool purge_expired(DhtTime now);
+  // True when a subkey names an owner (its entry is owner-signed).
+  bool holds_owned_subkey() const noexcept;
   bool operator==(const StoredValue&) const = default;
 };
 
@@ -59,7 +68,7 @@ enum class StoreStatus : std::uint8_t {
   too_far_in_future = 3,  // beyond the TTL and clock-skew bounds
   value_too_large = 4,
   key_too_large = 5,
-  storage_full = 6,  // memory cap reached
+  storage_full = 6,  // memory cap, dictionary size or the source's quota reached
   invalid = 7,       // refused by a record validator (signature, schema)
   unreachable = 8,   // (client side) no replica answered
 };
@@ -68,9 +77,13 @@ std::string_view to_string(StoreStatus status) noexcept;
 // Applies a store of (subkey, value, expiration) to `existing` (nullopt: the
 // key is empty) by the newest-expiration-wins rules:
 //  - regular store: replaces what is there when its expiration is newer than
-//    the regular value's / the dictionary's latest expiration;
+//    the regular value's / the dictionary's latest expiration — but never a
+//    dictionary holding an owned subkey (a stranger's plain value would hide
+//    the owners' signed records);
 //  - subkey store: creates a dictionary, or adds/updates the subkey when newer
-//    than that subkey's entry, or replaces a regular value that is older.
+//    than that subkey's entry, or replaces a regular value that is older; an
+//    owned subkey replaces a regular value whatever its expiration (so a plain
+//    value stored first with a long expiration cannot lock the owners out).
 // Re-storing an identical entry (same value, same expiration) is accepted and
 // changes nothing, so replication and republishing are idempotent.
 // Returns stored or outdated.

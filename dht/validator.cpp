@@ -49,7 +49,7 @@ std::optional<PublicKey> CompositeValidator::signer_key() const {
 
 namespace {
 
-constexpr std::string_view kOwnerPrefix = "[owner:";
+constexpr std::string_view kOwnerPrefix = kOwnerMarkerPrefix;
 constexpr std::string_view kSignaturePrefix = "[signature:";
 constexpr std::size_t kOwnerMarkerSize = kOwnerPrefix.size() + 64 + 1;
 constexpr std::size_t kSignatureSize = kSignaturePrefix.size() + 128 + 1;

@@ -17,6 +17,8 @@ codec::Limits wire_limits() {
   limits.max_map = 0;
   limits.max_str = kMaxHostBytes;
   limits.max_bin = kMaxBytesField;
+  // A full dictionary: each subkey's entry is a few fields.
+  limits.max_objects = 8 * kMaxSubkeysPerValue;
   return limits;
 }
 

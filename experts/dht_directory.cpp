@@ -3,6 +3,7 @@
 #include "core/codec.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "dht/validator.hpp"
 #include "experts/expert_uid.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -41,6 +42,13 @@ Bytes encode_entry(const std::string& uid, const PeerAddress& server) {
 
 asio::awaitable<std::size_t> declare_experts(dht::DhtNode& node, std::vector<std::string> uids,
                                              PeerAddress server, dht::DhtTime expiration) {
+  // Entries are owner-signed subkeys, so only the server itself can point a
+  // coordinate at its address; the node must sign as the server's peer.
+  const std::optional<PublicKey> own_key = node.signing_key();
+  if (!own_key || own_key->peer_id() != server.peer)
+    throw Error(Errc::invalid_argument, "cannot declare experts of " + server.to_string() +
+                                            ": the DHT node does not sign as that peer");
+  const std::string owner = dht::OwnerSignatureValidator::owner_marker(*own_key);
   // One record per (prefix, next coordinate): several experts under the same
   // branch need only one representative.
   std::map<std::pair<std::string, std::uint32_t>, std::string> entries;
@@ -52,7 +60,8 @@ asio::awaitable<std::size_t> declare_experts(dht::DhtNode& node, std::vector<std
   }
   std::vector<dht::Record> records;
   for (const auto& [where, uid] : entries) {
-    records.push_back(dht::Record{prefix_key(where.first), to_bytes(std::to_string(where.second)),
+    records.push_back(dht::Record{prefix_key(where.first),
+                                  to_bytes(std::to_string(where.second) + owner),
                                   encode_entry(uid, server), expiration});
   }
   auto results = co_await node.store_many(std::move(records));
@@ -66,7 +75,14 @@ PrefixChildren parse_children(std::string_view prefix, const dht::StoredValue& v
   if (!value.is_dictionary) return children;
   const bool last_level_known = is_valid_prefix(prefix);
   for (const auto& [subkey, entry] : value.subkeys) {
-    auto text = as_string_view(subkey);
+    // "<coord>[owner:<server key>]": the DHT checked the owner's signature.
+    const std::string_view full = as_string_view(subkey);
+    const std::size_t marker_at = full.find('[');
+    if (marker_at == std::string_view::npos) continue;  // unsigned: anyone could have written it
+    const auto owner = dht::OwnerSignatureValidator::parse_owner_marker(
+        as_bytes(full.substr(marker_at)));
+    if (!owner) continue;
+    const std::string_view text = full.substr(0, marker_at);
     std::uint32_t coord = 0;
     auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), coord);
     if (ec != std::errc{} || ptr != text.data() + text.size() || text.empty() ||
@@ -78,6 +94,7 @@ PrefixChildren parse_children(std::string_view prefix, const dht::StoredValue& v
       auto fields = doc.root().array("expert_entry", 2, 2);
       std::string uid(fields.next().str("uid", kMaxUidLength, 1));
       auto address = PeerAddress::parse(fields.next().str("server", 512, 1));
+      if (address.peer != owner->peer_id()) continue;  // a server declares only itself
       // The expert must live under this prefix and coordinate.
       if (!last_level_known || !is_valid_uid(uid)) continue;
       const std::string branch = std::string(prefix) + std::string(text);

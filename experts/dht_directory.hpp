@@ -1,7 +1,9 @@
 #pragma once
 // Experts in the DHT. A server declares each expert it hosts once per prefix
 // level of its uid: under the key "apiary.experts/<prefix>" (e.g. ".../ffn.3.")
-// the subkey "<next coord>" ("7") maps to [uid, server address] — the
+// the subkey "<next coord>[owner:<server key>]" ("7[owner:…]") maps to
+// [uid, server address] — an owner-signed entry, so only the server can
+// declare itself, and entries naming another server are skipped — the
 // dictionary that BeamSearcher walks — with an expiration a little beyond the
 // next re-declaration, so experts of a dead server vanish on their own.
 //
@@ -10,7 +12,8 @@
 // compute threads; ExpertDeclarer re-declares a server's experts periodically.
 // Values found in the DHT are untrusted: malformed subkeys, uids and addresses
 // are skipped, never thrown.
-// Errors: throws apiary::Error (invalid_argument for bad uids to declare).
+// Errors: throws apiary::Error (invalid_argument for bad uids to declare, or a
+// node that does not sign as the declared server).
 #include "dht/node.hpp"
 #include "experts/directory.hpp"
 

@@ -38,6 +38,7 @@ class InprocConnection final : public Connection {
   const PeerId& remote_peer() const noexcept override { return remote_peer_; }
   const PublicKey& remote_key() const noexcept override { return remote_key_; }
   std::optional<PeerAddress> remote_listen_address() const override { return remote_listen_; }
+  std::string remote_network() const override { return std::string(inproc_host); }
 
   asio::awaitable<void> send(Bytes message) override {
     if (!open_) throw Error(Errc::connection_closed, "inproc connection closed");

@@ -106,6 +106,7 @@ class ShapedConnection final : public Connection,
 
   const PeerId& remote_peer() const noexcept override { return inner_->remote_peer(); }
   const PublicKey& remote_key() const noexcept override { return inner_->remote_key(); }
+  std::string remote_network() const override { return inner_->remote_network(); }
   std::optional<PeerAddress> remote_listen_address() const override {
     return inner_->remote_listen_address();
   }

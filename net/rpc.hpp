@@ -36,6 +36,7 @@ struct RequestContext {
   PeerId peer;                               // authenticated caller
   PublicKey key;                             // caller's public key
   std::optional<PeerAddress> reply_address;  // where the caller listens (nullopt: client mode)
+  std::string network;                       // the caller's /24 or /64 (Connection::remote_network)
 };
 
 // Bytes a write_framed() frame reserves in front of its message for the stream's framing.

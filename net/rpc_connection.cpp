@@ -102,6 +102,7 @@ RequestContext RpcConnection::context() const {
   ctx.peer = connection_->remote_peer();
   ctx.key = connection_->remote_key();
   ctx.reply_address = connection_->remote_listen_address();
+  ctx.network = connection_->remote_network();
   return ctx;
 }
 

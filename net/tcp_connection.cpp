@@ -1,5 +1,7 @@
 #include "net/tcp_connection.hpp"
 
+#include "net/admission.hpp"
+
 #include "core/log.hpp"
 #include "net/tcp_metrics.hpp"
 #include "net/tcp_wire.hpp"
@@ -50,6 +52,7 @@ TcpConnection::TcpConnection(asio::ip::tcp::socket socket, const HandshakeResult
   asio::error_code ec;
   auto endpoint = socket_.remote_endpoint(ec);
   remote_endpoint_ = ec ? std::string("?") : tcp_wire::endpoint_text(endpoint);
+  remote_network_ = ec ? std::string("?") : address_prefix(endpoint.address());
 }
 
 TcpConnection::~TcpConnection() {

@@ -45,6 +45,7 @@ class TcpConnection final : public Connection, public std::enable_shared_from_th
   const PeerId& remote_peer() const noexcept override { return remote_peer_; }
   const PublicKey& remote_key() const noexcept override { return remote_key_; }
   std::optional<PeerAddress> remote_listen_address() const override { return remote_listen_; }
+  std::string remote_network() const override { return remote_network_; }
   asio::awaitable<void> send(Bytes message) override;
   asio::awaitable<Bytes> receive() override;
   void close() noexcept override;
@@ -81,6 +82,7 @@ class TcpConnection final : public Connection, public std::enable_shared_from_th
   PeerId remote_peer_;
   std::optional<PeerAddress> remote_listen_;
   std::string remote_endpoint_;
+  std::string remote_network_;  // address_prefix() of the socket's remote address
   std::deque<std::shared_ptr<PendingWrite>> queue_;
   asio::steady_timer body_timer_;
   std::chrono::milliseconds body_timeout_;

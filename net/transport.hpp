@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 
 namespace apiary {
 
@@ -35,6 +36,10 @@ class Connection {
   // Where the other side accepts connections (its observed host and the port it
   // announced in the handshake); nullopt for a client-mode peer.
   virtual std::optional<PeerAddress> remote_listen_address() const = 0;
+  // The network the other side's packets come from (its socket address's /24
+  // or /64, net/admission.hpp): what per-source quotas charge, since a stranger
+  // can mint identities for free but not addresses ("inproc" in process).
+  virtual std::string remote_network() const = 0;
 
   // Sends one message (at most max_message_size bytes). Messages arrive whole
   // and in order. Completes once the message is handed to the wire; concurrent

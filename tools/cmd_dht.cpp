@@ -81,8 +81,9 @@ int run_node(const DhtCliOptions& o) {
     next_status += std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval);
     const dht::DhtStats s = node.stats().get();
     std::printf(
-        "status routing_table=%zu records=%zu cached=%zu requests_served=%llu blacklisted=%zu\n",
-        s.routing_table_size, s.records, s.cached_records,
+        "status routing_table=%zu records=%zu storage_bytes=%zu cached=%zu requests_served=%llu "
+        "blacklisted=%zu\n",
+        s.routing_table_size, s.records, s.storage_bytes, s.cached_records,
         static_cast<unsigned long long>(s.requests_served), s.blacklisted);
     std::fflush(stdout);
   }

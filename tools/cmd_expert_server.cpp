@@ -9,6 +9,7 @@
 #include "core/log.hpp"
 #include "core/memory_tuning.hpp"
 #include "dht/node.hpp"
+#include "dht/validator.hpp"
 #include "experts/dht_directory.hpp"
 #include "experts/expert_server.hpp"
 #include "experts/expert_uid.hpp"
@@ -99,7 +100,9 @@ int run_expert_server(const ExpertServerCliOptions& o) {
   }
   auto rpc = std::make_shared<rpc::RpcNode>(
       make_tcp_transport(ctx.get_executor(), identity, parse_listen(o.listen), transport));
-  auto dht_node = dht::DhtNode::create(rpc);
+  dht::DhtOptions dht_options;  // signs its expert entries as this server
+  dht_options.validator = std::make_shared<dht::OwnerSignatureValidator>(identity);
+  auto dht_node = dht::DhtNode::create(rpc, dht_options);
 
   experts::ExpertServerOptions server_options;
   server_options.num_workers = o.workers;

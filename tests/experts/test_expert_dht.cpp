@@ -3,13 +3,14 @@
 // that a server declared periodically.
 #include "core/codec.hpp"
 #include "core/identity.hpp"
-#include "net/inproc_transport.hpp"
+#include "dht/validator.hpp"
 #include "experts/beam_search.hpp"
 #include "experts/dht_directory.hpp"
 #include "experts/expert_server.hpp"
 #include "experts/ffn_expert.hpp"
 #include "experts/mixture.hpp"
 #include "experts/remote_expert.hpp"
+#include "net/inproc_transport.hpp"
 
 #include <gtest/gtest.h>
 #include <asio/co_spawn.hpp>
@@ -50,8 +51,11 @@ class DhtSwarm {
 
   std::shared_ptr<dht::DhtNode> add() {
     auto node = on_net([this] {
-      auto rpc = std::make_shared<rpc::RpcNode>(network_->create_transport(Identity::generate()));
-      auto dht_node = dht::DhtNode::create(rpc);
+      const Identity identity = Identity::generate();
+      auto rpc = std::make_shared<rpc::RpcNode>(network_->create_transport(identity));
+      dht::DhtOptions options;  // signs as its peer, as servers declaring experts do
+      options.validator = std::make_shared<dht::OwnerSignatureValidator>(identity);
+      auto dht_node = dht::DhtNode::create(rpc, options);
       rpc->start();
       rpcs_.push_back(rpc);
       return dht_node;
@@ -104,19 +108,51 @@ Bytes entry(std::string_view uid, std::string_view address) {
 }  // namespace
 
 TEST(ExpertDht, ParseChildrenSkipsMalformedEntries) {
-  auto address = PeerAddress{Identity::generate().peer_id(), "127.0.0.1", 5}.to_string();
+  const Identity server = Identity::generate();
+  const std::string owner = dht::OwnerSignatureValidator::owner_marker(server.public_key());
+  auto address = PeerAddress{server.peer_id(), "127.0.0.1", 5}.to_string();
   auto value = dictionary({
-      {"3", entry("ffn.3.1", address)},    // fine (a representative below "ffn.3.")
-      {"4", entry("ffn.5.1", address)},    // uid under another branch
-      {"05", entry("ffn.5.1", address)},   // leading zero
-      {"x", entry("ffn.6.1", address)},    // not a number
-      {"7", entry("ffn.7.1", "nowhere")},  // bad address
-      {"8", Bytes{0xc1}},                  // not msgpack
+      {"3" + owner, entry("ffn.3.1", address)},    // fine (a representative below "ffn.3.")
+      {"4" + owner, entry("ffn.5.1", address)},    // uid under another branch
+      {"05" + owner, entry("ffn.5.1", address)},   // leading zero
+      {"x" + owner, entry("ffn.6.1", address)},    // not a number
+      {"7" + owner, entry("ffn.7.1", "nowhere")},  // bad address
+      {"8" + owner, Bytes{0xc1}},                  // not msgpack
   });
   auto children = parse_children("ffn.", value);
   ASSERT_EQ(children.size(), 1u);
   EXPECT_EQ(children.at(3).uid, "ffn.3.1");
   EXPECT_EQ(children.at(3).server.to_string(), address);
+}
+
+// Only a server can declare itself: an entry without an owner marker (nobody
+// signed it) or naming another server than its signer is skipped.
+TEST(ExpertDht, ParseChildrenTrustsOnlyEntriesTheirServerSigned) {
+  const Identity server = Identity::generate();
+  const Identity stranger = Identity::generate();
+  const std::string owner = dht::OwnerSignatureValidator::owner_marker(server.public_key());
+  const std::string other = dht::OwnerSignatureValidator::owner_marker(stranger.public_key());
+  auto address = PeerAddress{server.peer_id(), "127.0.0.1", 5}.to_string();
+  auto value = dictionary({
+      {"1", entry("ffn.1.0", address)},            // unsigned
+      {"2" + other, entry("ffn.2.0", address)},    // signed by someone else
+      {"3[owner:zz]", entry("ffn.3.0", address)},  // a broken marker
+      {"4" + owner, entry("ffn.4.0", address)},    // the server itself
+  });
+  auto children = parse_children("ffn.", value);
+  ASSERT_EQ(children.size(), 1u);
+  EXPECT_EQ(children.at(4).uid, "ffn.4.0");
+}
+
+// A node that does not sign as the declared server cannot declare for it.
+TEST(ExpertDht, DeclaringForAnotherServerIsRefused) {
+  DhtSwarm swarm;
+  swarm.add();
+  auto node = swarm.add();
+  const PeerAddress someone_else{Identity::generate().peer_id(), "127.0.0.1", 9};
+  EXPECT_THROW(
+      swarm.run(declare_experts(*node, {"ffn.1.1"}, someone_else, dht::system_dht_time() + 60)),
+      Error);
 }
 
 TEST(ExpertDht, BeamSearchThroughTheDhtIsExact) {
