@@ -8,6 +8,7 @@
 #include "core/log.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <deque>
 
@@ -133,6 +134,8 @@ struct Download {
   std::size_t in_flight = 0;
   std::size_t done = 0;
   std::size_t retries = 0;
+  std::vector<PeerId> liars;  // sent bytes that do not match the hashes they announced
+  bool poisoned = false;      // a chunk matching the agreed hashes holds a non-finite value
   StateSnapshot result;
   Signal changed;
 };
@@ -150,10 +153,19 @@ asio::awaitable<void> fetch_meta(rpc::RpcNode& node, PeerAddress donor,
   }
 }
 
+bool all_finite(ByteSpan raw) {
+  for (std::size_t at = 0; at + sizeof(float) <= raw.size(); at += sizeof(float)) {
+    float value;
+    std::memcpy(&value, raw.data() + at, sizeof value);
+    if (!std::isfinite(value)) return false;
+  }
+  return true;
+}
+
 // Pulls chunks from one donor until none are left or the donor fails.
 asio::awaitable<void> pull_from(rpc::RpcNode& node, PeerAddress donor, std::shared_ptr<Download> d,
                                 Deadline deadline) {
-  while (d->done < d->table.size() && SteadyClock::now() < deadline) {
+  while (d->done < d->table.size() && !d->poisoned && SteadyClock::now() < deadline) {
     if (d->queue.empty()) {
       if (d->in_flight == 0) co_return;
       co_await d->changed.wait_until(deadline);  // a failed chunk may come back
@@ -173,11 +185,15 @@ asio::awaitable<void> pull_from(rpc::RpcNode& node, PeerAddress donor, std::shar
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now()));
       Bytes raw = co_await node.call(donor, kChunkMethod, std::move(request), options);
       const ChunkRef& c = d->table[index];
-      if (raw.size() == c.count * sizeof(float) && hash256(raw) == d->meta.hashes[index]) {
+      if (raw.size() != c.count * sizeof(float) || hash256(raw) != d->meta.hashes[index]) {
+        log::warn("state download: donor {} sent chunk {} not matching its hashes; banned",
+                  donor.to_string(), index);
+        d->liars.push_back(donor.peer);
+      } else if (!all_finite(raw)) {
+        d->poisoned = true;
+      } else {
         std::memcpy(d->result.tensors[c.tensor].data() + c.offset, raw.data(), raw.size());
         ok = true;
-      } else {
-        log::debug("state download: donor {} sent a bad chunk {}", donor.to_string(), index);
       }
     } catch (const std::exception& e) {
       log::debug("state download: chunk {} from {} failed: {}", index, donor.to_string(), e.what());
@@ -194,52 +210,51 @@ asio::awaitable<void> pull_from(rpc::RpcNode& node, PeerAddress donor, std::shar
   }
 }
 
-}  // namespace
-
-asio::awaitable<StateSnapshot> download_state(rpc::RpcNode& node, GroupKeyStore& store,
-                                              std::string prefix, Deadline deadline,
-                                              DownloadStats* stats, Clock clock) {
-  auto donors = co_await store.list(prefix + "/state", clock.wall_now());
-  std::erase_if(donors, [&](const Declaration& d) { return d.address.peer == node.peer_id(); });
-  // Metadata from every donor at once.
+asio::awaitable<std::vector<DonorAnswer>> ask_donors(rpc::RpcNode& node, GroupKeyStore& store,
+                                                     const DownloadOptions& options,
+                                                     const Clock& clock) {
+  auto donors = co_await store.list(options.prefix + "/state", clock.wall_now());
+  std::erase_if(donors, [&](const Declaration& d) {
+    return d.address.peer == node.peer_id() ||
+           (options.bans != nullptr && options.bans->contains(d.address.peer));
+  });
   std::vector<std::optional<StateMeta>> metas(donors.size());
   {
     TaskGroup tasks(node.get_executor());
-    const auto timeout = std::clamp(
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now()),
-        std::chrono::milliseconds(1), std::chrono::milliseconds(5000));
+    const auto timeout = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        options.deadline - SteadyClock::now()),
+                                    std::chrono::milliseconds(1), std::chrono::milliseconds(5000));
     for (std::size_t i = 0; i < donors.size(); ++i)
       tasks.spawn(fetch_meta(node, donors[i].address, timeout, metas[i]));
     co_await tasks.wait();
   }
-  // Newest epoch wins; among its donors, the content most of them agree on.
-  std::optional<std::uint64_t> newest;
-  for (const auto& m : metas)
-    if (m && (!newest || m->epoch > *newest)) newest = m->epoch;
-  if (!newest) throw Error(Errc::unavailable, "state download: no donor answered");
-  std::size_t reference = metas.size();
-  std::size_t best_votes = 0;
-  for (std::size_t i = 0; i < metas.size(); ++i) {
-    if (!metas[i] || metas[i]->epoch != *newest) continue;
-    std::size_t votes = 0;
-    for (const auto& other : metas) votes += other && other->same_content(*metas[i]);
-    if (votes > best_votes) {
-      best_votes = votes;
-      reference = i;
-    }
-  }
-  std::vector<PeerAddress> chosen;
+  std::vector<DonorAnswer> answers;
+  answers.reserve(donors.size());
+  for (std::size_t i = 0; i < donors.size(); ++i)
+    answers.push_back({donors[i].address, std::move(metas[i])});
+  co_return answers;
+}
+
+}  // namespace
+
+asio::awaitable<StateSnapshot> download_state(rpc::RpcNode& node, GroupKeyStore& store,
+                                              DownloadOptions options, DownloadStats* stats,
+                                              Clock clock) {
+  const auto answers = co_await ask_donors(node, store, options, clock);
+  static const DonorBans kNoBans;
+  const VoteRules rules{options.expected_sizes, options.min_epoch, options.max_epoch};
+  const DonorChoice choice = choose_donors(answers, rules, options.bans ? *options.bans : kNoBans);
   DownloadStats local_stats;
-  for (std::size_t i = 0; i < metas.size(); ++i) {
-    if (metas[i] && metas[i]->same_content(*metas[reference])) {
-      chosen.push_back(donors[i].address);
-    } else if (metas[i]) {
-      ++local_stats.donors_refused;  // older epoch, or content the majority disagrees with
-    }
-  }
+  auto ban = [&](const PeerId& peer) {
+    if (options.bans != nullptr && options.bans->insert(peer).second) ++local_stats.donors_banned;
+  };
+  for (std::size_t i : choice.banned) ban(answers[i].address.peer);
+  local_stats.donors_refused = choice.refused;
+  if (stats) *stats = local_stats;
+  if (!choice.reference) throw Error(Errc::unavailable, "state download: " + choice.refusal);
 
   auto d = std::make_shared<Download>(node.get_executor());
-  d->meta = *metas[reference];
+  d->meta = *answers[*choice.reference].meta;
   d->table = chunk_table(d->meta.sizes, d->meta.chunk_elements);
   d->result.epoch = d->meta.epoch;
   d->result.metadata = d->meta.metadata;
@@ -247,13 +262,23 @@ asio::awaitable<StateSnapshot> download_state(rpc::RpcNode& node, GroupKeyStore&
   for (std::size_t i = 0; i < d->table.size(); ++i) d->queue.push_back(i);
   {
     TaskGroup pullers(node.get_executor());
-    for (const auto& donor : chosen) pullers.spawn(pull_from(node, donor, d, deadline));
+    for (std::size_t i : choice.chosen)
+      pullers.spawn(pull_from(node, answers[i].address, d, options.deadline));
     co_await pullers.wait();
   }
-  local_stats.donors_used = chosen.size();
+  for (const auto& liar : d->liars) ban(liar);
+  if (d->poisoned) {
+    for (std::size_t i : choice.chosen) ban(answers[i].address.peer);
+  }
+  local_stats.donors_used = choice.chosen.size();
   local_stats.chunks = d->table.size();
   local_stats.retries = d->retries;
   if (stats) *stats = local_stats;
+  if (d->poisoned)
+    throw Error(Errc::bad_message, "state download: the state of epoch " +
+                                       std::to_string(d->meta.epoch) + " that " +
+                                       std::to_string(choice.chosen.size()) +
+                                       " donor(s) announced holds a non-finite value");
   if (d->done < d->table.size())
     throw Error(Errc::unavailable, "state download: " + std::to_string(d->table.size() - d->done) +
                                        " chunks could not be fetched from any donor");

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace apiary::optimizer {
 
@@ -96,14 +97,19 @@ GroupSourceFactory matchmaking_groups(const AveragingConfig& averaging, bool cli
 }
 
 asio::awaitable<std::optional<StateSnapshot>> download_run_state(
-    dht::DhtNode& node, std::string run, std::uint64_t min_epoch,
-    std::vector<std::size_t> expected_sizes, std::chrono::milliseconds timeout) {
+    dht::DhtNode& node, std::string run, std::uint64_t min_epoch, std::uint64_t max_epoch,
+    std::vector<std::size_t> expected_sizes, std::chrono::milliseconds timeout,
+    averaging::DonorBans* bans) {
   averaging::DhtGroupKeyStore donors(node.shared_from_this());
-  const Deadline deadline = deadline_after(timeout);
+  averaging::DownloadOptions options{run, deadline_after(timeout)};
+  options.expected_sizes = std::move(expected_sizes);
+  options.bans = bans;
+  options.min_epoch = min_epoch;
+  options.max_epoch = max_epoch;
   averaging::StateSnapshot downloaded;
   averaging::DownloadStats stats;
   try {
-    downloaded = co_await averaging::download_state(node.rpc(), donors, run, deadline, &stats);
+    downloaded = co_await averaging::download_state(node.rpc(), donors, options, &stats);
   } catch (const std::exception& e) {
     log::info("state download: {}", e.what());
     co_return std::nullopt;
@@ -121,14 +127,8 @@ asio::awaitable<std::optional<StateSnapshot>> download_run_state(
     log::warn("state download: bad metadata ({})", e.what());
     co_return std::nullopt;
   }
-  std::vector<std::size_t> sizes;
-  for (const auto& t : downloaded.tensors) sizes.push_back(t.size());
-  if (!expected_sizes.empty() && sizes != expected_sizes) {
-    log::warn("state download: the donors' tensor sizes do not match this model");
-    co_return std::nullopt;
-  }
-  log::debug("state of epoch {} downloaded from {} donor(s), {} chunks, {} retried", state.epoch,
-             stats.donors_used, stats.chunks, stats.retries);
+  log::debug("state of epoch {} downloaded from {} donor(s), {} chunks, {} retried, {} refused",
+             state.epoch, stats.donors_used, stats.chunks, stats.retries, stats.donors_refused);
   state.tensors = std::move(downloaded.tensors);
   co_return state;
 }
@@ -168,7 +168,8 @@ struct NetworkSwarm::Impl {
   std::shared_ptr<averaging::AllReduceService> allreduce;
   std::shared_ptr<averaging::StateDonor> donor;
   std::shared_ptr<averaging::DhtGroupKeyStore> donors;  // where donors announce themselves
-  std::shared_ptr<averaging::JoinService> joins;        // every round's join requests
+  averaging::DonorBans donor_bans;  // donors caught lying, for the run (the node's thread)
+  std::shared_ptr<averaging::JoinService> joins;  // every round's join requests
 
   std::mutex prepared_mutex;  // guards the map (entries: see PreparedRound)
   std::map<std::string, PreparedRound> prepared;
@@ -314,6 +315,8 @@ NetworkSwarm::NetworkSwarm(NetworkSwarmOptions options) : impl_(std::make_shared
         impl->node = &node;
         ProgressOptions progress;
         progress.min_refresh_period = 0.2;  // near the target, look often
+        if (impl->options.config.max_peer_samples_per_second > 0)
+          progress.max_peer_samples_per_second = impl->options.config.max_peer_samples_per_second;
         impl->tracker = std::make_shared<ProgressTracker>(
             node.shared_from_this(), impl->options.identity.public_key(), impl->options.config.run,
             impl->options.config.target_batch_size, progress);
@@ -511,7 +514,12 @@ std::optional<StateSnapshot> NetworkSwarm::download_state(std::uint64_t min_epoc
   try {
     return runner_
         ->run([impl = impl_, min_epoch, sizes, ms](dht::DhtNode& node) {
-          return download_run_state(node, impl->options.config.run, min_epoch, sizes, ms);
+          // No further ahead than the progress this peer saw last vouches for.
+          std::uint64_t max_epoch = std::numeric_limits<std::uint64_t>::max();
+          if (impl->tracker && impl->tracker->last_estimate())
+            max_epoch = impl->tracker->last_estimate()->global_epoch + kDonorEpochLead;
+          return download_run_state(node, impl->options.config.run, min_epoch,
+                                    std::max(min_epoch, max_epoch), sizes, ms, &impl->donor_bans);
         })
         .get();
   } catch (const std::exception& e) {

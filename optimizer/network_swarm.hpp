@@ -14,6 +14,7 @@
 // Errors: the constructor throws apiary::Error when the DHT cannot bootstrap;
 // network failures later come back as outcomes (see swarm_services.hpp).
 #include "averaging/group_source.hpp"
+#include "averaging/state_vote.hpp"
 #include "core/identity.hpp"
 #include "dht/runner.hpp"
 #include "net/tcp_transport.hpp"
@@ -63,13 +64,22 @@ struct NetworkSwarmOptions {
 // peers it expects have joined.
 GroupSourceFactory matchmaking_groups(const AveragingConfig& averaging, bool client_mode);
 
-// The newest state of `run` with epoch ≥ min_epoch from its donors (tensor
-// sizes checked against `expected_sizes` unless empty); nullopt if none
-// delivered by `timeout`. Runs on the node's thread (the coordinator uses it
-// for checkpoints).
+// How far past the swarm's epoch that this peer's progress reports last
+// showed a donor may be and still vote (reports travel late, epochs can be
+// short); a stranger claiming epoch 1000 in a swarm at 20 is not even asked
+// for chunks.
+inline constexpr std::uint64_t kDonorEpochLead = 16;
+
+// The state of `run` its donors vouch for (averaging/state_vote.hpp), of an
+// epoch in [min_epoch, max_epoch]; tensor sizes checked against
+// `expected_sizes` before anything is allocated unless empty; donors caught
+// lying are added to `bans` (kept by the caller for the run; may be null).
+// nullopt if none delivered by `timeout`. Runs on the node's thread (the
+// coordinator uses it for checkpoints).
 asio::awaitable<std::optional<StateSnapshot>> download_run_state(
-    dht::DhtNode& node, std::string run, std::uint64_t min_epoch,
-    std::vector<std::size_t> expected_sizes, std::chrono::milliseconds timeout);
+    dht::DhtNode& node, std::string run, std::uint64_t min_epoch, std::uint64_t max_epoch,
+    std::vector<std::size_t> expected_sizes, std::chrono::milliseconds timeout,
+    averaging::DonorBans* bans);
 
 class NetworkSwarm : public SwarmServices {
  public:

@@ -1,19 +1,55 @@
 #include "optimizer/progress_estimate.hpp"
 
+#include "core/majority.hpp"
+
 #include <algorithm>
+#include <cmath>
+#include <vector>
 
 namespace apiary::optimizer {
+namespace {
 
-GlobalProgress estimate_progress(std::span<const PeerProgress> reports, std::uint64_t local_epoch,
-                                 std::uint64_t target_batch_size, double now,
-                                 const ProgressOptions& options, double epoch_started_at) {
+// The epoch this peer believes the swarm is in (see the header).
+std::uint64_t plausible_global_epoch(std::span<const PeerProgress> reports,
+                                     std::uint64_t local_epoch) {
+  std::vector<std::uint64_t> epochs;
+  for (const auto& r : reports) {
+    // Client-mode peers can't be reached for state, so they don't move the epoch.
+    if (!r.client_mode) epochs.push_back(r.epoch);
+  }
+  // One epoch ahead on a tie (two peers, one just stepped); further on a majority.
+  const std::uint64_t tied = std::min(half_reached(epochs).value_or(0), local_epoch + 1);
+  return std::max({local_epoch, tied, majority_reached(std::move(epochs)).value_or(0)});
+}
+
+}  // namespace
+
+bool plausible_report(const PeerProgress& r, std::uint64_t target_batch_size,
+                      const ProgressOptions&) {
+  return std::isfinite(r.samples_per_second) && r.samples_per_second >= 0 &&
+         static_cast<double>(r.samples_accumulated) <=
+             2.0 * static_cast<double>(target_batch_size) &&
+         std::isfinite(r.report_time);
+}
+
+GlobalProgress estimate_progress(std::span<const PeerProgress> all_reports,
+                                 std::uint64_t local_epoch, std::uint64_t target_batch_size,
+                                 double now, const ProgressOptions& options,
+                                 double epoch_started_at) {
+  std::vector<PeerProgress> reports;
+  reports.reserve(all_reports.size());
+  for (const auto& r : all_reports) {
+    if (!plausible_report(r, target_batch_size, options)) continue;
+    reports.push_back(r);
+    // Throughput above the run's per-peer maximum counts as that maximum.
+    reports.back().samples_per_second =
+        std::min(r.samples_per_second, options.max_peer_samples_per_second);
+  }
   GlobalProgress out;
   out.estimated_at = now;
-  out.global_epoch = local_epoch;
-  // Client-mode peers can't be reached for state, so they don't move the epoch.
-  for (const auto& r : reports) {
-    if (!r.client_mode) out.global_epoch = std::max(out.global_epoch, r.epoch);
-  }
+  out.global_epoch = plausible_global_epoch(reports, local_epoch);
+  // Further ahead than that is a claim nobody vouches for: it counts for nothing.
+  std::erase_if(reports, [&](const PeerProgress& r) { return r.epoch > out.global_epoch; });
   for (const auto& r : reports) {
     ++out.num_peers;
     out.total_samples_per_second += std::max(0.0, r.samples_per_second);

@@ -57,15 +57,29 @@ struct ProgressOptions {
   // is taken to be in the current epoch since it began (the report of its new
   // epoch has not reached us yet: rounds end together, reports travel late).
   double recent_report_seconds = 5.0;
+  // Reports are a stranger's claims (issue 13): a throughput above what one
+  // peer of the run may process counts as that maximum; a report claiming
+  // more samples in an epoch than twice the target batch, or a non-finite or
+  // negative throughput, is ignored.
+  double max_peer_samples_per_second = 1e6;
 };
 
 // `reports` should include this peer's own report. Reports older than the
 // caller's staleness limit should be filtered out before the call.
+// The global epoch is never further ahead than plausible: the newest epoch a
+// strict majority of the (non-client) reports has reached, or one epoch past
+// this peer's when half of them are there (two peers, one of which just
+// stepped); a minority claiming a later epoch moves nobody, and its samples are
+// not counted.
 // `epoch_started_at`: when this peer entered `local_epoch` (DHT time; < 0:
 // unknown, then reports of earlier epochs are not counted).
 GlobalProgress estimate_progress(std::span<const PeerProgress> reports, std::uint64_t local_epoch,
                                  std::uint64_t target_batch_size, double now,
                                  const ProgressOptions& options = {}, double epoch_started_at = -1);
+
+// Whether a report is counted at all (see ProgressOptions; `target_batch_size`: the run's).
+bool plausible_report(const PeerProgress& report, std::uint64_t target_batch_size,
+                      const ProgressOptions& options);
 
 // Throughput (samples/second) as a ratio of exponential moving averages of
 // samples and of seconds. Averaging rates instead would be biased upwards by

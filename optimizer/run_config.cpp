@@ -231,6 +231,9 @@ template <typename V, typename C>
 void run_fields(V& v, C& c) {
   fields(v, "run", c.run, "target_batch_size", c.target_batch_size, "batch_size", c.batch_size,
          "max_epochs", c.max_epochs, "target_accuracy", c.target_accuracy);
+  // Printed only when set: configurations without it keep their canonical text.
+  v.optional("max_peer_samples_per_second", c.max_peer_samples_per_second,
+             c.max_peer_samples_per_second > 0);
   v.section("model", c.model, [](auto& sv, auto& s) { model_fields(sv, s); });
   v.section("dataset", c.dataset, [](auto& sv, auto& s) { dataset_fields(sv, s); });
   v.section("optimizer", c.optimizer, [](auto& sv, auto& s) { optimizer_fields(sv, s); });
@@ -348,6 +351,8 @@ void RunConfig::validate() const {
   validate_optimizer(optimizer);
   validate_averaging(averaging);
   require(target_accuracy >= 0 && target_accuracy <= 1, "target_accuracy must be in [0, 1]");
+  require(max_peer_samples_per_second >= 0,
+          "max_peer_samples_per_second must be >= 0 (0: 1,000,000)");
 }
 
 std::string RunConfig::to_json() const {

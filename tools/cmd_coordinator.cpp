@@ -287,25 +287,42 @@ int run_coordinator(CoordinatorOptions o) {
   // Checkpoints of the swarm's state, downloaded from its peers. Disk trouble
   // is logged and never stops the coordinator (see StateCheckpoints).
   std::optional<optimizer::StateCheckpoints> checkpoints;
+  // The coordinator builds no model: the sizes of its last checkpoint are the
+  // run's, so a donor announcing others is refused before anything is allocated.
+  std::vector<std::size_t> state_sizes;
+  averaging::DonorBans donor_bans;  // donors caught lying, used on the runner's thread
+  auto sizes_of = [](const optimizer::StateSnapshot& state) {
+    std::vector<std::size_t> sizes;
+    for (const auto& t : state.tensors) sizes.push_back(t.size());
+    return sizes;
+  };
   if (!o.checkpoint_dir.empty()) {
     checkpoints.emplace(o.checkpoint_dir, config.run, config.to_json());
-    if (auto latest = checkpoints->load_latest())
+    if (auto latest = checkpoints->load_latest()) {
       log::info("newest checkpoint in {} is epoch {}", o.checkpoint_dir, latest->epoch);
+      state_sizes = sizes_of(*latest);
+    }
   }
   std::uint64_t next_checkpoint_epoch =
       checkpoints ? checkpoints->last_epoch() + std::max<std::uint32_t>(o.checkpoint_every, 1) : 0;
+  std::uint64_t vouched_epoch = 0;  // the swarm's epoch in the last progress view
   auto save_checkpoint = [&](std::uint64_t min_epoch) {
-    auto state = runner
-                     .run([&](dht::DhtNode& node) {
-                       return optimizer::download_run_state(node, config.run, min_epoch, {},
-                                                            std::chrono::milliseconds(20000));
-                     })
-                     .get();
+    auto state =
+        runner
+            .run([&](dht::DhtNode& node) {
+              // A donor ahead of what the swarm's progress vouches for is not asked.
+              const std::uint64_t max_epoch =
+                  std::max(min_epoch, vouched_epoch + optimizer::kDonorEpochLead);
+              return optimizer::download_run_state(node, config.run, min_epoch, max_epoch,
+                                                   state_sizes, std::chrono::milliseconds(20000),
+                                                   &donor_bans);
+            })
+            .get();
     if (!state) {
       log::warn("checkpoint: no peer could provide the state of epoch ≥ {}", min_epoch);
       return;
     }
-    checkpoints->save(*state);
+    if (checkpoints->save(*state)) state_sizes = sizes_of(*state);
   };
 
   const auto started = std::chrono::steady_clock::now();
@@ -332,6 +349,7 @@ int run_coordinator(CoordinatorOptions o) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     dashboard_view->update(view.reports, view.global, wall_seconds());
+    vouched_epoch = view.global.global_epoch;
     print_status(view, seconds, o.json);
     std::fflush(stdout);
     if (checkpoints && view.global.global_epoch >= next_checkpoint_epoch) {

@@ -221,7 +221,7 @@ TEST(GroupKeyStore, StateDownloadOverTheDhtUsesOnlySelfDeclaredDonors) {
   auto joiner = f.store(5);
   DownloadStats stats;
   const StateSnapshot got =
-      f.run(download_state(f.dht.node(5)->rpc(), joiner, "job", Clock::now() + 10s, &stats));
+      f.run(download_state(f.dht.node(5)->rpc(), joiner, {"job", Clock::now() + 10s}, &stats));
   EXPECT_EQ(got.epoch, fresh.epoch);
   EXPECT_EQ(got.metadata, fresh.metadata);
   EXPECT_EQ(got.tensors, fresh.tensors);

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace apiary::averaging {
 namespace {
 
@@ -22,6 +24,18 @@ StateSnapshot make_snapshot(std::uint64_t epoch) {
     for (std::size_t k = 0; k < s.tensors[t].size(); ++k)
       s.tensors[t][k] = static_cast<float>(epoch * 1000 + t * 100 + k % 97);
   return s;
+}
+
+// Peer `joiner` downloads "run" checking sizes against make_snapshot's, with `bans`.
+StateSnapshot download_checked(test::Swarm& swarm, std::size_t joiner, GroupKeyStore& store,
+                               DonorBans& bans, DownloadStats& stats) {
+  DownloadOptions options{"run", Clock::now() + 10s};
+  options.expected_sizes = {10000, 333};
+  options.bans = &bans;
+  auto future =
+      asio::co_spawn(swarm.ctx, download_state(*swarm.peers[joiner].node, store, options, &stats),
+                     asio::use_future);
+  return test::wait(swarm.ctx, future);
 }
 
 TEST(StateSharing, DownloadsTheNewestStateFromSeveralDonors) {
@@ -58,11 +72,12 @@ TEST(StateSharing, DownloadsTheNewestStateFromSeveralDonors) {
   test::wait(swarm.ctx, announced);
 
   DownloadStats stats;
-  auto future = asio::co_spawn(
-      swarm.ctx, download_state(*swarm.peers[5].node, store, "run", Clock::now() + 10s, &stats),
-      asio::use_future);
-  const StateSnapshot got = test::wait(swarm.ctx, future);
+  DonorBans bans;
+  const StateSnapshot got = download_checked(swarm, 5, store, bans, stats);
   const StateSnapshot want = make_snapshot(5);
+  // The corrupt donor sent bytes that do not match the hashes it announced.
+  EXPECT_EQ(bans, DonorBans{corrupt.peer_id()});
+  EXPECT_EQ(stats.donors_banned, 1u);
   EXPECT_EQ(got.epoch, 5u);
   EXPECT_EQ(got.metadata, want.metadata);
   EXPECT_EQ(got.tensors, want.tensors);
@@ -136,7 +151,7 @@ TEST(StateSharing, DonorKilledMidwayTheDownloadStillCompletes) {
   }
   DownloadStats stats;
   auto future = asio::co_spawn(
-      swarm.ctx, download_state(*swarm.peers[3].node, store, "run", Clock::now() + 20s, &stats),
+      swarm.ctx, download_state(*swarm.peers[3].node, store, {"run", Clock::now() + 20s}, &stats),
       asio::use_future);
   asio::co_spawn(swarm.ctx, test::kill_after(swarm.network, swarm.peers[1].node->peer_id(), 100ms),
                  asio::detached);
@@ -151,12 +166,82 @@ TEST(StateSharing, DonorKilledMidwayTheDownloadStillCompletes) {
   EXPECT_GT(donors[0]->chunks_served() + donors[2]->chunks_served(), stats.chunks / 2);
 }
 
+// Every donor agrees on a state holding a NaN: nothing is returned, and they
+// are banned, so the next download does not even ask them.
+TEST(StateSharing, AStateWithANonFiniteValueIsRefusedAndItsDonorsBanned) {
+  test::Swarm swarm;
+  swarm.add_peers(3, {1});
+  InMemoryGroupKeyStore store;
+  StateSnapshot poisoned = make_snapshot(5);
+  poisoned.tensors[1][7] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<std::unique_ptr<StateDonor>> donors;
+  for (std::size_t i = 0; i < 2; ++i) {
+    donors.push_back(std::make_unique<StateDonor>(*swarm.peers[i].node, 512));
+    donors.back()->publish(poisoned);
+    auto announced = asio::co_spawn(
+        swarm.ctx, donors.back()->announce(store, "run", test::system_seconds_from_now(60)),
+        asio::use_future);
+    test::wait(swarm.ctx, announced);
+  }
+  DonorBans bans;
+  auto download = [&] {
+    DownloadOptions options{"run", Clock::now() + 10s};
+    options.bans = &bans;
+    return asio::co_spawn(swarm.ctx, download_state(*swarm.peers[2].node, store, options),
+                          asio::use_future);
+  };
+  auto first = download();
+  try {
+    test::wait(swarm.ctx, first);
+    ADD_FAILURE() << "a poisoned state was returned";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::bad_message);
+    EXPECT_NE(std::string(e.what()).find("non-finite"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(bans, (DonorBans{swarm.peers[0].node->peer_id(), swarm.peers[1].node->peer_id()}));
+  auto second = download();
+  try {
+    test::wait(swarm.ctx, second);
+    ADD_FAILURE() << "banned donors were used";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::unavailable) << e.what();
+  }
+}
+
+// A donor claiming a state of another shape than the run's model is refused
+// before anything is allocated from its claim, and the honest donor serves.
+TEST(StateSharing, ADonorWhoseSizesAreNotTheModelsIsRefused) {
+  test::Swarm swarm;
+  swarm.add_peers(3, {1});
+  InMemoryGroupKeyStore store;
+  StateSnapshot huge;
+  huge.epoch = 99;
+  huge.tensors = {std::vector<float>(200000, 1.0f)};
+  StateDonor liar(*swarm.peers[0].node, 4096);
+  liar.publish(huge);
+  StateDonor honest(*swarm.peers[1].node, 512);
+  honest.publish(make_snapshot(5));
+  for (auto* d : {&liar, &honest}) {
+    auto announced = asio::co_spawn(
+        swarm.ctx, d->announce(store, "run", test::system_seconds_from_now(60)), asio::use_future);
+    test::wait(swarm.ctx, announced);
+  }
+  DonorBans bans;
+  DownloadStats stats;
+  const StateSnapshot got = download_checked(swarm, 2, store, bans, stats);
+  EXPECT_EQ(got.epoch, 5u);
+  EXPECT_EQ(got.tensors, make_snapshot(5).tensors);
+  EXPECT_EQ(liar.chunks_served(), 0u);
+  EXPECT_EQ(bans, DonorBans{swarm.peers[0].node->peer_id()});
+  EXPECT_EQ(stats.donors_refused, 1u);
+}
+
 TEST(StateSharing, NoDonorIsAnError) {
   test::Swarm swarm;
   swarm.add_peers(1, {1});
   InMemoryGroupKeyStore store;
   auto future = asio::co_spawn(
-      swarm.ctx, download_state(*swarm.peers[0].node, store, "run", Clock::now() + 1s),
+      swarm.ctx, download_state(*swarm.peers[0].node, store, {"run", Clock::now() + 1s}),
       asio::use_future);
   EXPECT_THROW(test::wait(swarm.ctx, future), Error);
 }

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <vector>
 
 using namespace apiary::optimizer;
@@ -41,8 +42,11 @@ TEST(ProgressEstimate, RecentReportsOfThePreviousEpochCountFromTheEpochStart) {
   // Without knowing when this epoch began, the old report is not counted.
   EXPECT_DOUBLE_EQ(estimate_progress(reports, 5, 1000, 102.0).estimated_samples, 100.0);
   // A peer behind the global epoch does not count the others' old reports.
-  EXPECT_DOUBLE_EQ(estimate_progress(reports, 4, 1000, 102.0, {}, epoch_began).estimated_samples,
-                   100.0);
+  auto ahead = reports;
+  ahead.push_back({"other", 5, 100, 10.0, 102.0, false});
+  const auto behind = estimate_progress(ahead, 4, 1000, 102.0, {}, epoch_began);
+  EXPECT_EQ(behind.global_epoch, 5u);
+  EXPECT_DOUBLE_EQ(behind.estimated_samples, 200.0);
   EXPECT_DOUBLE_EQ(g.seconds_to_target(), g.eta - 102.0);
 }
 
@@ -50,6 +54,46 @@ TEST(ProgressEstimate, ClientModePeersDoNotAdvanceEpoch) {
   std::vector<PeerProgress> reports = {{"a", 3, 10, 1.0, 0.0, false},
                                        {"client", 9, 10, 1.0, 0.0, true}};
   EXPECT_EQ(estimate_progress(reports, 2, 100, 0.0).global_epoch, 3u);
+}
+
+// Reports are strangers' claims: one claiming epoch 1000 among honest peers
+// at epoch 5 moves nobody, and its samples count for nothing.
+TEST(ProgressEstimate, AMinorityClaimingALaterEpochMovesNobody) {
+  std::vector<PeerProgress> reports = {{"self", 5, 100, 10.0, 100.0, false},
+                                       {"b", 5, 100, 10.0, 100.0, false},
+                                       {"liar", 1000, 5000, 10.0, 100.0, false}};
+  auto g = estimate_progress(reports, 5, 10000, 100.0);
+  EXPECT_EQ(g.global_epoch, 5u);
+  EXPECT_EQ(g.samples_accumulated, 200u);
+  EXPECT_EQ(g.num_peers, 2u);
+  // Alone against this peer it is a tie: one epoch ahead at most (a round
+  // that just ended at the other peer), never 1000.
+  std::vector<PeerProgress> pair = {reports[0], reports[2]};
+  EXPECT_EQ(estimate_progress(pair, 5, 10000, 100.0).global_epoch, 6u);
+  // …and a late joiner follows the majority, however far along it is.
+  std::vector<PeerProgress> swarm = {{"self", 0, 0, 10.0, 100.0, false},
+                                     {"b", 500, 10, 10.0, 100.0, false},
+                                     {"c", 500, 10, 10.0, 100.0, false},
+                                     {"liar", 100000, 10, 10.0, 100.0, false}};
+  EXPECT_EQ(estimate_progress(swarm, 0, 1000, 100.0).global_epoch, 500u);
+}
+
+TEST(ProgressEstimate, ThroughputIsCappedAndImplausibleReportsIgnored) {
+  ProgressOptions options;
+  options.max_peer_samples_per_second = 1000;
+  std::vector<PeerProgress> reports = {{"self", 2, 100, 50.0, 100.0, false},
+                                       {"fast", 2, 100, 5000.0, 100.0, false},
+                                       {"stuffed", 2, 2001, 50.0, 100.0, false},
+                                       {"nan", 2, 10, std::nan(""), 100.0, false}};
+  auto g = estimate_progress(reports, 2, 1000, 100.0, options);
+  EXPECT_EQ(g.num_peers, 2u);
+  EXPECT_EQ(g.samples_accumulated, 200u);
+  EXPECT_DOUBLE_EQ(g.total_samples_per_second, 50.0 + 1000.0);  // "fast" counts as 1000/s
+  EXPECT_FALSE(g.target_reached(1000));
+  EXPECT_TRUE(plausible_report(reports[0], 1000, options));
+  EXPECT_TRUE(plausible_report(reports[1], 1000, options));
+  EXPECT_FALSE(plausible_report(reports[2], 1000, options));  // more than twice the target
+  EXPECT_FALSE(plausible_report(reports[3], 1000, options));
 }
 
 TEST(ProgressEstimate, RefreshSoonerAsTargetNears) {

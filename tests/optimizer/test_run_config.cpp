@@ -159,6 +159,17 @@ TEST(RunConfig, HeldRoundWindowIsItsOwnSettingAndDefaultsToTheAveragingTimeout) 
             std::string::npos);
 }
 
+TEST(RunConfig, MaxPeerSamplesPerSecondIsPrintedOnlyWhenSet) {
+  auto plain = RunConfig::parse_json(R"({"run": "x"})");
+  EXPECT_EQ(plain.to_json().find("max_peer_samples_per_second"), std::string::npos);
+  auto bounded = RunConfig::parse_json(R"({"run": "x", "max_peer_samples_per_second": 2500})");
+  EXPECT_DOUBLE_EQ(bounded.max_peer_samples_per_second, 2500.0);
+  EXPECT_EQ(RunConfig::parse_json(bounded.to_json()).to_json(), bounded.to_json());
+  EXPECT_NE(error_of(R"({"run": "x", "max_peer_samples_per_second": -3})")
+                .find("max_peer_samples_per_second must be >= 0"),
+            std::string::npos);
+}
+
 // What gets signed: the canonical text of existing configurations stays the same
 // (recorded from the code before the field lists and enums).
 TEST(RunConfig, CanonicalTextIsUnchanged) {
