@@ -57,7 +57,11 @@ struct DhtOptions {
   std::chrono::milliseconds blacklist_time{5000};  // first ban; ×backoff_rate per further failure
   double blacklist_backoff_rate = 2.0;
   StorageLimits storage;
-  StorageLimits cache{.max_total_bytes = 64u << 20};
+  StorageLimits cache = [] {
+    StorageLimits limits;
+    limits.max_total_bytes = 64u << 20;
+    return limits;
+  }();
   bool client_mode = false;
   bool cache_locally = true;     // keep found values in the local cache
   bool cache_on_nearest = true;  // push a found value to the nearest node that lacked it

@@ -50,6 +50,7 @@ struct ExpertServerCliOptions {
   std::string listen = "127.0.0.1:0";
   std::string identity_file;
   std::string token_file;
+  double revocation_refresh = 30.0;
   std::string optimizer = "adam";
   std::string metrics;  // --metrics HOST:PORT
   std::vector<std::string> trainers;
@@ -125,16 +126,24 @@ int run_expert_server(const ExpertServerCliOptions& o) {
   const Identity identity = load_or_create_identity(o.identity_file);
   asio::io_context ctx;
   TransportOptions transport;
+  std::shared_ptr<optimizer::Revocations> revocations;
   if (!o.token_file.empty()) {  // a permissioned run: members only, both ways
     auto membership = load_membership(o.token_file, identity);
     transport.own_token = std::move(membership.token);
     transport.admit = std::move(membership.admit);
+    revocations = std::move(membership.revocations);
   }
   auto rpc = std::make_shared<rpc::RpcNode>(
       make_tcp_transport(ctx.get_executor(), identity, parse_listen(o.listen), transport));
   dht::DhtOptions dht_options;  // signs its expert entries as this server
   dht_options.validator = std::make_shared<dht::OwnerSignatureValidator>(identity);
   auto dht_node = dht::DhtNode::create(rpc, dht_options);
+  // Token runs: revoked or expired members lose their connections.
+  std::shared_ptr<optimizer::MembershipGuard> guard;
+  if (revocations) {
+    guard = std::make_shared<optimizer::MembershipGuard>(
+        dht_node, revocations, membership_guard_options(o.revocation_refresh));
+  }
 
   experts::ExpertServerOptions server_options;
   server_options.num_workers = o.workers;
@@ -168,6 +177,7 @@ int run_expert_server(const ExpertServerCliOptions& o) {
                                    2 * period + std::chrono::seconds(15));
   int exit_code = 0;
   auto shutdown = [&] {
+    if (guard) guard->stop();
     declarer.stop();
     dht_node->stop();
     rpc->stop();
@@ -179,6 +189,7 @@ int run_expert_server(const ExpertServerCliOptions& o) {
         try {
           co_await dht_node->bootstrap(peers);
           declarer.start();
+          if (guard) guard->start();
         } catch (const std::exception& e) {
           log::error("expert server: joining the DHT failed: {}", e.what());
           exit_code = 1;
@@ -217,6 +228,7 @@ const Registration registration{
       cmd->add_option("--identity", o->identity_file, "key file (default: ephemeral key)");
       cmd->add_option("--token", o->token_file,
                       "membership token of a permissioned run (with the --identity it names)");
+      add_revocation_option(*cmd, o->revocation_refresh);
       cmd->add_option("--optimizer", o->optimizer, "adam|sgd|none")->capture_default_str();
       cmd->add_option("--lr", o->learning_rate, "expert learning rate")->capture_default_str();
       cmd->add_option("--max-batch-size", o->max_batch_size, "rows per request and batch")
