@@ -34,6 +34,7 @@ std::vector<TtlRule> apiary_ttl_rules() {
   constexpr double hour = 3600.0;
   return {
       {.key_prefix = "", .key_suffix = ".config", .max_ttl_seconds = 24 * hour},
+      {.key_prefix = "", .key_suffix = ".revoked", .max_ttl_seconds = 7 * 24 * hour},
       {.key_prefix = "", .key_suffix = ".progress", .max_ttl_seconds = hour},
       {.key_prefix = "averaging:", .key_suffix = "", .max_ttl_seconds = hour},
       {.key_prefix = "apiary.experts/", .key_suffix = "", .max_ttl_seconds = hour},
@@ -92,8 +93,8 @@ StoreStatus Storage::apply(Entries::iterator it, const NodeId& key_id, ByteSpan 
   if (it != entries_.end()) {
     const StoredEntry& old = it->second;
     for (const auto& [item, item_source] : old.sources) {
-      const bool survives = item != subkey && item && updated->is_dictionary &&
-                            updated->subkeys.contains(*item);
+      const bool survives =
+          item != subkey && item && updated->is_dictionary && updated->subkeys.contains(*item);
       if (!survives) {
         removed.push_back(
             {item, item_source, item_bytes(key, item, value_size_of(old.value, item))});
@@ -108,7 +109,8 @@ StoreStatus Storage::apply(Entries::iterator it, const NodeId& key_id, ByteSpan 
     freed += r.bytes;
   }
   const std::size_t added = item_bytes(key, subkey, value.size());
-  const bool fits = quotas_.fits(source, added) && bytes_used_ - freed + added <= limits_.max_total_bytes &&
+  const bool fits = quotas_.fits(source, added) &&
+                    bytes_used_ - freed + added <= limits_.max_total_bytes &&
                     (!subkey || same_network_subkeys < limits_.quota.max_subkeys_per_network);
   if (!fits) {
     for (const auto& r : removed) quotas_.charge(r.source, r.bytes);

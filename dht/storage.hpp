@@ -28,7 +28,9 @@ struct TtlRule {
 
 // The kinds of records Apiary's modules store, each republished well within
 // its cap: run configurations (optimizer/run_directory, republished every
-// 15 minutes), progress reports (optimizer/progress_tracker, 60 s),
+// 15 minutes), revocation lists of token runs (optimizer/revocation, stored for
+// 6 days so that a revocation outlasts the tokens it revokes; republished by
+// the coordinator hourly), progress reports (optimizer/progress_tracker, 60 s),
 // matchmaking and donor declarations (averaging/, seconds) and expert entries
 // (experts/dht_directory, 75 s). Every replica enforces the same caps, so a
 // stranger's record of a kind outlives its owner's republishing by an hour at

@@ -11,16 +11,21 @@
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <map>
 #include <thread>
+#include <unordered_set>
 
 namespace apiary::experts {
 
 struct ExpertServer::State {
   explicit State(ExpertServerOptions opts)
-      : options(std::move(opts)), queue(options.max_batch_rows, options.max_queued_rows) {}
+      : options(std::move(opts)),
+        trainers(options.trainers.begin(), options.trainers.end()),
+        queue(options.max_batch_rows, options.max_queued_rows) {}
 
   ExpertServerOptions options;
+  std::unordered_set<PeerId> trainers;  // empty: anyone admitted may train
   std::map<std::string, std::shared_ptr<ExpertBackend>> experts;  // fixed after start()
   TaskQueue queue;
   std::vector<std::thread> workers;
@@ -115,9 +120,18 @@ void ExpertServer::State::save_all() {
   }
 }
 
+// Backward trains the expert: only a permitted caller may send one.
+void check_may_train(ExpertServer::State& state, const PeerId& caller) {
+  if (state.trainers.empty() || state.trainers.contains(caller)) return;
+  state.refused.fetch_add(1);
+  throw Error(Errc::permission_denied,
+              "backward refused: peer " + caller.to_string() + " may not train this expert");
+}
+
 asio::awaitable<Bytes> serve_compute(std::shared_ptr<ExpertServer::State> state, TaskKind kind,
-                                     Bytes request) {
+                                     const PeerId caller, Bytes request) {
   if (state->stopped.load()) throw Error(Errc::unavailable, "expert server is stopping");
+  if (kind == TaskKind::backward) check_may_train(*state, caller);
   auto executor = co_await asio::this_coro::executor;
   std::shared_ptr<Task> task;
   try {
@@ -177,14 +191,14 @@ void ExpertServer::add_expert(std::shared_ptr<ExpertBackend> backend) {
 void ExpertServer::start() {
   if (state_->started.exchange(true)) return;
   auto state = state_;
-  node_.add_method(std::string(wire::kForwardMethod),
-                   [state](const rpc::RequestContext&, Bytes request) {
-                     return serve_compute(state, TaskKind::forward, std::move(request));
-                   });
-  node_.add_method(std::string(wire::kBackwardMethod),
-                   [state](const rpc::RequestContext&, Bytes request) {
-                     return serve_compute(state, TaskKind::backward, std::move(request));
-                   });
+  node_.add_method(std::string(wire::kForwardMethod), [state](const rpc::RequestContext& context,
+                                                              Bytes request) {
+    return serve_compute(state, TaskKind::forward, context.peer, std::move(request));
+  });
+  node_.add_method(std::string(wire::kBackwardMethod), [state](const rpc::RequestContext& context,
+                                                               Bytes request) {
+    return serve_compute(state, TaskKind::backward, context.peer, std::move(request));
+  });
   node_.add_method(std::string(wire::kInfoMethod),
                    [state](const rpc::RequestContext&, Bytes request) -> asio::awaitable<Bytes> {
                      auto uid = wire::parse_info_request(request);

@@ -9,13 +9,20 @@
 // last checkpoint at add_expert() and are saved every checkpoint_interval and
 // at stop(), atomically (experts/checkpoint.hpp).
 //
+// Who may train: a backward call changes the expert, so with a non-empty
+// `trainers` set only those peers (the caller's authenticated id,
+// rpc::RequestContext::peer) may send one; any other caller gets
+// Error{permission_denied} for that call and the expert is untouched. Forward
+// and info stay open. Empty (the default, as in hivemind): anyone the
+// transport admits may train — in a token run that is the run's members.
+//
 // Threading: construct, add_expert() and start() before the node's io thread
 // serves requests or from that thread; stop() from any thread but the network
 // thread. Handlers hold the server's state by shared pointer, so a request
 // arriving after stop() gets Error{unavailable}, never a dangling server.
 // Errors: throws apiary::Error.
-#include "net/rpc.hpp"
 #include "experts/expert_backend.hpp"
+#include "net/rpc.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -34,12 +41,13 @@ struct ExpertServerOptions {
   std::chrono::milliseconds request_timeout{60000};  // queue + compute, per request
   std::optional<std::filesystem::path> checkpoint_dir;
   std::chrono::milliseconds checkpoint_interval{60000};
+  std::vector<PeerId> trainers;  // who may call backward; empty: anyone admitted
 };
 
 struct ExpertServerStats {
   std::uint64_t forward_batches = 0, forward_rows = 0;
   std::uint64_t backward_batches = 0, backward_rows = 0;
-  std::uint64_t refused = 0;  // malformed or wrongly shaped requests
+  std::uint64_t refused = 0;  // malformed, wrongly shaped or not permitted requests
   std::uint64_t checkpoints = 0;
   std::uint64_t queued_rows = 0;  // waiting for a worker now
 };

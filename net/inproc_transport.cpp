@@ -22,10 +22,12 @@ constexpr std::string_view inproc_host = "inproc";
 class InprocConnection final : public Connection {
  public:
   InprocConnection(const asio::any_io_executor& executor, PeerId remote_peer, PublicKey remote_key,
-                   std::optional<PeerAddress> remote_listen, std::size_t max_message_size)
+                   std::optional<PeerAddress> remote_listen, std::size_t max_message_size,
+                   Bytes remote_token)
       : remote_peer_(remote_peer),
         remote_key_(remote_key),
         remote_listen_(std::move(remote_listen)),
+        remote_token_(std::move(remote_token)),
         max_message_size_(max_message_size),
         readable_(executor) {}
 
@@ -39,6 +41,7 @@ class InprocConnection final : public Connection {
   const PublicKey& remote_key() const noexcept override { return remote_key_; }
   std::optional<PeerAddress> remote_listen_address() const override { return remote_listen_; }
   std::string remote_network() const override { return std::string(inproc_host); }
+  ByteSpan remote_token() const noexcept override { return remote_token_; }
 
   asio::awaitable<void> send(Bytes message) override {
     if (!open_) throw Error(Errc::connection_closed, "inproc connection closed");
@@ -101,6 +104,7 @@ class InprocConnection final : public Connection {
   PeerId remote_peer_;
   PublicKey remote_key_;
   std::optional<PeerAddress> remote_listen_;
+  Bytes remote_token_;
   std::size_t max_message_size_;
   std::weak_ptr<InprocConnection> peer_;
   std::deque<Bytes> inbox_;
@@ -161,11 +165,12 @@ class InprocTransport final : public Transport,
     }
     std::optional<PeerAddress> our_listen;
     if (!options_.client_mode) our_listen = local_address();
-    auto ours =
-        std::make_shared<InprocConnection>(network_->executor, target->peer_, target->key_,
-                                           target->local_address(), options_.max_message_size);
-    auto theirs = std::make_shared<InprocConnection>(network_->executor, peer_, key_, our_listen,
-                                                     target->options_.max_message_size);
+    auto ours = std::make_shared<InprocConnection>(
+        network_->executor, target->peer_, target->key_, target->local_address(),
+        options_.max_message_size, target->options_.own_token);
+    auto theirs =
+        std::make_shared<InprocConnection>(network_->executor, peer_, key_, our_listen,
+                                           target->options_.max_message_size, options_.own_token);
     InprocConnection::pair(ours, theirs);
     track(ours);
     target->track(theirs);
@@ -198,6 +203,17 @@ class InprocTransport final : public Transport,
     for (auto& weak : connections) {
       if (auto connection = weak.lock()) connection->close();
     }
+  }
+
+  std::size_t close_if(const std::function<bool(const Connection&)>& condition) override {
+    std::size_t closed_now = 0;
+    for (const auto& weak : std::vector(connections_)) {
+      auto connection = weak.lock();
+      if (!connection || !connection->is_open() || !condition(*connection)) continue;
+      connection->close();
+      ++closed_now;
+    }
+    return closed_now;
   }
 
  private:

@@ -107,6 +107,7 @@ class ShapedConnection final : public Connection,
   const PeerId& remote_peer() const noexcept override { return inner_->remote_peer(); }
   const PublicKey& remote_key() const noexcept override { return inner_->remote_key(); }
   std::string remote_network() const override { return inner_->remote_network(); }
+  ByteSpan remote_token() const noexcept override { return inner_->remote_token(); }
   std::optional<PeerAddress> remote_listen_address() const override {
     return inner_->remote_listen_address();
   }
@@ -248,6 +249,10 @@ class LinkEmulator final : public Transport, public std::enable_shared_from_this
 
   PeerAddress local_address() const override { return inner_->local_address(); }
   void close() noexcept override { inner_->close(); }
+  // Closing the inner connection ends its shaped wrapper (its pump sees the close).
+  std::size_t close_if(const std::function<bool(const Connection&)>& condition) override {
+    return inner_->close_if(condition);
+  }
 
  private:
   ConnectionPtr wrap(ConnectionPtr connection) {

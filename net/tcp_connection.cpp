@@ -53,6 +53,7 @@ TcpConnection::TcpConnection(asio::ip::tcp::socket socket, const HandshakeResult
   auto endpoint = socket_.remote_endpoint(ec);
   remote_endpoint_ = ec ? std::string("?") : tcp_wire::endpoint_text(endpoint);
   remote_network_ = ec ? std::string("?") : address_prefix(endpoint.address());
+  remote_token_ = handshake.remote_token;
 }
 
 TcpConnection::~TcpConnection() {

@@ -46,6 +46,7 @@ class TcpConnection final : public Connection, public std::enable_shared_from_th
   const PublicKey& remote_key() const noexcept override { return remote_key_; }
   std::optional<PeerAddress> remote_listen_address() const override { return remote_listen_; }
   std::string remote_network() const override { return remote_network_; }
+  ByteSpan remote_token() const noexcept override { return remote_token_; }
   asio::awaitable<void> send(Bytes message) override;
   asio::awaitable<Bytes> receive() override;
   void close() noexcept override;
@@ -83,6 +84,7 @@ class TcpConnection final : public Connection, public std::enable_shared_from_th
   std::optional<PeerAddress> remote_listen_;
   std::string remote_endpoint_;
   std::string remote_network_;  // address_prefix() of the socket's remote address
+  Bytes remote_token_;
   std::deque<std::shared_ptr<PendingWrite>> queue_;
   asio::steady_timer body_timer_;
   std::chrono::milliseconds body_timeout_;

@@ -171,6 +171,18 @@ struct TransportState : std::enable_shared_from_this<TransportState> {
       if (auto connection = weak.lock()) connection->close();
     on_accept = nullptr;
   }
+
+  std::size_t close_if(const std::function<bool(const Connection&)>& condition) {
+    std::size_t closed_now = 0;
+    std::erase_if(connections, [](const auto& weak) { return weak.expired(); });
+    for (const auto& weak : std::vector(connections)) {  // close() may re-enter track()
+      auto connection = weak.lock();
+      if (!connection || !connection->is_open() || !condition(*connection)) continue;
+      connection->close();
+      ++closed_now;
+    }
+    return closed_now;
+  }
 };
 
 asio::awaitable<void> dial(tcp::socket& socket, const PeerAddress& address, bool& connected) {
@@ -382,6 +394,9 @@ class TcpTransport final : public Transport {
   }
 
   void close() noexcept override { state_->close(); }
+  std::size_t close_if(const std::function<bool(const Connection&)>& condition) override {
+    return state_->close_if(condition);
+  }
 
  private:
   std::shared_ptr<TransportState> state_;

@@ -40,6 +40,10 @@ class Connection {
   // or /64, net/admission.hpp): what per-source quotas charge, since a stranger
   // can mint identities for free but not addresses ("inproc" in process).
   virtual std::string remote_network() const = 0;
+  // The membership token the other side presented in the handshake (empty in
+  // an open run), so that a periodic check can end a membership that expired
+  // or was revoked after the handshake (Transport::close_if).
+  virtual ByteSpan remote_token() const noexcept = 0;
 
   // Sends one message (at most max_message_size bytes). Messages arrive whole
   // and in order. Completes once the message is handed to the wire; concurrent
@@ -88,6 +92,9 @@ class Transport {
   virtual PeerAddress local_address() const = 0;
   // Stops accepting and closes every connection.
   virtual void close() noexcept = 0;
+  // Closes every open connection (inbound and outbound) for which `condition`
+  // holds, as if the peer had dropped it; returns how many it closed.
+  virtual std::size_t close_if(const std::function<bool(const Connection&)>& condition) = 0;
 };
 
 using TransportPtr = std::shared_ptr<Transport>;

@@ -1,6 +1,7 @@
 #include "optimizer/membership.hpp"
 
 #include "core/error.hpp"
+#include "optimizer/revocation.hpp"
 
 #include <chrono>
 #include <cstring>
@@ -28,13 +29,13 @@ Bytes signed_part(const MembershipToken& t) {
   return out;
 }
 
-std::uint64_t unix_now() {
+}  // namespace
+
+std::uint64_t unix_seconds() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
                                         std::chrono::system_clock::now().time_since_epoch())
                                         .count());
 }
-
-}  // namespace
 
 Bytes MembershipToken::encode() const {
   Bytes out = signed_part(*this);
@@ -107,18 +108,30 @@ TokenFile load_token(const std::filesystem::path& file) {
 }
 
 std::function<bool(const PublicKey& remote, ByteSpan token)> make_admit_check(
-    PublicKey run_key, std::string run, std::function<std::uint64_t()> now) {
-  if (!now) now = unix_now;
-  return [run_key, run = std::move(run), now = std::move(now)](const PublicKey& remote,
-                                                               ByteSpan bytes) {
+    PublicKey run_key, std::string run, std::function<std::uint64_t()> now,
+    std::shared_ptr<const Revocations> revoked) {
+  if (!now) now = unix_seconds;
+  return [run_key, run = std::move(run), now = std::move(now), revoked = std::move(revoked)](
+             const PublicKey& remote, ByteSpan bytes) {
     try {
       const auto token = MembershipToken::decode(bytes);
       return token.run == run && token.peer == remote.peer_id() && token.expiration > now() &&
-             token.signed_by(run_key);
+             !(revoked && revoked->revoked(token.peer)) && token.signed_by(run_key);
     } catch (const Error&) {
       return false;
     }
   };
+}
+
+bool membership_lapsed(const PublicKey& remote, ByteSpan token, std::uint64_t now,
+                       const Revocations* revoked) {
+  try {
+    const auto decoded = MembershipToken::decode(token);
+    return decoded.peer != remote.peer_id() || decoded.expiration <= now ||
+           (revoked && revoked->revoked(decoded.peer));
+  } catch (const Error&) {
+    return true;
+  }
 }
 
 }  // namespace apiary::optimizer

@@ -6,7 +6,10 @@
 // and every peer checks the other side's token with make_admit_check(): the
 // signature must verify under the run's public key, the token must name the
 // run and the connecting peer's own id, and it must not have expired. A token
-// copied from another peer is therefore useless.
+// copied from another peer is therefore useless. With a Revocations set
+// (optimizer/revocation.hpp) the check also refuses revoked peers, and
+// membership_lapsed() tells which open connections to close once their peer's
+// token expired or was revoked after the handshake.
 //
 // Encoding (binary, then hex in token files):
 //   "APTK" | u8 version=1 | u8 run_len | run | 20-byte peer id
@@ -18,6 +21,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace apiary::optimizer {
@@ -46,8 +50,22 @@ struct TokenFile {
 void save_token(const std::filesystem::path& file, const TokenFile& contents);
 TokenFile load_token(const std::filesystem::path& file);
 
-// The TransportOptions::admit check for a token run. `now` returns unix seconds.
+class Revocations;
+
+// The TransportOptions::admit check for a token run. `now` returns unix
+// seconds (default: the system clock); `revoked` (optional, shared with its
+// refresher) refuses the peers it lists.
 std::function<bool(const PublicKey& remote, ByteSpan token)> make_admit_check(
-    PublicKey run_key, std::string run, std::function<std::uint64_t()> now = {});
+    PublicKey run_key, std::string run, std::function<std::uint64_t()> now = {},
+    std::shared_ptr<const Revocations> revoked = nullptr);
+
+// Whether a connection admitted with `token` must now be closed: the token
+// (its signature was checked at the handshake) expired by `now`, or its peer
+// is revoked. An undecodable token counts as lapsed.
+bool membership_lapsed(const PublicKey& remote, ByteSpan token, std::uint64_t now,
+                       const Revocations* revoked);
+
+// Seconds since the unix epoch (the clock tokens and revocations use).
+std::uint64_t unix_seconds();
 
 }  // namespace apiary::optimizer

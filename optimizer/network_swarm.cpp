@@ -170,6 +170,7 @@ struct NetworkSwarm::Impl {
   std::shared_ptr<averaging::DhtGroupKeyStore> donors;  // where donors announce themselves
   averaging::DonorBans donor_bans;  // donors caught lying, for the run (the node's thread)
   std::shared_ptr<averaging::JoinService> joins;  // every round's join requests
+  std::shared_ptr<MembershipGuard> guard;         // token runs with revocations
 
   std::mutex prepared_mutex;  // guards the map (entries: see PreparedRound)
   std::map<std::string, PreparedRound> prepared;
@@ -324,6 +325,11 @@ NetworkSwarm::NetworkSwarm(NetworkSwarmOptions options) : impl_(std::make_shared
         impl->allreduce = std::make_shared<averaging::AllReduceService>(node.rpc());
         impl->donor = std::make_shared<averaging::StateDonor>(node.rpc());
         impl->donors = std::make_shared<averaging::DhtGroupKeyStore>(node.shared_from_this());
+        if (impl->options.revocations) {
+          impl->guard = std::make_shared<MembershipGuard>(
+              node.shared_from_this(), impl->options.revocations, impl->options.membership);
+          impl->guard->start();
+        }
         auto executor = co_await asio::this_coro::executor;
         asio::co_spawn(executor, impl->refresh_loop(), asio::detached);
         if (!impl->options.client_mode)
@@ -344,6 +350,8 @@ NetworkSwarm::~NetworkSwarm() {
           for (auto& [key, prepared] : impl->prepared) prepared.round->cancel();
           impl->prepared.clear();
         }
+        if (impl->guard) impl->guard->stop();
+        impl->guard.reset();
         impl->donor.reset();
         impl->donors.reset();
         impl->allreduce.reset();

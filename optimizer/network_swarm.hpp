@@ -18,6 +18,7 @@
 #include "core/identity.hpp"
 #include "dht/runner.hpp"
 #include "net/tcp_transport.hpp"
+#include "optimizer/membership_guard.hpp"
 #include "optimizer/progress_tracker.hpp"
 #include "optimizer/run_config.hpp"
 #include "optimizer/swarm_services.hpp"
@@ -55,6 +56,10 @@ struct NetworkSwarmOptions {
   // Permissioned runs: this peer's token and the check applied to others.
   Bytes token;
   std::function<bool(const PublicKey&, ByteSpan)> admit;
+  // With a revocation set (the one `admit` checks): a MembershipGuard keeps it
+  // current and closes connections of revoked or expired members.
+  std::shared_ptr<Revocations> revocations;
+  MembershipGuardOptions membership;
   // How a round finds its group. Empty: matchmaking_groups(config.averaging, client_mode).
   GroupSourceFactory groups;
 };

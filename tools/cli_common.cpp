@@ -5,6 +5,7 @@
 #include "optimizer/membership.hpp"
 
 #include <unistd.h>
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -49,9 +50,26 @@ Membership load_membership(const std::string& token_file, const Identity& identi
                                              file.token.peer.to_string() + ", not for this peer (" +
                                              identity.peer_id().to_string() + "; pass --identity)");
   }
-  return {file.token.encode(),
-          optimizer::make_admit_check(file.run_key, run.empty() ? file.token.run : run),
-          file.run_key};
+  const std::string& run_name = run.empty() ? file.token.run : run;
+  auto revocations = std::make_shared<optimizer::Revocations>(file.run_key, run_name);
+  return {file.token.encode(), optimizer::make_admit_check(file.run_key, run_name, {}, revocations),
+          file.run_key, revocations};
+}
+
+void add_revocation_option(CLI::App& command, double& seconds) {
+  command
+      .add_option("--revocation-refresh", seconds,
+                  "token runs: seconds between fetches of the run's revocation list (apiary "
+                  "coordinator revoke); connections of revoked or expired members are closed")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 86400.0));
+}
+
+optimizer::MembershipGuardOptions membership_guard_options(double refresh_seconds) {
+  optimizer::MembershipGuardOptions options;
+  options.refresh_period = std::chrono::milliseconds(static_cast<long>(refresh_seconds * 1000));
+  options.sweep_period = std::min(options.refresh_period, std::chrono::milliseconds(5000));
+  return options;
 }
 
 std::vector<PeerAddress> parse_peers(const std::vector<std::string>& texts) {

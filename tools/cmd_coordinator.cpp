@@ -3,7 +3,10 @@
 // paste into `apiary join` (and for a mixture-of-experts run the
 // `apiary expert-server` lines that serve its experts), prints the swarm's
 // progress, and keeps checkpoints by downloading the state from peers.
-// `apiary coordinator token` issues membership tokens for runs with --auth token.
+// `apiary coordinator token` issues membership tokens for runs with --auth token;
+// `apiary coordinator revoke` revokes them (tools/token_revoke.hpp). A token
+// run's coordinator keeps the revocation list current and republished
+// (optimizer/membership_guard.hpp).
 #include "core/clock.hpp"
 #include "core/log.hpp"
 #include "dht/runner.hpp"
@@ -13,12 +16,13 @@
 #include "optimizer/network_swarm.hpp"
 #include "optimizer/progress_tracker.hpp"
 #include "optimizer/run_directory.hpp"
-#include "optimizer/state_checkpoints.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/command.hpp"
+#include "tools/coordinator_checkpoints.hpp"
 #include "tools/dashboard/dashboard_server.hpp"
 #include "tools/dashboard/metrics_endpoint.hpp"
 #include "tools/expert_server_lines.hpp"
+#include "tools/token_revoke.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -48,6 +52,7 @@ struct CoordinatorOptions {
   std::string dashboard = "127.0.0.1:0";  // "off": none
   std::string metrics;
   double target_accuracy = -1;  // for the dashboard's ETA (-1: none)
+  double revocation_refresh = 30.0;
 };
 
 struct TokenOptions {
@@ -58,11 +63,7 @@ struct TokenOptions {
   std::string out;
 };
 
-std::uint64_t unix_now() {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
-                                        std::chrono::system_clock::now().time_since_epoch())
-                                        .count());
-}
+using optimizer::unix_seconds;
 
 int run_token(const TokenOptions& o) {
   if (o.identity_file.empty())
@@ -71,7 +72,7 @@ int run_token(const TokenOptions& o) {
   auto peer = PeerId::parse(o.peer);
   if (!peer)
     throw Error(Errc::invalid_argument, "--for " + o.peer + ": expected a 40-hex-digit peer id");
-  const auto expiration = unix_now() + static_cast<std::uint64_t>(o.ttl_hours * 3600);
+  const auto expiration = unix_seconds() + static_cast<std::uint64_t>(o.ttl_hours * 3600);
   optimizer::TokenFile file{optimizer::issue_token(run_key, o.run, *peer, expiration),
                             run_key.public_key()};
   if (!o.out.empty()) {
@@ -139,9 +140,12 @@ void print_join_instructions(const CoordinatorOptions& o, const optimizer::RunCo
   if (token_run) {
     std::printf(
         "issue tokens (for peers%s) with:\n  apiary coordinator token --run %s --identity %s "
-        "--for PEER_ID --out TOKENFILE\n",
+        "--for PEER_ID --out TOKENFILE\n"
+        "revoke a member with:\n  apiary coordinator revoke --run %s --identity %s --peer "
+        "PEER_ID --peers %s\n",
         server_lines.empty() ? "" : " and expert servers", config.run.c_str(),
-        o.identity_file.c_str());
+        o.identity_file.c_str(), config.run.c_str(), o.identity_file.c_str(),
+        address.to_string().c_str());
   }
   if (!dashboard_url.empty()) std::printf("dashboard: %s\n", dashboard_url.c_str());
   if (o.json) {
@@ -254,17 +258,45 @@ optimizer::RunConfig load_config(const CoordinatorOptions& o) {
   return config;
 }
 
+// Token runs: keeps the run's revocation list current on the coordinator's node
+// (closing revoked and expired members' connections) and republished with the
+// run key. Null for an open run.
+std::shared_ptr<optimizer::MembershipGuard> start_membership_guard(
+    dht::DhtRunner& runner, const Identity& run_key,
+    std::shared_ptr<optimizer::Revocations> revocations, double refresh_seconds) {
+  if (!revocations) return nullptr;
+  auto options = membership_guard_options(refresh_seconds);
+  options.republish_as = run_key;
+  return runner
+      .run([&](dht::DhtNode& node) -> asio::awaitable<std::shared_ptr<optimizer::MembershipGuard>> {
+        auto guard = std::make_shared<optimizer::MembershipGuard>(node.shared_from_this(),
+                                                                  revocations, options);
+        guard->start();
+        co_return guard;
+      })
+      .get();
+}
+
+// A token run: the coordinator's own token (a year) and the members-only
+// check, which refuses the peers of the returned revocation set.
+std::shared_ptr<optimizer::Revocations> admit_members_only(TransportOptions& transport,
+                                                           const Identity& run_key,
+                                                           const std::string& run) {
+  transport.own_token =
+      optimizer::issue_token(run_key, run, run_key.peer_id(), unix_seconds() + 365ull * 24 * 3600)
+          .encode();
+  auto revocations = std::make_shared<optimizer::Revocations>(run_key.public_key(), run);
+  transport.admit = optimizer::make_admit_check(run_key.public_key(), run, {}, revocations);
+  return revocations;
+}
+
 int run_coordinator(CoordinatorOptions o) {
   install_stop_handler();
   const auto config = load_config(o);
   const Identity run_key = load_or_create_identity(o.identity_file);
   TransportOptions transport;
-  if (o.auth == "token") {
-    transport.own_token = optimizer::issue_token(run_key, config.run, run_key.peer_id(),
-                                                 unix_now() + 365ull * 24 * 3600)
-                              .encode();
-    transport.admit = optimizer::make_admit_check(run_key.public_key(), config.run);
-  }
+  std::shared_ptr<optimizer::Revocations> revocations;
+  if (o.auth == "token") revocations = admit_members_only(transport, run_key, config.run);
   dht::DhtOptions dht_options;
   dht_options.validator = std::make_shared<dht::OwnerSignatureValidator>(run_key);
   dht::DhtRunner runner(
@@ -276,6 +308,7 @@ int run_coordinator(CoordinatorOptions o) {
 
   auto publish = [&] { publish_config(runner, run_key, config, o.config_ttl); };
   publish();
+  const auto guard = start_membership_guard(runner, run_key, revocations, o.revocation_refresh);
 
   const auto metrics_endpoint = serve_metrics(o.metrics);
   const auto dashboard_view = make_dashboard_view(o, config, address);
@@ -284,46 +317,9 @@ int run_coordinator(CoordinatorOptions o) {
   print_join_instructions(o, config, address, dashboard ? dashboard->url() + "/" : "");
   std::fflush(stdout);
 
-  // Checkpoints of the swarm's state, downloaded from its peers. Disk trouble
-  // is logged and never stops the coordinator (see StateCheckpoints).
-  std::optional<optimizer::StateCheckpoints> checkpoints;
-  // The coordinator builds no model: the sizes of its last checkpoint are the
-  // run's, so a donor announcing others is refused before anything is allocated.
-  std::vector<std::size_t> state_sizes;
-  averaging::DonorBans donor_bans;  // donors caught lying, used on the runner's thread
-  auto sizes_of = [](const optimizer::StateSnapshot& state) {
-    std::vector<std::size_t> sizes;
-    for (const auto& t : state.tensors) sizes.push_back(t.size());
-    return sizes;
-  };
-  if (!o.checkpoint_dir.empty()) {
-    checkpoints.emplace(o.checkpoint_dir, config.run, config.to_json());
-    if (auto latest = checkpoints->load_latest()) {
-      log::info("newest checkpoint in {} is epoch {}", o.checkpoint_dir, latest->epoch);
-      state_sizes = sizes_of(*latest);
-    }
-  }
-  std::uint64_t next_checkpoint_epoch =
-      checkpoints ? checkpoints->last_epoch() + std::max<std::uint32_t>(o.checkpoint_every, 1) : 0;
-  std::uint64_t vouched_epoch = 0;  // the swarm's epoch in the last progress view
-  auto save_checkpoint = [&](std::uint64_t min_epoch) {
-    auto state =
-        runner
-            .run([&](dht::DhtNode& node) {
-              // A donor ahead of what the swarm's progress vouches for is not asked.
-              const std::uint64_t max_epoch =
-                  std::max(min_epoch, vouched_epoch + optimizer::kDonorEpochLead);
-              return optimizer::download_run_state(node, config.run, min_epoch, max_epoch,
-                                                   state_sizes, std::chrono::milliseconds(20000),
-                                                   &donor_bans);
-            })
-            .get();
-    if (!state) {
-      log::warn("checkpoint: no peer could provide the state of epoch ≥ {}", min_epoch);
-      return;
-    }
-    if (checkpoints->save(*state)) state_sizes = sizes_of(*state);
-  };
+  std::optional<CoordinatorCheckpoints> checkpoints;
+  if (!o.checkpoint_dir.empty())
+    checkpoints.emplace(runner, o.checkpoint_dir, config.run, config.to_json(), o.checkpoint_every);
 
   const auto started = std::chrono::steady_clock::now();
   auto last_publish = started;
@@ -349,17 +345,18 @@ int run_coordinator(CoordinatorOptions o) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     dashboard_view->update(view.reports, view.global, wall_seconds());
-    vouched_epoch = view.global.global_epoch;
     print_status(view, seconds, o.json);
     std::fflush(stdout);
-    if (checkpoints && view.global.global_epoch >= next_checkpoint_epoch) {
-      // A failed download or write is retried at the next period, not every status line.
-      next_checkpoint_epoch =
-          view.global.global_epoch + std::max<std::uint32_t>(o.checkpoint_every, 1);
-      save_checkpoint(checkpoints->last_epoch() + 1);
-    }
+    if (checkpoints) checkpoints->on_progress(view.global.global_epoch);
   }
-  if (checkpoints) save_checkpoint(checkpoints->last_epoch() + 1);
+  if (checkpoints) checkpoints->save_now();
+  if (guard)
+    runner
+        .run([&](dht::DhtNode&) -> asio::awaitable<void> {
+          guard->stop();
+          co_return;
+        })
+        .get();
   log::info("coordinator stopped; peers keep training without it");
   return 0;
 }
@@ -400,6 +397,7 @@ const Registration registration{
                       "test accuracy the dashboard estimates the time to (e.g. 0.85)")
           ->check(CLI::Range(0.0, 1.0));
       add_metrics_option(*cmd, o->metrics);
+      add_revocation_option(*cmd, o->revocation_refresh);
       cmd->add_flag("--json", o->json,
                     "the join and expert-server lines, then progress, as one JSON object per line");
 
@@ -414,9 +412,12 @@ const Registration registration{
           ->required();
       token->add_option("--ttl-hours", t->ttl_hours, "validity")->capture_default_str();
       token->add_option("--out", t->out, "write the token file here (default: print it)");
+      auto r = std::make_shared<RevokeOptions>();
+      auto* revoke = add_revoke_command(*cmd, *r);
       cmd->require_subcommand(0, 1);
-      return [o, t, token, config_opt, every, servers] {
+      return [o, t, r, token, revoke, config_opt, every, servers] {
         if (token->parsed()) return run_token(*t);
+        if (revoke->parsed()) return run_revoke(*r);
         if (config_opt->count() == 0)
           throw Error(Errc::invalid_argument, "--config FILE is required");
         if (every->count() && o->checkpoint_dir.empty())

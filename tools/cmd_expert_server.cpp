@@ -3,7 +3,8 @@
 // clients, and trains each expert on the backward passes it receives.
 // Prints its address (apiary://<id>@<host>:<port>) as the first stdout line,
 // then runs until SIGINT/SIGTERM, saving checkpoints (with --checkpoint-dir)
-// before it exits.
+// before it exits. --trainers / --trainers-file restrict backward (training)
+// to the listed peer ids; forward stays open.
 #include "core/error.hpp"
 #include "core/identity.hpp"
 #include "core/log.hpp"
@@ -30,6 +31,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
@@ -48,8 +50,11 @@ struct ExpertServerCliOptions {
   std::string listen = "127.0.0.1:0";
   std::string identity_file;
   std::string token_file;
+  double revocation_refresh = 30.0;
   std::string optimizer = "adam";
   std::string metrics;  // --metrics HOST:PORT
+  std::vector<std::string> trainers;
+  std::string trainers_file;
   float learning_rate = 1e-3f;
   std::size_t max_batch_size = 4096;
   std::size_t workers = 1;
@@ -74,6 +79,34 @@ experts::ExpertOptimizerConfig optimizer_config(const ExpertServerCliOptions& o)
   return config;
 }
 
+PeerId parse_trainer(const std::string& text, const std::string& where) {
+  auto peer = PeerId::parse(text);
+  if (!peer)
+    throw Error(Errc::invalid_argument, where + " " + text + ": expected a 40-hex-digit peer id");
+  return *peer;
+}
+
+// The peer ids of --trainers and of --trainers-file (one a line, '#' comments).
+std::vector<PeerId> trainer_ids(const ExpertServerCliOptions& o) {
+  std::vector<PeerId> ids;
+  for (const auto& text : o.trainers) ids.push_back(parse_trainer(text, "--trainers"));
+  if (o.trainers_file.empty()) return ids;
+  std::ifstream in(o.trainers_file);
+  if (!in) throw Error(Errc::io_error, "--trainers-file " + o.trainers_file + ": cannot read it");
+  for (std::string line; std::getline(in, line);) {
+    line = line.substr(0, line.find('#'));
+    const auto first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos) continue;
+    const auto last = line.find_last_not_of(" \t\r");
+    ids.push_back(parse_trainer(line.substr(first, last - first + 1),
+                                "--trainers-file " + o.trainers_file + ":"));
+  }
+  if (ids.empty())
+    throw Error(Errc::invalid_argument,
+                "--trainers-file " + o.trainers_file + " lists no peer: nobody could train");
+  return ids;
+}
+
 int run_expert_server(const ExpertServerCliOptions& o) {
   // Every batch frees and reallocates the same large tensor buffers: keep them mapped.
   tune_allocator_for_large_buffers();
@@ -93,22 +126,33 @@ int run_expert_server(const ExpertServerCliOptions& o) {
   const Identity identity = load_or_create_identity(o.identity_file);
   asio::io_context ctx;
   TransportOptions transport;
+  std::shared_ptr<optimizer::Revocations> revocations;
   if (!o.token_file.empty()) {  // a permissioned run: members only, both ways
     auto membership = load_membership(o.token_file, identity);
     transport.own_token = std::move(membership.token);
     transport.admit = std::move(membership.admit);
+    revocations = std::move(membership.revocations);
   }
   auto rpc = std::make_shared<rpc::RpcNode>(
       make_tcp_transport(ctx.get_executor(), identity, parse_listen(o.listen), transport));
   dht::DhtOptions dht_options;  // signs its expert entries as this server
   dht_options.validator = std::make_shared<dht::OwnerSignatureValidator>(identity);
   auto dht_node = dht::DhtNode::create(rpc, dht_options);
+  // Token runs: revoked or expired members lose their connections.
+  std::shared_ptr<optimizer::MembershipGuard> guard;
+  if (revocations) {
+    guard = std::make_shared<optimizer::MembershipGuard>(
+        dht_node, revocations, membership_guard_options(o.revocation_refresh));
+  }
 
   experts::ExpertServerOptions server_options;
   server_options.num_workers = o.workers;
   server_options.max_batch_rows = o.max_batch_size;
   if (!o.checkpoint_dir.empty()) server_options.checkpoint_dir = o.checkpoint_dir;
   server_options.checkpoint_interval = std::chrono::seconds(o.checkpoint_interval_s);
+  server_options.trainers = trainer_ids(o);
+  if (!server_options.trainers.empty())
+    log::info("backward (training) only from {} permitted peer(s)", server_options.trainers.size());
   experts::ExpertServer server(*rpc, server_options);
   experts::BackendOptions backend_options;
   backend_options.max_batch_size = o.max_batch_size;
@@ -133,6 +177,7 @@ int run_expert_server(const ExpertServerCliOptions& o) {
                                    2 * period + std::chrono::seconds(15));
   int exit_code = 0;
   auto shutdown = [&] {
+    if (guard) guard->stop();
     declarer.stop();
     dht_node->stop();
     rpc->stop();
@@ -144,6 +189,7 @@ int run_expert_server(const ExpertServerCliOptions& o) {
         try {
           co_await dht_node->bootstrap(peers);
           declarer.start();
+          if (guard) guard->start();
         } catch (const std::exception& e) {
           log::error("expert server: joining the DHT failed: {}", e.what());
           exit_code = 1;
@@ -182,6 +228,7 @@ const Registration registration{
       cmd->add_option("--identity", o->identity_file, "key file (default: ephemeral key)");
       cmd->add_option("--token", o->token_file,
                       "membership token of a permissioned run (with the --identity it names)");
+      add_revocation_option(*cmd, o->revocation_refresh);
       cmd->add_option("--optimizer", o->optimizer, "adam|sgd|none")->capture_default_str();
       cmd->add_option("--lr", o->learning_rate, "expert learning rate")->capture_default_str();
       cmd->add_option("--max-batch-size", o->max_batch_size, "rows per request and batch")
@@ -193,6 +240,15 @@ const Registration registration{
                                        "seconds between checkpoints")
                            ->capture_default_str();
       cmd->add_option("--seed", o->seed, "weight initialisation seed")->capture_default_str();
+      cmd->add_option("--trainers", o->trainers,
+                      "peer ids allowed to train the experts (backward), comma-separated; "
+                      "others get permission_denied, forward stays open (default: anyone "
+                      "admitted may train — in a --token run, the run's members)")
+          ->delimiter(',');
+      cmd->add_option("--trainers-file", o->trainers_file,
+                      "file of peer ids allowed to train, one a line (with or instead of "
+                      "--trainers)")
+          ->check(CLI::ExistingFile);
       add_metrics_option(*cmd, o->metrics);
       return [o, interval] {
         if (interval->count() && o->checkpoint_dir.empty())

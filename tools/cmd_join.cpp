@@ -44,6 +44,7 @@ struct JoinOptions {
   std::string data_dir;
   bool client_mode = false;
   std::string token_file;
+  double revocation_refresh = 30.0;
   std::string identity_file;
   std::string listen = "127.0.0.1:0";
   std::string run_key_hex;
@@ -187,6 +188,8 @@ int run_join(const JoinOptions& o) {
     auto membership = load_membership(o.token_file, identity, o.run);
     swarm_options.token = std::move(membership.token);
     swarm_options.admit = std::move(membership.admit);
+    swarm_options.revocations = std::move(membership.revocations);
+    swarm_options.membership = membership_guard_options(o.revocation_refresh);
     trusted.push_back(membership.run_key.peer_id());
   }
   if (!o.run_key_hex.empty()) {
@@ -263,6 +266,7 @@ const Registration registration{
       cmd->add_option("--data", o->data_dir, "Fashion-MNIST directory (default: the run's)");
       cmd->add_flag("--client-mode", o->client_mode, "do not accept connections (behind NAT)");
       cmd->add_option("--token", o->token_file, "membership token file (runs with --auth token)");
+      add_revocation_option(*cmd, o->revocation_refresh);
       cmd->add_option("--identity", o->identity_file,
                       "key file (created if missing; default: ephemeral)");
       cmd->add_option("--listen", o->listen, "HOST:PORT to accept peers on")->capture_default_str();

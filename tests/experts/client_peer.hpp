@@ -2,9 +2,9 @@
 // A DHT peer and RPC endpoint in a test process, on its own network thread,
 // over the encrypted TCP transport (with `options`, e.g. a membership token).
 #include "core/identity.hpp"
+#include "dht/node.hpp"
 #include "net/rpc.hpp"
 #include "net/tcp_transport.hpp"
-#include "dht/node.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/executor_work_guard.hpp>
@@ -45,6 +45,17 @@ class ClientPeer {
   // Joins the DHT through `peer`; throws what the bootstrap threw.
   void bootstrap(const PeerAddress& peer) {
     asio::co_spawn(ctx_, dht_->bootstrap({peer}), asio::use_future).get();
+  }
+  // Runs `task` on the peer's network thread and waits for it (rethrows).
+  template <typename T>
+  T run(asio::awaitable<T> task) {
+    return asio::co_spawn(ctx_, std::move(task), asio::use_future).get();
+  }
+  // Open connections, counted on the network thread.
+  std::size_t connection_count() {
+    std::promise<std::size_t> count;
+    asio::post(ctx_, [&] { count.set_value(rpc_->connection_count()); });
+    return count.get_future().get();
   }
   std::shared_ptr<dht::DhtNode> dht() { return dht_; }
   rpc::RpcNode& rpc() { return *rpc_; }

@@ -312,3 +312,38 @@ TEST(ExpertServer, CheckpointsOnStopAndResumesOnStart) {
   EXPECT_EQ(server.expert("ffn.0.0")->state().parameters, trained);
   std::filesystem::remove_all(dir);
 }
+
+TEST(ExpertServer, BackwardOnlyFromPermittedTrainersForwardStaysOpen) {
+  InprocSwarm swarm;
+  auto& trainer = swarm.add_node();
+  auto& stranger = swarm.add_node();
+  ExpertServerOptions options;
+  options.trainers = {trainer.peer_id()};
+  auto& server = swarm.add_server(options);
+  server.add_expert(backend("ffn.0.0", 7));
+  server.start();
+  const auto address = server.node().local_address();
+  auto expert = server.expert("ffn.0.0");
+  const auto params = [&] { return expert->state().parameters; };
+  const auto before = params();
+
+  RemoteExpert refused(stranger, {"ffn.0.0", address});
+  const auto x = HostTensor::normal({4, kDim}, 1);
+  const auto g = HostTensor::normal({4, kDim}, 2);
+  std::string message;
+  EXPECT_EQ(error_code(refused.backward(x, g, nullptr, 5s), &message), Errc::permission_denied);
+  EXPECT_NE(message.find("backward refused: peer " + stranger.peer_id().to_string()),
+            std::string::npos)
+      << message;
+  EXPECT_EQ(expert->update_count(), 0u);
+  EXPECT_EQ(params(), before) << "a refused backward must not change the expert";
+  EXPECT_EQ(server.stats().backward_rows, 0u);
+  EXPECT_EQ(server.stats().refused, 1u);
+  // Forward stays open to anyone.
+  EXPECT_EQ(refused.forward(x, nullptr, 5s).get().rows(), 4u);
+
+  RemoteExpert allowed(trainer, {"ffn.0.0", address});
+  EXPECT_EQ(allowed.backward(x, g, nullptr, 5s).get().rows(), 4u);
+  EXPECT_EQ(expert->update_count(), 1u);
+  EXPECT_NE(params(), before) << "the permitted trainer's backward trains the expert";
+}

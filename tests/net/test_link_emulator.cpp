@@ -1,9 +1,9 @@
 // Link emulator over the in-process transport: latency, bandwidth, order,
 // random disconnects, and a late RPC response that the caller drops.
 #include "core/identity.hpp"
+#include "core/metrics.hpp"
 #include "net/inproc_transport.hpp"
 #include "net/link_emulator.hpp"
-#include "core/metrics.hpp"
 #include "net/rpc.hpp"
 #include "tests/net/test_rpc_util.hpp"
 
@@ -61,6 +61,29 @@ TEST(LinkEmulator, AddsConfiguredLatencyToRpcRoundTrips) {
   };
   const auto median = run(pair.ctx, measure(client, server.local_address()));
   EXPECT_LT(median, 60ms);
+}
+
+// close_if() reaches through the emulator: the shaped connection ends with
+// the inner one it wraps, and reports the token the inner one carries.
+TEST(LinkEmulator, CloseIfClosesTheShapedConnection) {
+  Pair pair;
+  TransportOptions server_options;
+  server_options.own_token = bytes_of("server");
+  auto shaped_server = make_link_emulator(
+      pair.network->create_transport(Identity::generate(), server_options), LinkProfile{});
+  std::deque<ConnectionPtr> accepted;
+  shaped_server->listen([&](ConnectionPtr c) { accepted.push_back(std::move(c)); });
+  auto client = pair.network->create_transport(Identity::generate());
+  auto connection = run(pair.ctx, client->connect(shaped_server->local_address()));
+  pair.ctx.restart();
+  pair.ctx.poll();
+  ASSERT_EQ(accepted.size(), 1u);
+  EXPECT_EQ(string_of(Bytes(connection->remote_token().begin(), connection->remote_token().end())),
+            "server");
+  EXPECT_EQ(shaped_server->close_if([](const Connection&) { return true; }), 1u);
+  pair.ctx.restart();
+  pair.ctx.poll();
+  EXPECT_FALSE(accepted.front()->is_open());
 }
 
 TEST(LinkEmulator, BandwidthCapWithinTwentyPercent) {

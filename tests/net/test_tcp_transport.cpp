@@ -264,6 +264,50 @@ TEST_F(TcpTransportTest, WrongPeerIdIsRefusedWithClearMessage) {
   EXPECT_EQ(inbox.total, 1u);
 }
 
+// Each connection keeps the token its peer presented, and close_if() ends
+// exactly the connections a later check refuses (e.g. a revoked member),
+// on the side that runs it and, through the socket, on the other side.
+TEST_F(TcpTransportTest, CloseIfEndsOnlyTheConnectionsItsCheckRefuses) {
+  TransportOptions host_options;
+  host_options.own_token = bytes_of("host");
+  auto host = make(host_options);
+  TransportOptions one_options, two_options;
+  one_options.own_token = bytes_of("one");
+  two_options.own_token = bytes_of("two");
+  auto one = make(one_options);
+  auto two = make(two_options);
+  Inbox inbox(io_.get_executor());
+  listen(host, inbox);
+  ConnectionPtr to_host_one, to_host_two, at_host_one, at_host_two;
+  run([&]() -> awaitable<void> {
+    to_host_one = co_await one->connect(host->local_address());
+    at_host_one = co_await inbox.next();
+    to_host_two = co_await two->connect(host->local_address());
+    at_host_two = co_await inbox.next();
+  });
+  EXPECT_EQ(as_string_view(at_host_one->remote_token()), "one");
+  EXPECT_EQ(as_string_view(to_host_one->remote_token()), "host");
+  const std::size_t closed = run([&]() -> awaitable<std::size_t> {
+    co_return host->close_if(
+        [](const Connection& c) { return as_string_view(c.remote_token()) == "one"; });
+  });
+  EXPECT_EQ(closed, 1u);
+  EXPECT_FALSE(at_host_one->is_open());
+  EXPECT_TRUE(at_host_two->is_open());
+  const Errc seen_by_one =
+      run_expect_error([&]() -> awaitable<void> { co_await to_host_one->receive(); });
+  EXPECT_EQ(seen_by_one, Errc::connection_closed);
+  run([&]() -> awaitable<void> {
+    co_await to_host_two->send(bytes_of("still here"));
+    const Bytes got = co_await at_host_two->receive();
+    EXPECT_EQ(text_of(got), "still here");
+  });
+  EXPECT_EQ(run([&]() -> awaitable<std::size_t> {
+              co_return host->close_if([](const Connection&) { return false; });
+            }),
+            0u);
+}
+
 TEST_F(TcpTransportTest, MembershipTokenRefusalClosesOnlyThatPeer) {
   TransportOptions guarded;
   guarded.own_token = bytes_of("member");

@@ -3,6 +3,10 @@
 // (averaging::StateDonor / download_state) as the collaborative optimizer uses them.
 #include "optimizer/network_swarm.hpp"
 
+#include "optimizer/membership.hpp"
+#include "optimizer/membership_guard.hpp"
+#include "optimizer/revocation.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -263,4 +267,55 @@ TEST(NetworkSwarm, AbandonedLeaderLetsTheOthersAverageWithoutIt) {
     EXPECT_EQ(outcomes[i].group_size, 2u) << i;
     EXPECT_NEAR(tensors[i][0], 2.5f, 1e-5) << i;
   }
+}
+
+// A token run's swarm keeps its membership current: once the run key's
+// revocation list names a member, the other peers' guards close its
+// connections (and their admit checks refuse it), while the rest stay.
+TEST(NetworkSwarm, TokenRunClosesTheConnectionsOfARevokedMember) {
+  const Identity run_key = Identity::generate();
+  const std::string run = "swarm-revoke";
+  auto member = [&](const Identity& id, std::vector<PeerAddress> peers,
+                    std::shared_ptr<Revocations>& revocations) {
+    NetworkSwarmOptions o;
+    o.identity = id;
+    o.config.run = run;
+    o.config.target_batch_size = 1000;
+    o.initial_peers = std::move(peers);
+    o.token = issue_token(run_key, run, id.peer_id(), unix_seconds() + 3600).encode();
+    revocations = std::make_shared<Revocations>(run_key.public_key(), run);
+    o.admit = make_admit_check(run_key.public_key(), run, {}, revocations);
+    o.revocations = revocations;
+    o.membership.refresh_period = 200ms;
+    o.membership.sweep_period = 100ms;
+    return std::make_shared<NetworkSwarm>(o);
+  };
+  std::shared_ptr<Revocations> host_list, kept_list, revoked_list;
+  auto host = member(run_key, {}, host_list);  // the run key's peer: it can sign the list
+  const Identity revoked_id = Identity::generate();
+  auto kept = member(Identity::generate(), {host->address()}, kept_list);
+  auto revoked = member(revoked_id, {host->address()}, revoked_list);
+  auto connections = [](NetworkSwarm& swarm) {
+    return swarm.dht()
+        .run([](dht::DhtNode& node) -> asio::awaitable<std::size_t> {
+          co_return node.rpc().connection_count();
+        })
+        .get();
+  };
+  ASSERT_GT(connections(*revoked), 0u);
+  const auto list = sign_revocations(run_key, run, unix_seconds(), {revoked_id.peer_id()});
+  const auto stored = host->dht()
+                          .run([&](dht::DhtNode& node) {
+                            return publish_revocations(node, run_key.public_key(), list);
+                          })
+                          .get();
+  ASSERT_TRUE(stored.ok()) << stored.reason();
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  while ((connections(*revoked) > 0 || !kept_list->revoked(revoked_id.peer_id())) &&
+         std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(connections(*revoked), 0u);
+  EXPECT_TRUE(host_list->revoked(revoked_id.peer_id()));
+  EXPECT_TRUE(kept_list->revoked(revoked_id.peer_id()));
+  EXPECT_GT(connections(*kept), 0u) << "the other member keeps its connection";
 }
