@@ -7,6 +7,7 @@
 #include "experts/checkpoint.hpp"
 #include "optimizer/checkpoint.hpp"
 #include "optimizer/membership.hpp"
+#include "optimizer/revocation.hpp"
 #include "optimizer/run_config.hpp"
 
 #include <fstream>
@@ -29,6 +30,14 @@ void token_seeds(CorpusWriter& out) {
   out.put("membership", "token", token.encode());
   save_token(scratch / "token", TokenFile{token, run_key.public_key()});
   out.put("membership", "token_file", read_file(scratch / "token"));
+  // Revocation lists under the same run key (fuzz_revocation.cpp).
+  out.put("revocation", "empty", sign_revocations(run_key, "fuzz-run", 1'700'000'000, {}).encode());
+  out.put("revocation", "two_peers",
+          sign_revocations(run_key, "fuzz-run", 1'700'000'100,
+                           {member.peer_id(), Identity::from_seed(Bytes(32, 12)).peer_id()})
+              .encode());
+  out.put("revocation", "other_run",
+          sign_revocations(run_key, "another-run", 1'700'000'200, {member.peer_id()}).encode());
 }
 
 void config_seeds(CorpusWriter& out) {
