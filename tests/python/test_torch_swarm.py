@@ -66,8 +66,10 @@ def test_peers_average_survive_a_kill_and_a_late_joiner_starts_from_their_state(
         killed_at = max(first.epochs())
         # The others go on and still average with each other.
         first.wait_for("epoch", timeout=60, predicate=lambda l: l["epoch"] >= killed_at + 2)
-        # A few epochs: under load its first round may not find the group in time.
-        late = Peer(run, peers=address, epochs=4, seed=4)
+        # Until stopped: under load (CI at load 7) a joiner whose batches are
+        # slower than the swarm's epochs is behind at each boundary and loads
+        # the state again (not averaged) until one of its rounds finds the group.
+        late = Peer(run, peers=address, epochs=1000, seed=4)
         peers.append(late)
         joined = late.wait_for("joined", timeout=60)
         assert joined["joined"] > 0, "the late joiner did not download the swarm's state"
@@ -78,9 +80,8 @@ def test_peers_average_survive_a_kill_and_a_late_joiner_starts_from_their_state(
         donor_hashes = {d["hash"] for d in donors if d}
         assert donor_hashes, f"no donor reported epoch {joined['joined']}"
         assert joined["hash"] in donor_hashes, (joined, donors)
-        late.wait_for("done", timeout=60)
-        # The late joiner averaged with the others after it joined.
-        assert any(line["averaged"] for line in late.epochs().values()), late.lines
+        # The late joiner averages with the others after it joined.
+        late.wait_for("epoch", timeout=60, predicate=lambda l: l["averaged"])
         # Where both averaged the same epoch, they hold the same state.
         same = [e for e, line in first.epochs().items()
                 if line["averaged"] and e in second.epochs() and second.epochs()[e]["averaged"]]
