@@ -244,13 +244,15 @@ asio::awaitable<StateSnapshot> download_state(rpc::RpcNode& node, GroupKeyStore&
   static const DonorBans kNoBans;
   const VoteRules rules{options.expected_sizes, options.min_epoch, options.max_epoch};
   const DonorChoice choice = choose_donors(answers, rules, options.bans ? *options.bans : kNoBans);
-  DownloadStats local_stats;
+  // Filled as the download goes, so that a failed one reports what it saw too.
+  DownloadStats unreported;
+  DownloadStats& out = stats != nullptr ? *stats : unreported;
+  out = {};
   auto ban = [&](const PeerId& peer) {
-    if (options.bans != nullptr && options.bans->insert(peer).second) ++local_stats.donors_banned;
+    if (options.bans != nullptr && options.bans->insert(peer).second) ++out.donors_banned;
   };
   for (std::size_t i : choice.banned) ban(answers[i].address.peer);
-  local_stats.donors_refused = choice.refused;
-  if (stats) *stats = local_stats;
+  out.donors_refused = choice.refused;
   if (!choice.reference) throw Error(Errc::unavailable, "state download: " + choice.refusal);
 
   auto d = std::make_shared<Download>(node.get_executor());
@@ -270,10 +272,9 @@ asio::awaitable<StateSnapshot> download_state(rpc::RpcNode& node, GroupKeyStore&
   if (d->poisoned) {
     for (std::size_t i : choice.chosen) ban(answers[i].address.peer);
   }
-  local_stats.donors_used = choice.chosen.size();
-  local_stats.chunks = d->table.size();
-  local_stats.retries = d->retries;
-  if (stats) *stats = local_stats;
+  out.donors_used = choice.chosen.size();
+  out.chunks = d->table.size();
+  out.retries = d->retries;
   if (d->poisoned)
     throw Error(Errc::bad_message, "state download: the state of epoch " +
                                        std::to_string(d->meta.epoch) + " that " +

@@ -2,6 +2,7 @@
 
 #include "core/msgpack_scan.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <string>
@@ -272,9 +273,30 @@ Reader MapReader::value(std::size_t index) const {
 
 // ---- parse -------------------------------------------------------------------------
 
+namespace {
+
+// Whether msgpack-c's own per-container limits (it refuses a larger header
+// before sizing anything) already keep every value within max_objects: then
+// the pre-scan adds nothing (e.g. RPC frame headers: 8 elements, 2 levels).
+bool container_limits_bound_objects(const Limits& limits) {
+  const std::size_t fan = std::max(limits.max_array, 2 * limits.max_map);
+  std::size_t level = 1;
+  std::size_t total = 1;
+  for (std::size_t depth = 0; depth < limits.max_depth && fan > 0; ++depth) {
+    if (level > limits.max_objects / fan) return false;
+    level *= fan;
+    total += level;
+    if (total > limits.max_objects) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 Document parse(ByteSpan bytes, const Limits& limits) {
   if (bytes.empty()) fail("message", "empty");
-  scan_objects(bytes, {.max_depth = limits.max_depth, .max_objects = limits.max_objects});
+  if (!container_limits_bound_objects(limits))
+    scan_objects(bytes, {.max_depth = limits.max_depth, .max_objects = limits.max_objects});
   const msgpack::unpack_limit unpack_limit(limits.max_array, limits.max_map, limits.max_str,
                                            limits.max_bin, /*ext=*/0, limits.max_depth);
   std::size_t offset = 0;

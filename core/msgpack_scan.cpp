@@ -2,6 +2,8 @@
 
 #include "core/codec.hpp"
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -96,6 +98,11 @@ class Cursor {
     }
   }
 
+  bool single_byte_scalar() const noexcept {
+    const std::uint8_t tag = bytes_[offset_];
+    return tag <= 0x7f || tag >= 0xe0 || tag == 0xc0 || tag == 0xc2 || tag == 0xc3;
+  }
+
   void skip(std::uint64_t count) {
     if (count > left()) fail("message", "truncated");
     offset_ += static_cast<std::size_t>(count);
@@ -111,18 +118,26 @@ class Cursor {
 std::size_t scan_objects(ByteSpan bytes, const ScanLimits& limits) {
   Cursor cursor(bytes);
   // Children still to read at each open container; the root is one "child".
-  std::vector<std::uint64_t> open{1};
+  // On the stack: the scan runs on every message, so it allocates nothing.
+  std::array<std::uint64_t, kMaxScanDepth + 2> open{};
+  std::size_t depth = 1;
+  open[0] = 1;
+  const std::size_t max_depth = std::min(limits.max_depth, kMaxScanDepth);
   std::size_t objects = 1;
-  while (!open.empty()) {
-    if (open.back() == 0) {
-      open.pop_back();
+  while (depth > 0) {
+    if (open[depth - 1] == 0) {
+      --depth;
       continue;
     }
-    --open.back();
+    --open[depth - 1];
     if (cursor.left() == 0) fail("message", "truncated");
+    // Scalars without payload (fixint, nil, bool) are most elements: one byte.
+    if (cursor.single_byte_scalar()) {
+      cursor.skip(1);
+      continue;
+    }
     const Head head = cursor.head();
-    cursor.skip(head.header);
-    cursor.skip(head.payload);
+    cursor.skip(head.header + head.payload);
     if (head.children == 0) continue;
     // Each child takes at least one byte: a larger claim is a lie about the
     // message, refused before anything is sized from it.
@@ -135,8 +150,8 @@ std::size_t scan_objects(ByteSpan bytes, const ScanLimits& limits) {
       fail("message", "more than " + std::to_string(limits.max_objects) + " objects");
     }
     // msgpack-c applies the exact depth rule; this only keeps the walk bounded.
-    if (open.size() > limits.max_depth) fail("message", "nesting too deep");
-    open.push_back(head.children);
+    if (depth > max_depth) fail("message", "nesting too deep");
+    open[depth++] = head.children;
   }
   return objects;
 }

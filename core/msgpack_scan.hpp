@@ -17,6 +17,9 @@
 
 namespace apiary::codec {
 
+// The deepest nesting any scan walks (ScanLimits::max_depth is capped at it).
+inline constexpr std::size_t kMaxScanDepth = 64;
+
 struct ScanLimits {
   std::size_t max_depth = 16;
   std::size_t max_objects = 1u << 16;  // every value, key and element, the root included

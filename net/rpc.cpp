@@ -253,7 +253,11 @@ struct RpcNode::Impl : std::enable_shared_from_this<RpcNode::Impl> {
 };
 
 RpcNode::RpcNode(TransportPtr transport, RpcOptions options)
-    : impl_(std::make_shared<Impl>(std::move(transport), options)) {}
+    : impl_(std::make_shared<Impl>(std::move(transport), options)) {
+  add_method("ping", [](const RequestContext&, Bytes payload) -> asio::awaitable<Bytes> {
+    co_return payload;
+  });
+}
 
 RpcNode::~RpcNode() {
   impl_->stop();

@@ -100,6 +100,8 @@ struct RpcOptions {
 
 class RpcNode {
  public:
+  // Every node answers "ping" by echoing the payload (so `apiary ping` reaches
+  // any apiary process); add_method("ping", …) replaces it.
   explicit RpcNode(TransportPtr transport, RpcOptions options = {});
   ~RpcNode();
   RpcNode(const RpcNode&) = delete;

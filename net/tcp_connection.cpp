@@ -54,6 +54,8 @@ TcpConnection::TcpConnection(asio::ip::tcp::socket socket, const HandshakeResult
   remote_endpoint_ = ec ? std::string("?") : tcp_wire::endpoint_text(endpoint);
   remote_network_ = ec ? std::string("?") : address_prefix(endpoint.address());
   remote_token_ = handshake.remote_token;
+  // Synchronous reads (read_body's first one) return at once instead of waiting.
+  socket_.non_blocking(true, ec);
 }
 
 TcpConnection::~TcpConnection() {
@@ -230,37 +232,48 @@ void TcpConnection::arm_body_deadline(std::size_t body_size) {
   });
 }
 
+void TcpConnection::fail_body_read(const asio::error_code& ec) {
+  // After the body deadline fired the connection is closed already, with that reason.
+  fail(ec == asio::error::operation_aborted
+           ? std::string("receive cancelled in the middle of a frame")
+       : ec == asio::error::eof ? std::string("closed by peer in the middle of a frame")
+                                : "read failed: " + ec.message(),
+       false);
+}
+
 asio::awaitable<Bytes> TcpConnection::read_body(std::size_t body_size) {
   ++frames_started_;
-  asio::error_code available_ec;
-  // One FIONREAD per frame on the common path: a body that is here already
-  // needs no deadline and is read in one piece (most small frames).
-  std::size_t waiting = socket_.available(available_ec);
-  const bool armed = waiting < body_size;
-  if (armed) arm_body_deadline(body_size);
-  Bytes body;
-  std::size_t received = 0;
-  while (received < body_size) {
-    // Grow with what arrived: twice what was read, or what the socket holds already.
-    if (received > 0) waiting = socket_.available(available_ec);
-    const std::size_t target =
-        std::min(body_size, std::max({first_body_piece, 2 * received, received + waiting}));
-    body.resize(target);
-    auto [ec, n] =
-        co_await asio::async_read(socket_, asio::buffer(body.data() + received, target - received),
-                                  as_tuple(asio::use_awaitable));
-    received += n;
-    if (!ec) continue;
-    if (armed) body_timer_.cancel();
-    // After the body deadline fired the connection is closed already, with that reason.
-    fail(ec == asio::error::operation_aborted
-             ? std::string("receive cancelled in the middle of a frame")
-         : ec == asio::error::eof ? std::string("closed by peer in the middle of a frame")
-                                  : "read failed: " + ec.message(),
-         false);
+  // The common case costs what a plain read does, one recv and no timer: the
+  // socket is non-blocking, so this takes what has arrived of the body (most
+  // small frames arrive whole with their header) and never waits.
+  Bytes body(std::min(body_size, first_body_piece));
+  asio::error_code ec;
+  std::size_t received = socket_.read_some(asio::buffer(body), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    received = 0;
+  } else if (ec) {
+    fail_body_read(ec);
     throw closed_error();
   }
-  if (armed) body_timer_.cancel();
+  if (received == body_size) co_return body;
+  arm_body_deadline(body_size);
+  while (received < body_size) {
+    // Grow with what arrived: twice what was read, or what the socket holds already.
+    if (received == body.size()) {
+      const std::size_t waiting = socket_.available(ec);
+      body.resize(std::min(
+          body_size, std::max({first_body_piece, 2 * received, received + (ec ? 0 : waiting)})));
+    }
+    auto [read_ec, n] = co_await asio::async_read(
+        socket_, asio::buffer(body.data() + received, body.size() - received),
+        as_tuple(asio::use_awaitable));
+    received += n;
+    if (!read_ec) continue;
+    body_timer_.cancel();
+    fail_body_read(read_ec);
+    throw closed_error();
+  }
+  body_timer_.cancel();
   co_return body;
 }
 

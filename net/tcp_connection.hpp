@@ -13,10 +13,10 @@
 // remote endpoint) and fails pending calls with Errc::connection_closed.
 //
 // Memory follows what arrived, not what a header announced: a frame body is
-// read into a buffer that starts at 64 KiB (or what the socket already holds)
-// and at most doubles per step, and it must arrive within the options'
-// frame_body_timeout plus size / frame_body_min_rate after its header, or the
-// connection is closed.
+// read into a buffer that starts at 64 KiB and then grows to twice what was
+// read or to what the socket holds; a body that is not all there at once must
+// arrive within the options' frame_body_timeout plus size /
+// frame_body_min_rate after its header, or the connection is closed.
 #include "core/error.hpp"
 #include "net/frame_cipher.hpp"
 #include "net/handshake.hpp"
@@ -72,6 +72,7 @@ class TcpConnection final : public Connection, public std::enable_shared_from_th
   asio::awaitable<Bytes> read_body(std::size_t body_size);
   // Closes the connection unless the current frame's body arrives in time.
   void arm_body_deadline(std::size_t body_size);
+  void fail_body_read(const asio::error_code& ec);
   void fail(const std::string& reason, bool warn) noexcept;
   Error closed_error() const;
 

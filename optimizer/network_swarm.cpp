@@ -97,15 +97,16 @@ GroupSourceFactory matchmaking_groups(const AveragingConfig& averaging, bool cli
 }
 
 asio::awaitable<std::optional<StateSnapshot>> download_run_state(
-    dht::DhtNode& node, std::string run, std::uint64_t min_epoch, std::uint64_t max_epoch,
-    std::vector<std::size_t> expected_sizes, std::chrono::milliseconds timeout,
-    averaging::DonorBans* bans) {
+    dht::DhtNode& node, std::string run, std::uint64_t min_epoch,
+    std::optional<std::uint64_t> vouched_epoch, std::vector<std::size_t> expected_sizes,
+    std::chrono::milliseconds timeout, averaging::DonorBans* bans) {
   averaging::DhtGroupKeyStore donors(node.shared_from_this());
   averaging::DownloadOptions options{run, deadline_after(timeout)};
   options.expected_sizes = std::move(expected_sizes);
   options.bans = bans;
   options.min_epoch = min_epoch;
-  options.max_epoch = max_epoch;
+  // A donor further ahead than the swarm's progress vouches for is not asked.
+  if (vouched_epoch) options.max_epoch = std::max(min_epoch, *vouched_epoch + kDonorEpochLead);
   averaging::StateSnapshot downloaded;
   averaging::DownloadStats stats;
   try {
@@ -522,12 +523,11 @@ std::optional<StateSnapshot> NetworkSwarm::download_state(std::uint64_t min_epoc
   try {
     return runner_
         ->run([impl = impl_, min_epoch, sizes, ms](dht::DhtNode& node) {
-          // No further ahead than the progress this peer saw last vouches for.
-          std::uint64_t max_epoch = std::numeric_limits<std::uint64_t>::max();
+          std::optional<std::uint64_t> vouched;
           if (impl->tracker && impl->tracker->last_estimate())
-            max_epoch = impl->tracker->last_estimate()->global_epoch + kDonorEpochLead;
-          return download_run_state(node, impl->options.config.run, min_epoch,
-                                    std::max(min_epoch, max_epoch), sizes, ms, &impl->donor_bans);
+            vouched = impl->tracker->last_estimate()->global_epoch;
+          return download_run_state(node, impl->options.config.run, min_epoch, vouched, sizes, ms,
+                                    &impl->donor_bans);
         })
         .get();
   } catch (const std::exception& e) {

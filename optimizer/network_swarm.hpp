@@ -76,15 +76,17 @@ GroupSourceFactory matchmaking_groups(const AveragingConfig& averaging, bool cli
 inline constexpr std::uint64_t kDonorEpochLead = 16;
 
 // The state of `run` its donors vouch for (averaging/state_vote.hpp), of an
-// epoch in [min_epoch, max_epoch]; tensor sizes checked against
+// epoch in [min_epoch, vouched_epoch + kDonorEpochLead] (`vouched_epoch`: the
+// swarm's epoch in the progress this peer saw last; none: no upper bound,
+// never below min_epoch); tensor sizes checked against
 // `expected_sizes` before anything is allocated unless empty; donors caught
 // lying are added to `bans` (kept by the caller for the run; may be null).
 // nullopt if none delivered by `timeout`. Runs on the node's thread (the
 // coordinator uses it for checkpoints).
 asio::awaitable<std::optional<StateSnapshot>> download_run_state(
-    dht::DhtNode& node, std::string run, std::uint64_t min_epoch, std::uint64_t max_epoch,
-    std::vector<std::size_t> expected_sizes, std::chrono::milliseconds timeout,
-    averaging::DonorBans* bans);
+    dht::DhtNode& node, std::string run, std::uint64_t min_epoch,
+    std::optional<std::uint64_t> vouched_epoch, std::vector<std::size_t> expected_sizes,
+    std::chrono::milliseconds timeout, averaging::DonorBans* bans);
 
 class NetworkSwarm : public SwarmServices {
  public:

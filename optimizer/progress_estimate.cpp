@@ -24,8 +24,7 @@ std::uint64_t plausible_global_epoch(std::span<const PeerProgress> reports,
 
 }  // namespace
 
-bool plausible_report(const PeerProgress& r, std::uint64_t target_batch_size,
-                      const ProgressOptions&) {
+bool plausible_report(const PeerProgress& r, std::uint64_t target_batch_size) {
   return std::isfinite(r.samples_per_second) && r.samples_per_second >= 0 &&
          static_cast<double>(r.samples_accumulated) <=
              2.0 * static_cast<double>(target_batch_size) &&
@@ -39,7 +38,7 @@ GlobalProgress estimate_progress(std::span<const PeerProgress> all_reports,
   std::vector<PeerProgress> reports;
   reports.reserve(all_reports.size());
   for (const auto& r : all_reports) {
-    if (!plausible_report(r, target_batch_size, options)) continue;
+    if (!plausible_report(r, target_batch_size)) continue;
     reports.push_back(r);
     // Throughput above the run's per-peer maximum counts as that maximum.
     reports.back().samples_per_second =

@@ -45,6 +45,9 @@ struct GlobalProgress {
   double seconds_to_target() const noexcept { return eta - estimated_at; }
 };
 
+// The per-peer throughput cap when a run sets none (RunConfig::max_peer_samples_per_second 0).
+inline constexpr double kDefaultMaxPeerSamplesPerSecond = 1e6;
+
 struct ProgressOptions {
   double min_refresh_period = 0.5;
   double max_refresh_period = 10.0;
@@ -61,7 +64,7 @@ struct ProgressOptions {
   // peer of the run may process counts as that maximum; a report claiming
   // more samples in an epoch than twice the target batch, or a non-finite or
   // negative throughput, is ignored.
-  double max_peer_samples_per_second = 1e6;
+  double max_peer_samples_per_second = kDefaultMaxPeerSamplesPerSecond;
 };
 
 // `reports` should include this peer's own report. Reports older than the
@@ -78,8 +81,7 @@ GlobalProgress estimate_progress(std::span<const PeerProgress> reports, std::uin
                                  const ProgressOptions& options = {}, double epoch_started_at = -1);
 
 // Whether a report is counted at all (see ProgressOptions; `target_batch_size`: the run's).
-bool plausible_report(const PeerProgress& report, std::uint64_t target_batch_size,
-                      const ProgressOptions& options);
+bool plausible_report(const PeerProgress& report, std::uint64_t target_batch_size);
 
 // Throughput (samples/second) as a ratio of exponential moving averages of
 // samples and of seconds. Averaging rates instead would be biased upwards by

@@ -1,6 +1,7 @@
 #include "optimizer/run_config.hpp"
 
 #include "core/error.hpp"
+#include "optimizer/progress_estimate.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -352,7 +353,8 @@ void RunConfig::validate() const {
   validate_averaging(averaging);
   require(target_accuracy >= 0 && target_accuracy <= 1, "target_accuracy must be in [0, 1]");
   require(max_peer_samples_per_second >= 0,
-          "max_peer_samples_per_second must be >= 0 (0: 1,000,000)");
+          "max_peer_samples_per_second must be >= 0 (0: " +
+              std::to_string(static_cast<long long>(kDefaultMaxPeerSamplesPerSecond)) + ")");
 }
 
 std::string RunConfig::to_json() const {

@@ -108,7 +108,7 @@ struct RunConfig {
   std::uint32_t max_epochs = 0;  // 0 = until stopped
   double target_accuracy = 0.0;  // stop when reached (0 = off)
   // The most samples/s one peer may claim in its progress reports; claims
-  // above it are ignored (0: optimizer/progress_estimate.hpp's default, 1e6).
+  // above it count as it (0: kDefaultMaxPeerSamplesPerSecond, progress_estimate.hpp).
   double max_peer_samples_per_second = 0.0;
 
   // Strict: unknown fields and wrong types are errors, so a typo is not silently ignored.

@@ -1,4 +1,5 @@
-// `apiary node`: a bare peer on the encrypted transport that answers "ping".
+// `apiary node`: a bare peer on the encrypted transport that answers "ping"
+// (as every RpcNode does) and nothing else.
 // Prints its address (apiary://<id>@<host>:<port>) as the first stdout line and
 // runs until SIGINT/SIGTERM. Used by `make demo` and the integration tests.
 #include "core/identity.hpp"
@@ -41,9 +42,6 @@ int run_node(const NodeOptions& options) {
     rpc_options.idle_timeout = std::chrono::milliseconds{options.idle_timeout_ms};
   rpc::RpcNode node(make_tcp_transport(ctx.get_executor(), identity, endpoint, transport_options),
                     rpc_options);
-  node.add_method("ping", [](const rpc::RequestContext&, Bytes payload) -> asio::awaitable<Bytes> {
-    co_return payload;
-  });
   node.start();
   std::printf("%s\n", node.local_address().to_string().c_str());
   std::fflush(stdout);

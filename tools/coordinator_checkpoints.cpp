@@ -41,15 +41,13 @@ void CoordinatorCheckpoints::on_progress(std::uint64_t epoch) {
 
 void CoordinatorCheckpoints::save_now() {
   const std::uint64_t min_epoch = checkpoints_.last_epoch() + 1;
-  // A donor ahead of what the swarm's progress vouches for is not asked.
-  const std::uint64_t max_epoch = std::max(min_epoch, vouched_epoch_ + optimizer::kDonorEpochLead);
-  auto state =
-      runner_
-          .run([&](dht::DhtNode& node) {
-            return optimizer::download_run_state(node, run_, min_epoch, max_epoch, state_sizes_,
-                                                 std::chrono::milliseconds(20000), &donor_bans_);
-          })
-          .get();
+  auto state = runner_
+                   .run([&](dht::DhtNode& node) {
+                     return optimizer::download_run_state(
+                         node, run_, min_epoch, vouched_epoch_, state_sizes_,
+                         std::chrono::milliseconds(20000), &donor_bans_);
+                   })
+                   .get();
   if (!state) {
     log::warn("checkpoint: no peer could provide the state of epoch ≥ {}", min_epoch);
     return;

@@ -67,3 +67,41 @@ TEST(MsgpackScan, ReportsTruncationAndReservedBytesLikeTheParser) {
   EXPECT_EQ(apiary::testing::error_code_of([&] { codec::parse(truncated_int); }),
             Errc::bad_message);
 }
+
+TEST(MsgpackScan, NestingIsBoundedByTheLimitAndByTheScansOwnStack) {
+  // [[[…[1]…]]] nested `levels` deep.
+  auto nested = [](int levels) {
+    Bytes bytes(static_cast<std::size_t>(levels), 0x91);
+    bytes.push_back(0x01);
+    return bytes;
+  };
+  EXPECT_EQ(codec::scan_objects(nested(8), {.max_depth = 8}), 9u);
+  EXPECT_NE(apiary::testing::error_message_of([&] {
+              codec::scan_objects(nested(9), {.max_depth = 8});
+            }).find("nesting too deep"),
+            std::string::npos);
+  // A limit above the scan's stack is the stack's size, never an overflow.
+  EXPECT_EQ(codec::scan_objects(nested(int(codec::kMaxScanDepth)), {.max_depth = 1000}),
+            codec::kMaxScanDepth + 1);
+  EXPECT_EQ(apiary::testing::error_code_of([&] {
+              codec::scan_objects(nested(int(codec::kMaxScanDepth) + 1), {.max_depth = 1000});
+            }),
+            Errc::bad_message);
+}
+
+TEST(MsgpackScan, SmallContainerLimitsRefuseALyingHeaderWithoutTheScan) {
+  // RPC frame headers: at most 8 elements over 2 levels, so msgpack-c's own
+  // limits bound what it sizes; a header claiming 2^20 is still refused.
+  codec::Limits frame_limits;
+  frame_limits.max_depth = 2;
+  frame_limits.max_array = 8;
+  frame_limits.max_map = 0;
+  const Bytes lying_array{0xdd, 0x00, 0x10, 0x00, 0x00, 0x01, 0x02, 0x03};
+  EXPECT_NE(apiary::testing::error_message_of([&] {
+              codec::parse(lying_array, frame_limits);
+            }).find("size limit exceeded"),
+            std::string::npos);
+  codec::Writer w;
+  w.array(3).uint(1).uint(2).array(2).uint(3).uint(4);
+  EXPECT_EQ(codec::parse(w.take(), frame_limits).root().array("frame", 3, 3).size(), 3u);
+}

@@ -90,10 +90,10 @@ TEST(ProgressEstimate, ThroughputIsCappedAndImplausibleReportsIgnored) {
   EXPECT_EQ(g.samples_accumulated, 200u);
   EXPECT_DOUBLE_EQ(g.total_samples_per_second, 50.0 + 1000.0);  // "fast" counts as 1000/s
   EXPECT_FALSE(g.target_reached(1000));
-  EXPECT_TRUE(plausible_report(reports[0], 1000, options));
-  EXPECT_TRUE(plausible_report(reports[1], 1000, options));
-  EXPECT_FALSE(plausible_report(reports[2], 1000, options));  // more than twice the target
-  EXPECT_FALSE(plausible_report(reports[3], 1000, options));
+  EXPECT_TRUE(plausible_report(reports[0], 1000));
+  EXPECT_TRUE(plausible_report(reports[1], 1000));
+  EXPECT_FALSE(plausible_report(reports[2], 1000));  // more than twice the target
+  EXPECT_FALSE(plausible_report(reports[3], 1000));
 }
 
 TEST(ProgressEstimate, RefreshSoonerAsTargetNears) {

@@ -1,13 +1,16 @@
 #pragma once
 // Tools of the attack tests: the hand-driven peer of tests/net/raw_peer.hpp
 // (stalled frames, keepalives, silent sockets), a network thread to run them
-// on, and readers of a process's memory and descriptors in /proc.
+// on, an honest `apiary ping`, and readers of a process's memory and
+// descriptors in /proc.
+#include "tests/integration/process.hpp"
 #include "tests/net/raw_peer.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/use_future.hpp>
+#include <nlohmann/json.hpp>
 
 #include <sys/types.h>
 #include <unistd.h>
@@ -23,6 +26,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace apiary::test {
 
@@ -49,6 +53,38 @@ class NetworkThread {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::thread thread_;
 };
+
+// `count` attackers, each authenticated with a fresh identity, announcing a
+// frame of the largest size (16 MiB) and sending 1 KiB of it; they hold their
+// connections until destroyed.
+inline std::vector<std::unique_ptr<RawPeer>> stalled_frame_attackers(NetworkThread& net,
+                                                                     const PeerAddress& to,
+                                                                     std::size_t count) {
+  std::vector<std::unique_ptr<RawPeer>> attackers;
+  for (std::size_t i = 0; i < count; ++i) {
+    auto peer = std::make_unique<RawPeer>(net.executor());
+    net.run([&]() -> asio::awaitable<void> {
+      co_await peer->connect(to);
+      Bytes start = RawPeer::frame_header((16u << 20) + frame_tag_size);
+      start.resize(start.size() + 1024, 0x5a);
+      co_await peer->write(start);
+    }());
+    attackers.push_back(std::move(peer));
+  }
+  return attackers;
+}
+
+// An honest `apiary ping` (binary: the apiary executable) of `to`: its JSON
+// report, or nullopt when it failed.
+inline std::optional<nlohmann::json> honest_ping(const std::string& binary, const PeerAddress& to,
+                                                 int count = 20) {
+  using namespace std::chrono_literals;
+  ChildProcess ping({binary, "ping", to.to_string(), "-n", std::to_string(count), "--json",
+                     "--timeout-ms", "3000"});
+  auto line = ping.read_line(20s);
+  if (ping.wait(20s) != 0 || !line) return std::nullopt;
+  return nlohmann::json::parse(*line);
+}
 
 // Resident memory of process `pid` in bytes (VmRSS in /proc/<pid>/status).
 inline std::size_t resident_bytes(pid_t pid) {

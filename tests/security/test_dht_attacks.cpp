@@ -9,6 +9,7 @@
 #include "tests/integration/process.hpp"
 #include "tests/optimizer/process_util.hpp"
 #include "tests/security/attacker.hpp"
+#include "tests/security/honest_client.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -25,7 +26,10 @@ namespace {
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
+using test::bytes_of;
 using test::ChildProcess;
+using test::client_of;
+using test::percentile;
 
 struct Outcome {
   int code = -1;
@@ -51,25 +55,6 @@ PeerAddress start_dht_node(ChildProcess& node) {
   auto line = node.read_line(20s);
   if (!line) throw std::runtime_error("apiary dht printed no address");
   return PeerAddress::parse(*line);
-}
-
-double percentile(std::vector<double> samples, double q) {
-  std::sort(samples.begin(), samples.end());
-  return samples.at(static_cast<std::size_t>(q * static_cast<double>(samples.size() - 1)));
-}
-
-Bytes bytes_of(const std::string& text) {
-  return Bytes(text.begin(), text.end());
-}
-
-// A client-mode DHT peer with its own identity, bootstrapped from `to`.
-std::unique_ptr<dht::DhtRunner> client_of(const PeerAddress& to, const Identity& identity) {
-  dht::DhtOptions options;
-  options.client_mode = true;
-  options.validator = std::make_shared<dht::OwnerSignatureValidator>(identity);
-  return std::make_unique<dht::DhtRunner>(
-      dht::DhtRunner::tcp(identity, TcpEndpoint{}, /*client_mode=*/true),
-      std::vector<PeerAddress>{to}, options);
 }
 
 // A stranger puts plain values with week-long lifetimes under the keys a run
@@ -187,21 +172,10 @@ TEST(DhtAttacks, StorageFillIsBoundedPerSourceAndTheNodeKeepsServing) {
   }
   const std::size_t under_attack = test::resident_bytes(node.pid());
 
-  std::vector<double> get_ms, ping_ms;
-  for (int i = 0; i < 100; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    const auto found = honest->get(bytes_of("honest")).get();
-    get_ms.push_back(
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-            .count());
-    ASSERT_TRUE(found.has_value());
-    ASSERT_EQ(found->regular.value, honest_value);
-    const auto ping_start = std::chrono::steady_clock::now();
-    ASSERT_TRUE(honest->run([to](dht::DhtNode& n) { return n.ping(to); }).get());
-    ping_ms.push_back(
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ping_start)
-            .count());
-  }
+  const auto honest_latencies =
+      test::honest_gets_and_pings(*honest, to, bytes_of("honest"), honest_value);
+  const auto& get_ms = honest_latencies.get_ms;
+  const auto& ping_ms = honest_latencies.ping_ms;
   const double mib = 1024.0 * 1024.0;
   const std::size_t value_bytes = filler.size() + 64 + 16;  // per-item accounting
   // Each identity holds at most its 16 MiB; the loopback network as a whole 64 MiB.

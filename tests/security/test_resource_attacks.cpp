@@ -39,13 +39,8 @@ PeerAddress start_node(ChildProcess& node) {
   return PeerAddress::parse(*line);
 }
 
-// An honest `apiary ping`: its JSON report, or nullopt when it failed.
 std::optional<nlohmann::json> honest_ping(const PeerAddress& to, int count = 20) {
-  ChildProcess ping({APIARY_BIN, "ping", to.to_string(), "-n", std::to_string(count), "--json",
-                     "--timeout-ms", "3000"});
-  auto line = ping.read_line(20s);
-  if (ping.wait(20s) != 0 || !line) return std::nullopt;
-  return nlohmann::json::parse(*line);
+  return test::honest_ping(APIARY_BIN, to, count);
 }
 
 void report(const nlohmann::json& figures) {
@@ -60,20 +55,8 @@ TEST(ResourceAttacks, StalledFullFramesKeepMemoryBounded) {
   const PeerAddress to = start_node(node);
   test::NetworkThread net;
   const std::size_t baseline = test::resident_bytes(node.pid());
-  // Each attacker authenticates with a fresh identity, announces a frame of the
-  // largest size (16 MiB) and sends 1 KiB of it.
   const std::size_t connections = attack_size(200);
-  std::vector<std::unique_ptr<test::RawPeer>> attackers;
-  for (std::size_t i = 0; i < connections; ++i) {
-    auto peer = std::make_unique<test::RawPeer>(net.executor());
-    net.run([&]() -> asio::awaitable<void> {
-      co_await peer->connect(to);
-      Bytes start = test::RawPeer::frame_header((16u << 20) + frame_tag_size);
-      start.resize(start.size() + 1024, 0x5a);
-      co_await peer->write(start);
-    }());
-    attackers.push_back(std::move(peer));
-  }
+  const auto attackers = test::stalled_frame_attackers(net, to, connections);
   std::this_thread::sleep_for(500ms);
   const std::size_t under_attack = test::resident_bytes(node.pid());
   const auto ping = honest_ping(to);
