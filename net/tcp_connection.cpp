@@ -36,6 +36,7 @@ constexpr std::size_t first_body_piece = 64u << 10;
 
 TcpConnection::TcpConnection(asio::ip::tcp::socket socket, const HandshakeResult& handshake,
                              const TransportOptions& options,
+                             std::shared_ptr<BodyBudget> body_budget,
                              std::optional<PeerAddress> remote_listen_address,
                              std::function<void()> on_close)
     : socket_(std::move(socket)),
@@ -48,6 +49,7 @@ TcpConnection::TcpConnection(asio::ip::tcp::socket socket, const HandshakeResult
       body_timer_(socket_.get_executor()),
       body_timeout_(options.frame_body_timeout),
       body_min_rate_(std::max<std::size_t>(options.frame_body_min_rate, 1)),
+      body_budget_(std::move(body_budget)),
       on_close_(std::move(on_close)) {
   asio::error_code ec;
   auto endpoint = socket_.remote_endpoint(ec);
@@ -243,10 +245,14 @@ void TcpConnection::fail_body_read(const asio::error_code& ec) {
 
 asio::awaitable<Bytes> TcpConnection::read_body(std::size_t body_size) {
   ++frames_started_;
+  // Within the transport's budget a large body is allocated whole and read in
+  // place; past it, the buffer grows with what arrived (copying what it holds).
+  const BodyReservation reservation =
+      body_size > first_body_piece ? BodyReservation(body_budget_, body_size) : BodyReservation();
+  Bytes body(reservation ? body_size : std::min(body_size, first_body_piece));
   // The common case costs what a plain read does, one recv and no timer: the
   // socket is non-blocking, so this takes what has arrived of the body (most
   // small frames arrive whole with their header) and never waits.
-  Bytes body(std::min(body_size, first_body_piece));
   asio::error_code ec;
   std::size_t received = socket_.read_some(asio::buffer(body), ec);
   if (ec == asio::error::would_block || ec == asio::error::try_again) {

@@ -13,11 +13,13 @@
 // remote endpoint) and fails pending calls with Errc::connection_closed.
 //
 // Memory follows what arrived, not what a header announced: a frame body is
-// read into a buffer that starts at 64 KiB and then grows to twice what was
-// read or to what the socket holds; a body that is not all there at once must
-// arrive within the options' frame_body_timeout plus size /
+// allocated whole only within the transport's body budget (net/body_budget.hpp);
+// past it, it is read into a buffer that starts at 64 KiB and then grows to
+// twice what was read or to what the socket holds. A body that is not all
+// there at once must arrive within the options' frame_body_timeout plus size /
 // frame_body_min_rate after its header, or the connection is closed.
 #include "core/error.hpp"
+#include "net/body_budget.hpp"
 #include "net/frame_cipher.hpp"
 #include "net/handshake.hpp"
 #include "net/transport.hpp"
@@ -37,8 +39,11 @@ namespace apiary {
 class TcpConnection final : public Connection, public std::enable_shared_from_this<TcpConnection> {
  public:
   // `on_close` runs once, when the connection closes or is destroyed open.
+  // `body_budget`: the transport's, for bodies allocated before they arrive
+  // (none: every body grows with what arrived).
   TcpConnection(asio::ip::tcp::socket socket, const HandshakeResult& handshake,
-                const TransportOptions& options, std::optional<PeerAddress> remote_listen_address,
+                const TransportOptions& options, std::shared_ptr<BodyBudget> body_budget,
+                std::optional<PeerAddress> remote_listen_address,
                 std::function<void()> on_close = {});
   ~TcpConnection() override;
 
@@ -90,6 +95,7 @@ class TcpConnection final : public Connection, public std::enable_shared_from_th
   asio::steady_timer body_timer_;
   std::chrono::milliseconds body_timeout_;
   std::size_t body_min_rate_;
+  std::shared_ptr<BodyBudget> body_budget_;
   std::uint64_t frames_started_ = 0;  // headers read; tells a stale body deadline apart
   std::function<void()> on_close_;
   bool open_ = true;

@@ -74,7 +74,8 @@ struct TransportState : std::enable_shared_from_this<TransportState> {
         identity(id),
         listen_on(std::move(endpoint)),
         options(std::move(opts)),
-        admission(fit_to_file_limit(options.limits)) {}
+        admission(fit_to_file_limit(options.limits)),
+        body_budget(std::make_shared<BodyBudget>(options.frame_body_budget)) {}
 
   asio::any_io_executor executor;
   Identity identity;
@@ -85,6 +86,7 @@ struct TransportState : std::enable_shared_from_this<TransportState> {
   bool closed = false;
   bool listening = false;
   Admission admission;
+  std::shared_ptr<BodyBudget> body_budget;  // shared with the connections
   // Sockets of inbound handshakes in progress, so that an evicted one can be aborted.
   std::unordered_map<Admission::Ticket, std::shared_ptr<tcp::socket>> handshake_sockets;
   SteadyClock::time_point last_refusal_warning{};
@@ -276,9 +278,9 @@ asio::awaitable<void> accept_one(std::shared_ptr<TransportState> state,
     co_return;
   }
   auto remote_listen = listen_address_of(socket, *result);
-  auto connection =
-      std::make_shared<TcpConnection>(std::move(socket), *result, state->options,
-                                      std::move(remote_listen), state->uncount_on_close(counted));
+  auto connection = std::make_shared<TcpConnection>(std::move(socket), *result, state->options,
+                                                    state->body_budget, std::move(remote_listen),
+                                                    state->uncount_on_close(counted));
   log::debug("accepted peer {} from {} ({})", result->remote_peer.to_string(), peer,
              cipher_name(result->cipher));
   state->track(connection);
@@ -373,9 +375,9 @@ class TcpTransport final : public Transport {
     auto remote_listen = listen_address_of(socket, *result);
     Admission::Connection counted{result->remote_peer, {}, /*inbound=*/false};
     state->admission.add_connection(counted);  // never refused: this peer chose to dial
-    auto connection =
-        std::make_shared<TcpConnection>(std::move(socket), *result, state->options,
-                                        std::move(remote_listen), state->uncount_on_close(counted));
+    auto connection = std::make_shared<TcpConnection>(std::move(socket), *result, state->options,
+                                                      state->body_budget, std::move(remote_listen),
+                                                      state->uncount_on_close(counted));
     state->track(connection);
     co_return connection;
   }

@@ -66,6 +66,10 @@ struct TransportOptions {
   // is closed: a peer cannot hold a receive buffer by stalling mid-frame.
   std::chrono::milliseconds frame_body_timeout{20000};
   std::size_t frame_body_min_rate = 256u << 10;  // bytes per second (2 Mbit/s)
+  // TCP only: bodies up to this many bytes in all (over the transport's
+  // connections) are allocated whole when their header arrives; others grow
+  // with what arrived (net/body_budget.hpp).
+  std::size_t frame_body_budget = 32u << 20;
   // TCP only: connection and handshake limits for inbound peers (net/admission.hpp).
   ConnectionLimits limits;
   // Membership (permissioned runs): the token this peer presents, and a check

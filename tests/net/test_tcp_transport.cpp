@@ -2,6 +2,7 @@
 // that survives malformed, tampered, replayed, reordered and oversized input.
 #include "core/error.hpp"
 #include "core/metrics.hpp"
+#include "net/body_budget.hpp"
 #include "net/frame_cipher.hpp"
 #include "net/handshake.hpp"
 #include "net/tcp_transport.hpp"
@@ -733,30 +734,51 @@ TEST_F(TcpTransportTest, StalledFrameBodyIsClosedAtItsDeadline) {
 }
 
 TEST_F(TcpTransportTest, FrameTrickledInPiecesArrivesWhole) {
-  TransportOptions options;
-  options.frame_body_timeout = 5s;
-  auto listener = make(options);
-  Inbox inbox(io_.get_executor());
-  listen(listener, inbox);
-  run([&]() -> awaitable<void> {
-    RawPeer raw(io_.get_executor());
-    co_await raw.connect(listener->local_address());
-    auto in = co_await inbox.next();
-    for (std::size_t size : {std::size_t{10}, std::size_t{300} << 10, std::size_t{3} << 20}) {
-      Bytes message(size);
-      for (std::size_t i = 0; i < size; ++i) message[i] = static_cast<std::uint8_t>(i % 251);
-      const Bytes frame = raw.sealer->seal(message);
-      // Five pieces with pauses between them: the buffer grows as they arrive.
-      const std::size_t piece = frame.size() / 5 + 1;
-      for (std::size_t offset = 0; offset < frame.size(); offset += piece) {
-        const auto end = std::min(frame.size(), offset + piece);
-        co_await raw.write(Bytes(frame.begin() + static_cast<std::ptrdiff_t>(offset),
-                                 frame.begin() + static_cast<std::ptrdiff_t>(end)));
-        co_await test_sleep(20ms);
+  // Budget 0: every body grows with what arrived; the default: large bodies
+  // are allocated whole when their header arrives (net/body_budget.hpp).
+  for (const std::size_t budget : {std::size_t{0}, TransportOptions{}.frame_body_budget}) {
+    TransportOptions options;
+    options.frame_body_timeout = 5s;
+    options.frame_body_budget = budget;
+    auto listener = make(options);
+    Inbox inbox(io_.get_executor());
+    listen(listener, inbox);
+    run([&]() -> awaitable<void> {
+      RawPeer raw(io_.get_executor());
+      co_await raw.connect(listener->local_address());
+      auto in = co_await inbox.next();
+      for (std::size_t size : {std::size_t{10}, std::size_t{300} << 10, std::size_t{3} << 20}) {
+        Bytes message(size);
+        for (std::size_t i = 0; i < size; ++i) message[i] = static_cast<std::uint8_t>(i % 251);
+        const Bytes frame = raw.sealer->seal(message);
+        // Five pieces with pauses between them.
+        const std::size_t piece = frame.size() / 5 + 1;
+        for (std::size_t offset = 0; offset < frame.size(); offset += piece) {
+          const auto end = std::min(frame.size(), offset + piece);
+          co_await raw.write(Bytes(frame.begin() + static_cast<std::ptrdiff_t>(offset),
+                                   frame.begin() + static_cast<std::ptrdiff_t>(end)));
+          co_await test_sleep(20ms);
+        }
+        EXPECT_EQ(co_await in->receive(), message) << size << " bytes, budget " << budget;
       }
-      EXPECT_EQ(co_await in->receive(), message) << size;
-    }
-  });
+    });
+  }
+}
+
+TEST(BodyBudget, ReservationsTakeAndGiveBackAndNeverOverdraw) {
+  auto budget = std::make_shared<BodyBudget>(10u << 20);
+  {
+    const BodyReservation first(budget, 6u << 20);
+    EXPECT_TRUE(first);
+    const BodyReservation second(budget, 6u << 20);  // 4 MiB left: refused, nothing taken
+    EXPECT_FALSE(second);
+    EXPECT_EQ(budget->left(), 4u << 20);
+    const BodyReservation third(budget, 4u << 20);
+    EXPECT_TRUE(third);
+    EXPECT_EQ(budget->left(), 0u);
+  }
+  EXPECT_EQ(budget->left(), 10u << 20);
+  EXPECT_FALSE(BodyReservation(nullptr, 1));
 }
 
 TEST_F(TcpTransportTest, ConnectionsPerIdentityAreRefusedBeforeTheKeyExchange) {
