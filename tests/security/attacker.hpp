@@ -74,6 +74,13 @@ inline std::vector<std::unique_ptr<RawPeer>> stalled_frame_attackers(NetworkThre
   return attackers;
 }
 
+// The address a started `apiary node` / `apiary dht` prints as its first line.
+inline PeerAddress printed_address(ChildProcess& process) {
+  auto line = process.read_line(std::chrono::seconds{20});
+  if (!line) throw std::runtime_error("the apiary process printed no address");
+  return PeerAddress::parse(*line);
+}
+
 // An honest `apiary ping` (binary: the apiary executable) of `to`: its JSON
 // report, or nullopt when it failed.
 inline std::optional<nlohmann::json> honest_ping(const std::string& binary, const PeerAddress& to,

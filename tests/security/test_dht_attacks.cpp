@@ -51,12 +51,6 @@ void report(const nlohmann::json& figures) {
   std::fflush(stdout);
 }
 
-PeerAddress start_dht_node(ChildProcess& node) {
-  auto line = node.read_line(20s);
-  if (!line) throw std::runtime_error("apiary dht printed no address");
-  return PeerAddress::parse(*line);
-}
-
 // A stranger puts plain values with week-long lifetimes under the keys a run
 // uses while its coordinator is up: the signed configuration still wins and
 // `apiary status` still reads it.
@@ -96,7 +90,7 @@ TEST(DhtAttacks, SquattingARunsKeysCannotBlockIt) {
 TEST(DhtAttacks, AnOwnersSignedRecordReplacesAnEarlierSquat) {
   const auto dir = testing::fresh_work_dir("dht-presquat");
   ChildProcess node({APIARY_BIN, "dht", "--listen", "127.0.0.1:0"});
-  const PeerAddress to = start_dht_node(node);
+  const PeerAddress to = test::printed_address(node);
   const auto squat = run_apiary(
       dir, {"dht", "put", "early.config", "squatted", "--ttl", "80000", "--peers", to.to_string()},
       "squat");
@@ -135,7 +129,7 @@ TEST(DhtAttacks, AnOwnersSignedRecordReplacesAnEarlierSquat) {
 // pings keep answering fast.
 TEST(DhtAttacks, StorageFillIsBoundedPerSourceAndTheNodeKeepsServing) {
   ChildProcess node({APIARY_BIN, "dht", "--listen", "127.0.0.1:0", "--status-interval", "0.2"});
-  const PeerAddress to = start_dht_node(node);
+  const PeerAddress to = test::printed_address(node);
   const std::size_t baseline = test::resident_bytes(node.pid());
   auto honest = client_of(to, Identity::generate());
   const Bytes honest_value = bytes_of("the honest value");

@@ -31,9 +31,7 @@ constexpr double mib = 1024.0 * 1024.0;
 class DhtNodeUnderAttack : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto line = node_.read_line(20s);
-    ASSERT_TRUE(line.has_value()) << "apiary dht printed no address";
-    to_ = PeerAddress::parse(*line);
+    to_ = test::printed_address(node_);
     auto owner = test::client_of(to_, Identity::generate());
     ASSERT_TRUE(owner->store(key_, std::nullopt, value_, dht::system_dht_time() + 600).get().ok());
     owner->shutdown();

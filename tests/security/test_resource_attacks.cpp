@@ -33,12 +33,6 @@ std::size_t attack_size(std::size_t fallback) {
   return text != nullptr ? std::stoul(text) : fallback;
 }
 
-PeerAddress start_node(ChildProcess& node) {
-  auto line = node.read_line(20s);
-  if (!line) throw std::runtime_error("apiary node printed no address");
-  return PeerAddress::parse(*line);
-}
-
 std::optional<nlohmann::json> honest_ping(const PeerAddress& to, int count = 20) {
   return test::honest_ping(APIARY_BIN, to, count);
 }
@@ -52,7 +46,7 @@ constexpr double mib = 1024.0 * 1024.0;
 
 TEST(ResourceAttacks, StalledFullFramesKeepMemoryBounded) {
   ChildProcess node({node_binary(), "node", "--listen", "127.0.0.1:0"});
-  const PeerAddress to = start_node(node);
+  const PeerAddress to = test::printed_address(node);
   test::NetworkThread net;
   const std::size_t baseline = test::resident_bytes(node.pid());
   const std::size_t connections = attack_size(200);
@@ -78,7 +72,7 @@ TEST(ResourceAttacks, StalledFullFramesKeepMemoryBounded) {
 
 TEST(ResourceAttacks, KeepaliveConnectionsDoingNoWorkAreSwept) {
   ChildProcess node({APIARY_BIN, "node", "--listen", "127.0.0.1:0", "--idle-timeout-ms", "1500"});
-  const PeerAddress to = start_node(node);
+  const PeerAddress to = test::printed_address(node);
   test::NetworkThread net;
   std::this_thread::sleep_for(200ms);
   const std::size_t descriptors_before = test::open_descriptors(node.pid());
@@ -142,7 +136,7 @@ TEST(ResourceAttacks, KeepaliveConnectionsDoingNoWorkAreSwept) {
 
 TEST(ResourceAttacks, HandshakeFloodFromManyAddressesLeavesHonestPeersIn) {
   ChildProcess node({node_binary(), "node", "--listen", "127.0.0.1:0"});
-  const PeerAddress to = start_node(node);
+  const PeerAddress to = test::printed_address(node);
   test::NetworkThread net;
   // Silent sockets from 16 prefixes (127.0.1.0/24 … 127.0.16.0/24), 40 addresses
   // each: more than the node's handshake table holds in all. The honest ping
@@ -196,7 +190,7 @@ double node_cpu_per_connection(ChildProcess& node, test::NetworkThread& net, std
 // the node less than a handshake it completes.
 TEST(ResourceAttacks, RefusalsCostLessThanHandshakes) {
   ChildProcess node({node_binary(), "node", "--listen", "127.0.0.1:0"});
-  const PeerAddress to = start_node(node);
+  const PeerAddress to = test::printed_address(node);
   test::NetworkThread net;
   const std::size_t count = attack_size(1000);
   // Completed handshakes, each from a fresh identity, closed right after.
