@@ -1,10 +1,11 @@
 #include "core/codec.hpp"
 
-#include "core/msgpack_scan.hpp"
+#include "core/msgpack_parse.hpp"
 
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <memory>
 #include <string>
 
 namespace apiary::codec {
@@ -65,11 +66,6 @@ std::string_view type_name(msgpack::type::object_type type) {
   }
   what += " elements/bytes, got " + std::to_string(size);
   fail(field, what);
-}
-
-// Strings and binaries are referenced in the input buffer (no copy).
-bool reference_strings(msgpack::type::object_type type, std::size_t, void*) {
-  return type == msgpack::type::STR || type == msgpack::type::BIN;
 }
 
 }  // namespace
@@ -273,50 +269,11 @@ Reader MapReader::value(std::size_t index) const {
 
 // ---- parse -------------------------------------------------------------------------
 
-namespace {
-
-// Whether msgpack-c's own per-container limits (it refuses a larger header
-// before sizing anything) already keep every value within max_objects: then
-// the pre-scan adds nothing (e.g. RPC frame headers: 8 elements, 2 levels).
-bool container_limits_bound_objects(const Limits& limits) {
-  const std::size_t fan = std::max(limits.max_array, 2 * limits.max_map);
-  std::size_t level = 1;
-  std::size_t total = 1;
-  for (std::size_t depth = 0; depth < limits.max_depth && fan > 0; ++depth) {
-    if (level > limits.max_objects / fan) return false;
-    level *= fan;
-    total += level;
-    if (total > limits.max_objects) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 Document parse(ByteSpan bytes, const Limits& limits) {
   if (bytes.empty()) fail("message", "empty");
-  if (!container_limits_bound_objects(limits))
-    scan_objects(bytes, {.max_depth = limits.max_depth, .max_objects = limits.max_objects});
-  const msgpack::unpack_limit unpack_limit(limits.max_array, limits.max_map, limits.max_str,
-                                           limits.max_bin, /*ext=*/0, limits.max_depth);
-  std::size_t offset = 0;
-  msgpack::object_handle handle;
-  try {
-    handle = msgpack::unpack(reinterpret_cast<const char*>(bytes.data()), bytes.size(), offset,
-                             reference_strings, nullptr, unpack_limit);
-  } catch (const msgpack::insufficient_bytes&) {
-    fail("message", "truncated");
-  } catch (const msgpack::depth_size_overflow&) {
-    fail("message", "nesting too deep");
-  } catch (const msgpack::size_overflow& e) {
-    fail("message", std::string("size limit exceeded (") + e.what() + ")");
-  } catch (const std::exception& e) {
-    fail("message", std::string("malformed msgpack (") + e.what() + ")");
-  }
-  if (offset != bytes.size()) {
-    fail("message", std::to_string(bytes.size() - offset) + " trailing bytes");
-  }
-  return Document(std::move(handle));
+  auto zone = std::make_unique<msgpack::zone>();
+  const msgpack::object root = parse_object(bytes, limits, *zone);
+  return Document(msgpack::object_handle(root, std::move(zone)));
 }
 
 }  // namespace apiary::codec

@@ -89,7 +89,7 @@ struct Limits {
   std::size_t max_map = 1u << 16;    // entries
   std::size_t max_str = 1u << 20;    // bytes
   std::size_t max_bin = 1u << 30;    // bytes (the transport frame limit is smaller)
-  // Every value, key and element together (core/msgpack_scan.hpp): what the
+  // Every value, key and element together (core/msgpack_parse.hpp): what the
   // parser may allocate, sized to the message's purpose.
   std::size_t max_objects = 1u << 16;
 };

@@ -1,9 +1,13 @@
 // libFuzzer target: the strict msgpack document parser and its accessors
 // (core/codec.hpp). parse() must refuse bad input with Error{bad_message} only;
 // on a parsed document every accessor is tried on every value (each may refuse
-// with Error), walking arrays and maps to the parser's depth limit.
+// with Error), walking arrays and maps to the parser's depth limit. With tight
+// limits msgpack-c's own unpacker is the oracle the parser must agree with.
 #include "core/codec.hpp"
 #include "fuzz_util.hpp"
+
+#include <optional>
+#include <string_view>
 
 using namespace apiary;
 
@@ -57,12 +61,35 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     int budget = kValuesPerInput;
     walk(doc.root(), 0, budget);
   });
-  // Tight limits take other refusal paths.
+  // Tight limits take other refusal paths, and make msgpack-c's own unpacker
+  // a safe oracle (it can allocate at most 2 levels of 4 elements from
+  // headers): both must accept the same inputs and build the same values.
+  const codec::Limits small{
+      .max_depth = 2, .max_array = 4, .max_map = 4, .max_str = 8, .max_bin = 8};
+  std::optional<codec::Document> ours;
   fuzz::expect_only<Error>([&] {
-    codec::Limits small{.max_depth = 2, .max_array = 4, .max_map = 4, .max_str = 8, .max_bin = 8};
-    codec::Document doc = codec::parse(ByteSpan(data, size), small);
+    ours.emplace(codec::parse(ByteSpan(data, size), small));
     int budget = kValuesPerInput;
-    walk(doc.root(), 0, budget);
+    walk(ours->root(), 0, budget);
   });
+  std::optional<msgpack::object_handle> oracle;
+  try {
+    std::size_t offset = 0;
+    auto handle = msgpack::unpack(reinterpret_cast<const char*>(data), size, offset, nullptr,
+                                  nullptr, msgpack::unpack_limit(4, 4, 8, 8, 0, 2));
+    if (offset == size) oracle = std::move(handle);
+  } catch (const std::exception&) {
+  }
+  fuzz::require(ours.has_value() == oracle.has_value(), "msgpack-c accepts the same inputs");
+  if (ours) {
+    // Compared re-encoded: object== says NaN != NaN.
+    msgpack::sbuffer mine;
+    msgpack::sbuffer theirs;
+    msgpack::pack(mine, ours->root().object());
+    msgpack::pack(theirs, oracle->get());
+    fuzz::require(std::string_view(mine.data(), mine.size()) ==
+                      std::string_view(theirs.data(), theirs.size()),
+                  "msgpack-c builds the same value");
+  }
   return 0;
 }
