@@ -99,7 +99,13 @@ def gather(ranks, what: str, timeout: float, started: float) -> dict:
     reports = [finish(child, f"{what} rank {r}", timeout) for r, child in enumerate(ranks)]
     samples = sum(r["samples"] for r in reports)
     train_s = max(r["seconds"] for r in reports)
-    return {"val_loss": reports[0]["val_loss"], "samples": samples,
+    # The run's model: the newest epoch's (what a coordinator checkpoints and a
+    # late joiner downloads; peers of one epoch hold the same parameters). A peer
+    # that ran out of data first left with an older one. DDP: rank 0 evaluates.
+    evaluated = [r for r in range(len(reports)) if "val_loss" in reports[r]]
+    newest = max(evaluated, key=lambda r: (reports[r].get("epoch") or 0, -r))
+    return {"val_loss": reports[newest]["val_loss"], "samples": samples,
+            "val_losses": [reports[r]["val_loss"] for r in evaluated],
             "samples_per_s": samples / train_s, "wall_s": time.monotonic() - started,
             "epochs": [r.get("epoch") for r in reports]}
 
@@ -194,6 +200,7 @@ def summary(args, solo, ddp, apiary, apiary_note, link) -> dict:
         "apiary_val_loss": get(apiary, "val_loss"),
         "apiary_samples_per_s": get(apiary, "samples_per_s"), "apiary_wall_s": get(apiary, "wall_s"),
         "apiary_epochs": get(apiary, "epochs"),
+        "apiary_val_losses": get(apiary, "val_losses"),
         "ratios": {
             "ddp_over_solo_val_loss": ratio(get(ddp, "val_loss"), get(solo, "val_loss")),
             "apiary_over_ddp_samples_per_s": ratio(get(apiary, "samples_per_s"),

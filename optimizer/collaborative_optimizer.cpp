@@ -137,6 +137,7 @@ bool CollaborativeOptimizer::step(std::size_t batch_size) {
   const double t = now();
   throughput_.update(static_cast<double>(batch_size), std::max(t - last_step_time_, 1e-6));
   last_step_time_ = t;
+  last_batch_size_ = batch_size;
   if (options_.config.averaging.mode == AveragingMode::local_updates)
     return diloco_step(batch_size);
 
@@ -201,10 +202,10 @@ std::string CollaborativeOptimizer::state_key(std::uint64_t epoch) const {
   return options_.config.run + ".state." + std::to_string(epoch);
 }
 
-void CollaborativeOptimizer::prepare_rounds(const GlobalProgress& global) {
+void CollaborativeOptimizer::prepare_rounds(const GlobalProgress& global, bool now) {
   if (prepared_epoch_ == epoch_) return;
   const double lead = std::max(0.1, options_.config.averaging.matchmaking_time);
-  if (global.seconds_to_target() > lead) return;
+  if (!now && global.seconds_to_target() > lead) return;
   prepared_epoch_ = epoch_;
   if (!prepared_keys_.empty()) swarm_->abandon_rounds(std::exchange(prepared_keys_, {}));
   std::vector<RoundPlan> rounds;
@@ -264,7 +265,15 @@ RoundReport CollaborativeOptimizer::begin_round() const {
   RoundReport round;
   round.epoch = epoch_;
   round.local_samples = local_samples_;
-  round.deadline_seconds = deadline_.next_seconds();
+  // A group matched ahead is released by its leader at the leader's next
+  // step(), up to one batch of compute after the target: a member waits that
+  // long on top of the round (without it, rounds failed whenever a batch took
+  // longer than the rounds themselves — 1.7 s batches, 1.0 s deadlines).
+  const double rate = throughput_.samples_per_second();
+  const double batch_seconds = rate > 0 ? static_cast<double>(last_batch_size_) / rate : 0.0;
+  round.deadline_seconds =
+      deadline_.next_seconds() +
+      std::min(batch_seconds, std::max(0.0, options_.config.averaging.averaging_timeout));
   return round;
 }
 

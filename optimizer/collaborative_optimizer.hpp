@@ -166,6 +166,15 @@ class CollaborativeOptimizer {
   // Overlap: waits for the round in flight and applies it (e.g. before a final
   // checkpoint); returns whether a step was taken. No-op without overlap.
   bool finish_overlap();
+  // A peer at the end of its data, with samples of this epoch accumulated:
+  // instead of dropping them, waits up to `timeout` (no new batches) for the
+  // epoch to complete with them and ends it as step() would — when the
+  // swarm's estimate reaches the target, the round has begun, or nobody
+  // added samples for `quiet` (every peer stopped: the run's last, partial
+  // epoch). With overlap the round is applied too. Returns whether an epoch
+  // ended; false at once with nothing accumulated, in local-update mode, or
+  // when the swarm has moved on. Blocking; training thread.
+  bool finish_epoch(std::chrono::duration<double> timeout, std::chrono::duration<double> quiet);
   StepRule& step_rule() noexcept { return *rule_; }
 
   // Loss and test accuracy to include in progress reports (-1: unknown).
@@ -207,7 +216,8 @@ class CollaborativeOptimizer {
   bool diloco_step(std::size_t batch_size);
   std::string gradients_key(std::uint64_t epoch) const;
   std::string state_key(std::uint64_t epoch) const;
-  void prepare_rounds(const GlobalProgress& global);
+  // Matches this epoch's rounds once the target is `matchmaking_time` away (`now`: at once).
+  void prepare_rounds(const GlobalProgress& global, bool now = false);
   void abandon_unused_rounds(std::uint64_t ended_epoch);
   bool average_state();  // blocking; true when the swarm's mean replaced the state
 
@@ -228,6 +238,7 @@ class CollaborativeOptimizer {
   std::vector<float> outer_momentum_;
   std::uint64_t epoch_ = 0;
   std::uint64_t local_samples_ = 0;  // since the epoch began
+  std::size_t last_batch_size_ = 0;
   std::uint64_t inner_steps_ = 0;
   std::uint64_t failed_rounds_ = 0;
   std::optional<std::uint64_t> prepared_epoch_;  // rounds of this epoch matched ahead

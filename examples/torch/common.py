@@ -82,6 +82,9 @@ class SoloOptimizer:
     def state_dict(self):
         return {"epoch": self.epoch, "optimizer": self.torch_optimizer.state_dict()}
 
+    def finish(self):
+        return False  # every step was already taken
+
     def close(self):
         pass
 
@@ -181,6 +184,7 @@ def run(args, name: str, torch_optimizer, batch_loss, evaluate) -> dict:
     progress = Progress(name, args.log_every)
     try:
         train(opt, total_steps(args), progress, lambda: batch_loss(generator))
+        opt.finish()  # the samples since the swarm's last step join its final round
         metrics = evaluate()
         for key, value in metrics.items():
             if not math.isfinite(value):

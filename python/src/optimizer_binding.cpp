@@ -115,6 +115,13 @@ void bind_optimizer(py::module_& m) {
       .def(
           "step", [](PyOptimizer& o, std::size_t batch_size) { return o.get().step(batch_size); },
           py::arg("batch_size"), py::call_guard<py::gil_scoped_release>())
+      .def(
+          "finish_epoch",
+          [](PyOptimizer& o, double timeout, double quiet) {
+            return o.collaborative().finish_epoch(std::chrono::duration<double>(timeout),
+                                                  std::chrono::duration<double>(quiet));
+          },
+          py::arg("timeout"), py::arg("quiet"), py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("epoch", [](PyOptimizer& o) { return o.get().epoch(); })
       .def_property_readonly("address", [](PyOptimizer& o) { return o.get().address(); })
       .def_property_readonly("last_epoch_averaged",

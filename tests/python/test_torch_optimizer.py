@@ -76,6 +76,26 @@ def test_an_epoch_steps_with_the_mean_gradient_of_its_batches():
     assert torch.allclose(flat_params(plain), flat_params(wrapped), atol=1e-6)
 
 
+def test_finish_steps_with_the_last_partial_epoch():
+    plain, wrapped = make_model(), make_model()
+    reference = torch.optim.SGD(plain.parameters(), lr=0.1)
+    opt = at.Optimizer(torch.optim.SGD(wrapped.parameters(), lr=0.1), run="t-finish",
+                       target_batch_size=32, batch_size=8, solo=True)
+    data = list(batches(2))  # 16 of the 32 samples: the epoch never completes by itself
+    (sum(loss_of(plain, x, y) for x, y in data) / len(data)).backward()
+    reference.step()
+    for x, y in data:
+        loss_of(wrapped, x, y).backward()
+        assert not opt.step()
+        opt.zero_grad()
+    assert opt.epoch == 0 and opt.local_samples == 16
+    assert opt.finish(timeout=10.0, quiet=0.2)
+    assert opt.epoch == 1 and opt.local_samples == 0
+    assert torch.allclose(flat_params(plain), flat_params(wrapped), atol=1e-6)
+    assert not opt.finish(timeout=10.0, quiet=0.2)  # nothing left to contribute
+    opt.close()
+
+
 def test_schedulers_and_replaced_gradients_keep_working():
     def train(drop_gradients):
         model = make_model()

@@ -273,6 +273,19 @@ class Optimizer(torch.optim.Optimizer):
         self._flat.to_host([self._grads])
         return self._native.step(int(batch))
 
+    def finish(self, timeout=30.0, quiet=None):
+        """At the end of this peer's data, before close(): the samples it
+        accumulated since the swarm's last step go into the epoch's round
+        instead of being dropped. Waits (at most `timeout` seconds) for the
+        swarm's epoch to complete with them, or for every peer to stop adding
+        samples for `quiet` seconds (default: 3 of this peer's batches, at
+        least 2 s), then steps with the swarm. Returns True when it stepped."""
+        if quiet is None:
+            rate = self._native.samples_per_second
+            batch = self.batch_size or 0
+            quiet = max(2.0, 3.0 * batch / rate) if rate > 0 else 2.0
+        return self._native.finish_epoch(float(timeout), float(quiet))
+
     def zero_grad(self, set_to_none=False):
         """Zeroes the gradients in place (they stay views of the flat buffer,
         whatever set_to_none says)."""
