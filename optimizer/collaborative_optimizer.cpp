@@ -269,12 +269,15 @@ RoundReport CollaborativeOptimizer::begin_round() const {
   // step(), up to one batch of compute after the target: a member waits that
   // long on top of the round (without it, rounds failed whenever a batch took
   // longer than the rounds themselves — 1.7 s batches, 1.0 s deadlines).
-  const double rate = throughput_.samples_per_second();
-  const double batch_seconds = rate > 0 ? static_cast<double>(last_batch_size_) / rate : 0.0;
   round.deadline_seconds =
       deadline_.next_seconds() +
-      std::min(batch_seconds, std::max(0.0, options_.config.averaging.averaging_timeout));
+      std::min(batch_seconds(), std::max(0.0, options_.config.averaging.averaging_timeout));
   return round;
+}
+
+double CollaborativeOptimizer::batch_seconds() const {
+  const double rate = throughput_.samples_per_second();
+  return rate > 0 ? static_cast<double>(last_batch_size_) / rate : 0.0;
 }
 
 // Blocking: averages accumulated_ (weight: this epoch's samples) with the

@@ -171,10 +171,12 @@ class CollaborativeOptimizer {
   // epoch to complete with them and ends it as step() would — when the
   // swarm's estimate reaches the target, the round has begun, or nobody
   // added samples for `quiet` (every peer stopped: the run's last, partial
-  // epoch). With overlap the round is applied too. Returns whether an epoch
-  // ended; false at once with nothing accumulated, in local-update mode, or
-  // when the swarm has moved on. Blocking; training thread.
-  bool finish_epoch(std::chrono::duration<double> timeout, std::chrono::duration<double> quiet);
+  // epoch; ≤ 0: three of this peer's batches, at least 2 s). With overlap the
+  // round is applied too. Returns whether an epoch ended; false at once with
+  // nothing accumulated, in local-update mode, or when the swarm has moved on.
+  // Blocking; training thread.
+  bool finish_epoch(std::chrono::duration<double> timeout,
+                    std::chrono::duration<double> quiet = std::chrono::duration<double>(0));
   StepRule& step_rule() noexcept { return *rule_; }
 
   // Loss and test accuracy to include in progress reports (-1: unknown).
@@ -209,6 +211,7 @@ class CollaborativeOptimizer {
   void record_gradient_outcome(const AveragingOutcome& outcome, std::uint64_t epoch,
                                double deadline_seconds);
   RoundReport begin_round() const;
+  double batch_seconds() const;  // this peer's time for one batch (0: not known yet)
   void average_accumulated(const std::string& key, RoundReport& round);
   void finish_boundary(const RoundReport& round);
   void apply_gradients(std::span<float> gradients, std::uint64_t epoch);

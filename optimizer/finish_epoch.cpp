@@ -5,6 +5,7 @@
 #include "core/log.hpp"
 #include "optimizer/collaborative_optimizer.hpp"
 
+#include <algorithm>
 #include <thread>
 
 namespace apiary::optimizer {
@@ -13,6 +14,7 @@ bool CollaborativeOptimizer::finish_epoch(std::chrono::duration<double> timeout,
                                           std::chrono::duration<double> quiet) {
   if (local_samples_ == 0 || options_.config.averaging.mode != AveragingMode::target_batch)
     return false;
+  if (quiet.count() <= 0) quiet = std::chrono::duration<double>(std::max(2.0, 3 * batch_seconds()));
   report(true);
   using Clock = std::chrono::steady_clock;
   const auto started = Clock::now();

@@ -121,7 +121,7 @@ void bind_optimizer(py::module_& m) {
             return o.collaborative().finish_epoch(std::chrono::duration<double>(timeout),
                                                   std::chrono::duration<double>(quiet));
           },
-          py::arg("timeout"), py::arg("quiet"), py::call_guard<py::gil_scoped_release>())
+          py::arg("timeout"), py::arg("quiet") = 0.0, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("epoch", [](PyOptimizer& o) { return o.get().epoch(); })
       .def_property_readonly("address", [](PyOptimizer& o) { return o.get().address(); })
       .def_property_readonly("last_epoch_averaged",

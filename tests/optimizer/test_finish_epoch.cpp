@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <random>
 #include <thread>
 
 using namespace apiary::optimizer;
@@ -46,7 +45,10 @@ TEST(FinishEpoch, PeersThatStopTogetherStepWithThePartialEpoch) {
   auto hub = std::make_shared<FakeHub>();
   hub->target = 40;
   hub->group_wait = 5000ms;
-  const auto opts = sgd_options(hub->target);
+  // Frozen: no extrapolation, so only "nobody added samples" can end the epoch.
+  hub->clock = [] { return 1000.0; };
+  auto opts = sgd_options(hub->target);
+  opts.clock = hub->clock;
   Buffers a_model, b_model;
   CollaborativeOptimizer a(std::make_shared<FakeSwarm>(hub, "a"), opts, a_model.params,
                            a_model.grads);
@@ -58,9 +60,11 @@ TEST(FinishEpoch, PeersThatStopTogetherStepWithThePartialEpoch) {
   EXPECT_FALSE(b.step(10));
 
   bool b_stepped = false;
+  const auto started = std::chrono::steady_clock::now();
   std::thread b_thread([&] { b_stepped = b.finish_epoch(10s, 300ms); });
   EXPECT_TRUE(a.finish_epoch(10s, 300ms));
   b_thread.join();
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 300ms);
   EXPECT_TRUE(b_stepped);
   EXPECT_EQ(a.epoch(), 1u);
   EXPECT_EQ(b.epoch(), 1u);

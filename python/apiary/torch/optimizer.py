@@ -280,11 +280,7 @@ class Optimizer(torch.optim.Optimizer):
         swarm's epoch to complete with them, or for every peer to stop adding
         samples for `quiet` seconds (default: 3 of this peer's batches, at
         least 2 s), then steps with the swarm. Returns True when it stepped."""
-        if quiet is None:
-            rate = self._native.samples_per_second
-            batch = self.batch_size or 0
-            quiet = max(2.0, 3.0 * batch / rate) if rate > 0 else 2.0
-        return self._native.finish_epoch(float(timeout), float(quiet))
+        return self._native.finish_epoch(float(timeout), 0.0 if quiet is None else float(quiet))
 
     def zero_grad(self, set_to_none=False):
         """Zeroes the gradients in place (they stay views of the flat buffer,
