@@ -6,7 +6,11 @@
           join its address), --batch-size each, target batch = accumulate x procs x
           --batch-size (--accumulate: batches per peer per epoch, default 1)
 So solo and Apiary take the same number of optimizer steps of the same global
-batch (DDP too when --accumulate is 1).
+batch (DDP too when --accumulate is 1). With --local-updates N the Apiary peers
+step their own optimizer every batch and average parameters every N (DiLoCo).
+Apiary's first peer keeps the model of every epoch it ends (--loss-curve), so
+the result says when the swarm first reached DDP's final held-out loss
+(`apiary_seconds_to_ddp_loss`, training seconds, against DDP's `ddp_train_s`).
 Prints a table; --json prints one JSON object. --link-mbit M runs every DDP and
 Apiary process in its own network namespace behind an M-Mbit/s link (tc tbf on
 veth pairs; benchmarks/netns_links.py), after checking that the cap holds.
@@ -68,8 +72,8 @@ def model_flags(args):
             "--eval-windows", str(args.eval_windows)]
 
 
-def per_process_samples(args) -> int:
-    return args.samples // args.procs
+def per_process_samples(args, total=None) -> int:
+    return (total or args.samples) // args.procs
 
 
 def run_solo(args) -> dict:
@@ -104,10 +108,14 @@ def gather(ranks, what: str, timeout: float, started: float) -> dict:
     # that ran out of data first left with an older one. DDP: rank 0 evaluates.
     evaluated = [r for r in range(len(reports)) if "val_loss" in reports[r]]
     newest = max(evaluated, key=lambda r: (reports[r].get("epoch") or 0, -r))
+    # Evaluating the loss curve (after training) is not part of the run's time.
+    curve_s = max(r.get("curve_eval_s", 0.0) for r in reports)
+    curves = [r["curve"] for r in reports if "curve" in r]
     return {"val_loss": reports[newest]["val_loss"], "samples": samples,
             "val_losses": [reports[r]["val_loss"] for r in evaluated],
-            "samples_per_s": samples / train_s, "wall_s": time.monotonic() - started,
-            "epochs": [r.get("epoch") for r in reports]}
+            "samples_per_s": samples / train_s, "train_s": train_s,
+            "wall_s": time.monotonic() - started - curve_s,
+            "epochs": [r.get("epoch") for r in reports], "curve": curves[0] if curves else None}
 
 
 def run_ddp(args, links) -> dict:
@@ -161,16 +169,17 @@ def run_apiary(args, links) -> dict:
     common = ["--optimizer", "apiary", "--run", f"bench-torch-{os.getpid()}",
               "--batch-size", str(args.batch_size),
               "--target-batch-size", str(args.batch_size * args.procs * args.accumulate),
-              "--samples", str(per_process_samples(args))] + model_flags(args)
+              "--samples", str(per_process_samples(args, args.apiary_samples))] + model_flags(args)
     if args.compression:
         common += ["--compression", args.compression]
-    for flag in ("average_state_every", "matchmaking_time"):
+    for flag in ("average_state_every", "matchmaking_time", "local_updates", "outer_lr",
+                 "outer_momentum"):
         if getattr(args, flag) is not None:
             common += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     started = time.monotonic()
     prefix, ip = placement(links, 0)
     first = start(prefix + [sys.executable, CHARLM, "--listen", f"{ip}:{free_port()}",
-                            "--peer-index", "0"] + common, env=env)
+                            "--peer-index", "0", "--loss-curve"] + common, env=env)
     address = read_address(first, 60)
     ranks = [first]
     for rank in range(1, args.procs):
@@ -185,27 +194,42 @@ def ratio(a, b):
     return round(a / b, 4) if a is not None and b else None
 
 
+def seconds_to_loss(curve, loss):
+    """Training seconds of the first epoch whose model's held-out loss is <= loss."""
+    if not curve or loss is None:
+        return None
+    return next((point["seconds"] for point in curve if point["val_loss"] <= loss), None)
+
+
 def summary(args, solo, ddp, apiary, apiary_note, link) -> dict:
     get = lambda run, key: run[key] if run else None  # noqa: E731
+    to_ddp_loss = seconds_to_loss(get(apiary, "curve"), get(ddp, "val_loss"))
     result = {
-        "samples": args.samples, "procs": args.procs, "batch_size": args.batch_size,
-        "accumulate": args.accumulate,
+        "samples": args.samples, "apiary_samples": args.apiary_samples or args.samples,
+        "procs": args.procs, "batch_size": args.batch_size,
+        "accumulate": args.accumulate, "local_updates": args.local_updates,
+        "outer_lr": args.outer_lr, "outer_momentum": args.outer_momentum,
         "compression": args.compression or "none", "link_mbit": args.link_mbit,
         "average_state_every": args.average_state_every, "matchmaking_time": args.matchmaking_time,
         "solo_val_loss": get(solo, "val_loss"), "swarm_val_loss": get(apiary, "val_loss"),
         "ratio": ratio(get(apiary, "val_loss"), get(solo, "val_loss")),
         "solo_samples_per_s": get(solo, "samples_per_s"), "solo_wall_s": get(solo, "wall_s"),
         "ddp_val_loss": get(ddp, "val_loss"), "ddp_samples_per_s": get(ddp, "samples_per_s"),
-        "ddp_wall_s": get(ddp, "wall_s"),
+        "ddp_wall_s": get(ddp, "wall_s"), "ddp_train_s": get(ddp, "train_s"),
         "apiary_val_loss": get(apiary, "val_loss"),
         "apiary_samples_per_s": get(apiary, "samples_per_s"), "apiary_wall_s": get(apiary, "wall_s"),
         "apiary_epochs": get(apiary, "epochs"),
-        "apiary_val_losses": get(apiary, "val_losses"),
+        "apiary_val_losses": get(apiary, "val_losses"), "apiary_train_s": get(apiary, "train_s"),
+        "apiary_seconds_to_ddp_loss": to_ddp_loss,
+        "apiary_loss_curve": [[p["seconds"], p["samples"], p["val_loss"]]
+                              for p in get(apiary, "curve") or []],
         "ratios": {
             "ddp_over_solo_val_loss": ratio(get(ddp, "val_loss"), get(solo, "val_loss")),
             "apiary_over_ddp_samples_per_s": ratio(get(apiary, "samples_per_s"),
                                                    get(ddp, "samples_per_s")),
             "apiary_over_ddp_wall_s": ratio(get(apiary, "wall_s"), get(ddp, "wall_s")),
+            # Issue 14's 100 Mbit/s target: <= 1/3.
+            "apiary_to_ddp_loss_over_ddp_train_s": ratio(to_ddp_loss, get(ddp, "train_s")),
         },
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
@@ -234,6 +258,9 @@ def print_table(modes, solo, ddp, apiary, apiary_note):
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=4096, help="total samples of each mode")
+    parser.add_argument("--apiary-samples", type=int, default=None,
+                        help="Apiary's total samples if not --samples (e.g. more, to see when "
+                             "its loss curve reaches DDP's final loss)")
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=32, help="per process (DDP, Apiary)")
     parser.add_argument("--accumulate", type=int, default=1,
@@ -246,6 +273,12 @@ def parse_args():
                         help="Apiary: epochs between state averaging rounds (default: the run's, 1)")
     parser.add_argument("--matchmaking-time", type=float, default=None,
                         help="Apiary: seconds a group gathers (default: the run's, 2)")
+    parser.add_argument("--local-updates", type=int, default=None,
+                        help="Apiary: DiLoCo, inner steps per parameter-averaging round")
+    parser.add_argument("--outer-lr", type=float, default=None,
+                        help="Apiary, local updates: outer learning rate (run default 0.7)")
+    parser.add_argument("--outer-momentum", type=float, default=None,
+                        help="Apiary, local updates: outer momentum (run default 0.9)")
     parser.add_argument("--link-mbit", type=float, default=None,
                         help="run DDP and Apiary processes behind links of this rate (root)")
     parser.add_argument("--modes", default="solo,ddp,apiary", help="which of solo,ddp,apiary")

@@ -51,6 +51,15 @@ def add_common_args(parser: argparse.ArgumentParser, default_batch: int, default
                        help="apiary.torch without a swarm (what the wrapper itself costs)")
     swarm.add_argument("--compression", choices=["none", "fp16", "bf16", "8bit"], default=None,
                        help="gradient compression passed to the bridge")
+    swarm.add_argument("--local-updates", type=int, default=None,
+                       help="DiLoCo: inner steps per averaging round (default: target batch mode)")
+    swarm.add_argument("--outer-lr", type=float, default=None,
+                       help="local updates: outer Nesterov learning rate (run default 0.7)")
+    swarm.add_argument("--outer-momentum", type=float, default=None,
+                       help="local updates: outer Nesterov momentum (run default 0.9)")
+    swarm.add_argument("--loss-curve", action="store_true",
+                       help="keep the model of every epoch this peer ends and report its "
+                            "held-out metrics with the training seconds at which it was reached")
 
 
 def total_steps(args) -> int:
@@ -105,10 +114,9 @@ def make_optimizer(args, torch_optimizer: torch.optim.Optimizer):
         options["compression"] = args.compression
     if args.solo:
         options["solo"] = True
-    if args.average_state_every:
-        options["average_state_every"] = args.average_state_every
-    if args.matchmaking_time:
-        options["matchmaking_time"] = args.matchmaking_time
+    for name in ("average_state_every", "matchmaking_time", "local_updates", "outer_lr", "outer_momentum"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     peers = [p for p in args.peers.split(",") if p]
     return at.Optimizer(torch_optimizer, run=args.run, peers=peers,
                         target_batch_size=args.target_batch_size or args.batch_size,
@@ -156,22 +164,56 @@ class Progress:
         report = {"samples": self.samples, "seconds": round(seconds, 3),
                   "samples_per_s": round(self.samples / max(seconds, 1e-9), 3)}
         report.update(metrics)
-        text = " ".join(f"{k} {v}" for k, v in metrics.items())
+        text = " ".join(f"{k} {v}" for k, v in metrics.items() if not isinstance(v, list))
         print(f"{self.name}: done {text} samples {self.samples} in {seconds:.1f} s", flush=True)
         if args.json:
             print(json.dumps(report), flush=True)
         return report
 
 
-def train(opt, steps: int, progress: Progress, batch_loss):
-    """The loop: batch_loss() returns (loss tensor, batch size)."""
+def train(opt, steps: int, progress: Progress, batch_loss, on_epoch=None):
+    """The loop: batch_loss() returns (loss tensor, batch size); on_epoch() is
+    called after each step() that ended an epoch of the swarm."""
     for step in range(1, steps + 1):
         loss, batch = batch_loss()
         loss.backward()
-        opt.step()
+        ended = opt.step()
         opt.zero_grad()
         progress.step(step, steps, batch, loss.item(), opt.epoch)
+        if ended and on_epoch:
+            on_epoch()
     progress.stop()
+
+
+class LossCurve:
+    """The model after each epoch, with the training seconds and samples at
+    which it was reached; evaluated after training, so the run is not slowed
+    by it (a copy of the parameters costs ~1 ms)."""
+
+    def __init__(self, torch_optimizer, progress: Progress):
+        self.params = [p for g in torch_optimizer.param_groups for p in g["params"]]
+        self.progress = progress
+        self.points = []  # (seconds, samples, epoch, parameter copies)
+
+    def record(self, epoch: int):
+        seconds = time.monotonic() - self.progress.start
+        copies = [p.detach().clone() for p in self.params]
+        self.points.append((seconds, self.progress.samples, epoch, copies))
+
+    @torch.no_grad()
+    def evaluate(self, evaluate) -> list:
+        """[{seconds, samples, epoch, metric: value}] in order; the parameters
+        are put back as they were."""
+        final = [p.detach().clone() for p in self.params]
+        curve = []
+        for seconds, samples, epoch, copies in self.points:
+            for p, c in zip(self.params, copies):
+                p.copy_(c)
+            curve.append({"seconds": round(seconds, 3), "samples": samples, "epoch": epoch,
+                          **evaluate()})
+        for p, c in zip(self.params, final):
+            p.copy_(c)
+        return curve
 
 
 def run(args, name: str, torch_optimizer, batch_loss, evaluate) -> dict:
@@ -182,14 +224,21 @@ def run(args, name: str, torch_optimizer, batch_loss, evaluate) -> dict:
     announce(opt, name)
     generator = torch.Generator().manual_seed(data_seed(args))
     progress = Progress(name, args.log_every)
+    curve = LossCurve(torch_optimizer, progress) if args.loss_curve else None
+    on_epoch = (lambda: curve.record(opt.epoch)) if curve else None
     try:
-        train(opt, total_steps(args), progress, lambda: batch_loss(generator))
-        opt.finish()  # the samples since the swarm's last step join its final round
+        train(opt, total_steps(args), progress, lambda: batch_loss(generator), on_epoch)
+        if opt.finish() and curve:  # the samples since the swarm's last step join its final round
+            curve.record(opt.epoch)
         metrics = evaluate()
         for key, value in metrics.items():
             if not math.isfinite(value):
                 sys.exit(f"{name}: {key} is not finite ({value})")
         metrics["epoch"] = opt.epoch
+        if curve:
+            evaluating = time.monotonic()
+            metrics["curve"] = curve.evaluate(evaluate)
+            metrics["curve_eval_s"] = round(time.monotonic() - evaluating, 3)
         return progress.finish(args, metrics)
     finally:
         opt.close()

@@ -26,6 +26,21 @@ def test_bench_solo_and_ddp_tiny():
     if os.environ.get("APIARY_EXPECT_PACKAGE") == "1":  # ctest, with the package built
         assert math.isfinite(result["swarm_val_loss"]), result.get("apiary")
         assert result["apiary_samples_per_s"] > 0
+        curve = result["apiary_loss_curve"]  # peer 0's model of each epoch it ended
+        assert curve and all(math.isfinite(loss) for _, _, loss in curve)
+        assert [s for _, s, _ in curve] == sorted(s for _, s, _ in curve)
     elif result["swarm_val_loss"] is None:
         assert result["apiary"].startswith("unavailable: "), result["apiary"]
     assert "solo" in done.stdout and "ddp" in done.stdout
+
+
+def test_seconds_to_loss_is_the_first_epoch_at_or_below_it():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import bench_torch
+
+    curve = [{"seconds": 1.0, "val_loss": 3.0}, {"seconds": 2.0, "val_loss": 2.5},
+             {"seconds": 3.0, "val_loss": 2.4}]
+    assert bench_torch.seconds_to_loss(curve, 2.5) == 2.0
+    assert bench_torch.seconds_to_loss(curve, 2.0) is None  # never reached
+    assert bench_torch.seconds_to_loss(None, 2.5) is None
+    assert bench_torch.seconds_to_loss(curve, None) is None

@@ -48,3 +48,31 @@ def test_apiary_optimizer_without_the_package_says_why(tmp_path):
     assert done.returncode != 0
     assert "needs the apiary Python package" in done.stderr
     assert "hidden by the test" in done.stderr
+
+
+def test_loss_curve_evaluates_each_kept_model_and_puts_the_last_back():
+    sys.path.insert(0, EXAMPLES)
+    import torch
+    import common
+
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    progress = common.Progress("t", log_every=1000)
+    curve = common.LossCurve(opt, progress)
+    total = lambda: {"val_loss": float(sum(p.sum() for p in model.parameters()))}  # noqa: E731
+    sums = []
+    for samples in (4, 8):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1.0)
+        progress.samples = samples
+        sums.append(total()["val_loss"])
+        curve.record(epoch=samples // 4)
+    with torch.no_grad():
+        model.weight.zero_()
+    after = total()["val_loss"]
+    points = curve.evaluate(total)
+    assert [p["samples"] for p in points] == [4, 8] and [p["epoch"] for p in points] == [1, 2]
+    assert [round(p["val_loss"], 5) for p in points] == [round(s, 5) for s in sums]
+    assert points[0]["seconds"] <= points[1]["seconds"]
+    assert total()["val_loss"] == after  # the live parameters are as they were

@@ -164,6 +164,29 @@ def test_local_updates_step_every_call_and_average_every_n():
     assert opt.epoch == 2
 
 
+def test_outer_step_takes_outer_lr_of_the_inner_delta():
+    # Solo, the swarm's mean delta is this peer's own: with no outer momentum
+    # the outer step lands outer_lr of the way from the start to where the
+    # inner steps went (plain SGD on the same batches).
+    plain = make_model()
+    sgd = torch.optim.SGD(plain.parameters(), lr=0.05)
+    for x, y in batches(4):
+        loss_of(plain, x, y).backward()
+        sgd.step()
+        sgd.zero_grad()
+    model = make_model()
+    start = flat_params(model).clone()
+    opt = at.Optimizer(torch.optim.SGD(model.parameters(), lr=0.05), run="t-outer",
+                       target_batch_size=8, batch_size=8, solo=True, local_updates=4,
+                       outer_lr=0.5, outer_momentum=0.0)
+    for x, y in batches(4):
+        loss_of(model, x, y).backward()
+        opt.step()
+        opt.zero_grad()
+    expected = start + 0.5 * (flat_params(plain) - start)
+    assert torch.allclose(flat_params(model), expected, atol=1e-6)
+
+
 def test_errors_are_apiary_exceptions_with_the_engines_messages():
     model = make_model()
     with pytest.raises(apiary.InvalidArgument, match="unknown optimizer option 'bogus'"):

@@ -45,6 +45,8 @@ _CONFIG_FIELDS = {
     "compression": ("compression", "gradients"),
     "state_compression": ("compression", "state"),
     "local_updates": ("averaging", "local_steps"),
+    "outer_lr": ("averaging", "outer_lr"),
+    "outer_momentum": ("averaging", "outer_momentum"),
     "average_state_every": ("averaging", "average_state_every"),
     "matchmaking_time": ("averaging", "matchmaking_time"),
     "averaging_timeout": ("averaging", "averaging_timeout"),
@@ -83,6 +85,7 @@ class Optimizer(torch.optim.Optimizer):
     client_mode: accept no connections (behind a NAT).
     compression / state_compression: none | fp16 | bf16 | 8bit.
     local_updates: N inner steps per averaging round (DiLoCo); None: target batch.
+    outer_lr, outer_momentum: local updates' outer Nesterov step (0.7, 0.9).
     average_state_every, matchmaking_time, averaging_timeout, target_group_size,
     min_group_size: the run configuration's averaging fields.
     run_config: any other run-configuration fields, as a dict.
