@@ -53,14 +53,20 @@ def start(command, env=None):
     return child
 
 
-def finish(child, what: str, timeout: float) -> dict:
-    """Waits for a run and returns its final JSON line (raises with its stderr)."""
+def finish(child, what: str, timeout: float, log_dir=None) -> dict:
+    """Waits for a run and returns its final JSON line (raises with its stderr,
+    which is kept in log_dir/<what>.log when log_dir is given)."""
     try:
         out, err = child.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         child.kill()
         out, err = child.communicate()
         raise RuntimeError(f"{what}: still running after {timeout:.0f} s") from None
+    finally:
+        if log_dir:
+            os.makedirs(log_dir, exist_ok=True)
+            with open(os.path.join(log_dir, what.replace(" ", "-") + ".log"), "w") as log:
+                log.write(err or "")
     if child.returncode != 0:
         tail = "\n".join(err.strip().splitlines()[-5:])
         raise RuntimeError(f"{what}: exit {child.returncode}: {tail}")
@@ -81,7 +87,7 @@ def run_solo(args) -> dict:
     started = time.monotonic()
     child = start([sys.executable, CHARLM, "--optimizer", "torch", "--batch-size", str(batch),
                    "--samples", str(per_process_samples(args) * args.procs)] + model_flags(args))
-    report = finish(child, "solo", args.timeout)
+    report = finish(child, "solo", args.timeout, args.logs)
     return {"val_loss": report["val_loss"], "samples": report["samples"],
             "samples_per_s": report["samples_per_s"], "wall_s": time.monotonic() - started}
 
@@ -99,8 +105,9 @@ def placement(links, rank: int):
     return links.exec_prefix(rank), links.ip(rank)
 
 
-def gather(ranks, what: str, timeout: float, started: float) -> dict:
-    reports = [finish(child, f"{what} rank {r}", timeout) for r, child in enumerate(ranks)]
+def gather(ranks, what: str, args, started: float) -> dict:
+    reports = [finish(child, f"{what} rank {r}", args.timeout, args.logs)
+               for r, child in enumerate(ranks)]
     samples = sum(r["samples"] for r in reports)
     train_s = max(r["seconds"] for r in reports)
     # The run's model: the newest epoch's (what a coordinator checkpoints and a
@@ -132,7 +139,7 @@ def run_ddp(args, links) -> dict:
                                      "--batch-size", str(args.batch_size),
                                      "--samples", str(per_process_samples(args))]
                            + model_flags(args), env=env))
-    return gather(ranks, "ddp", args.timeout, started)
+    return gather(ranks, "ddp", args, started)
 
 
 def apiary_env(args):
@@ -187,7 +194,7 @@ def run_apiary(args, links) -> dict:
         ranks.append(start(prefix + [sys.executable, CHARLM, "--peers", address,
                                      "--listen", f"{ip}:0", "--peer-index", str(rank)] + common,
                            env=env))
-    return gather(ranks, "apiary", args.timeout, started)
+    return gather(ranks, "apiary", args, started)
 
 
 def ratio(a, b):
@@ -286,6 +293,9 @@ def parse_args():
                         (os.path.join(ROOT, "build", "python")
                          if os.path.isdir(os.path.join(ROOT, "build", "python")) else None))
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per mode")
+    parser.add_argument("--logs", default=None,
+                        help="keep each process's stderr in this folder (with APIARY_LOG=info: "
+                             "the rounds each peer ran, failed or loaded)")
     parser.add_argument("--json", action="store_true")
     return parser.parse_args()
 
