@@ -114,7 +114,8 @@ def make_optimizer(args, torch_optimizer: torch.optim.Optimizer):
         options["compression"] = args.compression
     if args.solo:
         options["solo"] = True
-    for name in ("average_state_every", "matchmaking_time", "local_updates", "outer_lr", "outer_momentum"):
+    for name in ("average_state_every", "matchmaking_time", "local_updates", "outer_lr",
+                 "outer_momentum"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     peers = [p for p in args.peers.split(",") if p]
