@@ -183,6 +183,8 @@ def run_apiary(args, links) -> dict:
                  "outer_momentum"):
         if getattr(args, flag) is not None:
             common += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
+    if args.apiary_lr is not None:
+        common += ["--lr", str(args.apiary_lr)]
     started = time.monotonic()
     prefix, ip = placement(links, 0)
     first = start(prefix + [sys.executable, CHARLM, "--listen", f"{ip}:{free_port()}",
@@ -216,6 +218,7 @@ def summary(args, solo, ddp, apiary, apiary_note, link) -> dict:
         "procs": args.procs, "batch_size": args.batch_size,
         "accumulate": args.accumulate, "local_updates": args.local_updates,
         "outer_lr": args.outer_lr, "outer_momentum": args.outer_momentum,
+        "apiary_lr": args.apiary_lr,
         "compression": args.compression or "none", "link_mbit": args.link_mbit,
         "average_state_every": args.average_state_every, "matchmaking_time": args.matchmaking_time,
         "solo_val_loss": get(solo, "val_loss"), "swarm_val_loss": get(apiary, "val_loss"),
@@ -286,6 +289,9 @@ def parse_args():
                         help="Apiary, local updates: outer learning rate (run default 0.7)")
     parser.add_argument("--outer-momentum", type=float, default=None,
                         help="Apiary, local updates: outer momentum (run default 0.9)")
+    parser.add_argument("--apiary-lr", type=float, default=None,
+                        help="Apiary: its (inner) optimizer's learning rate (default: the "
+                             "example's, which DDP always uses)")
     parser.add_argument("--link-mbit", type=float, default=None,
                         help="run DDP and Apiary processes behind links of this rate (root)")
     parser.add_argument("--modes", default="solo,ddp,apiary", help="which of solo,ddp,apiary")

@@ -206,8 +206,6 @@ void CollaborativeOptimizer::prepare_rounds(const GlobalProgress& global, bool n
   if (prepared_epoch_ == epoch_) return;
   const double lead = std::max(0.1, options_.config.averaging.matchmaking_time);
   if (!now && global.seconds_to_target() > lead) return;
-  prepared_epoch_ = epoch_;
-  if (!prepared_keys_.empty()) swarm_->abandon_rounds(std::exchange(prepared_keys_, {}));
   std::vector<RoundPlan> rounds;
   rounds.push_back({gradients_key(epoch_), {params_.size()}, RoundKind::gradients});
   // The boundary moves to epoch + 1 (unless the swarm is further on, and then
@@ -222,8 +220,16 @@ void CollaborativeOptimizer::prepare_rounds(const GlobalProgress& global, bool n
       lead + std::max(0.0, global.seconds_to_target()) + 2 * deadline_.next_seconds();
   log::debug("epoch {}: matching ahead of time ({:.2f} s to the target)", epoch_,
              global.seconds_to_target());
+  match_ahead(std::move(rounds), timeout);
+}
+
+// Hands this epoch's `rounds` to the swarm to match in the background (an
+// earlier epoch's that are still held are let go).
+void CollaborativeOptimizer::match_ahead(std::vector<RoundPlan> rounds, double timeout_seconds) {
+  prepared_epoch_ = epoch_;
+  if (!prepared_keys_.empty()) swarm_->abandon_rounds(std::exchange(prepared_keys_, {}));
   for (const auto& r : rounds) prepared_keys_.push_back(r.group_key);
-  swarm_->prepare_rounds(std::move(rounds), std::chrono::duration<double>(timeout));
+  swarm_->prepare_rounds(std::move(rounds), std::chrono::duration<double>(timeout_seconds));
 }
 
 // After the boundary of `ended_epoch`: the gradient round was averaged, the
@@ -559,7 +565,12 @@ void CollaborativeOptimizer::restore(const StateSnapshot& state) {
   if (outer) {
     copy_into(outer_anchor_, state.tensors[1 + buffers.size()]);
     copy_into(outer_momentum_, state.tensors[2 + buffers.size()]);
+    // From the anchor, not the donor's parameters: those carry the donor's
+    // own inner steps, which its delta will bring to the round already.
+    copy_into(params_, outer_anchor_);
   }
+  inner_steps_ = 0;
+  outer_attempt_ = 0;
   rule_->state_replaced();
 }
 

@@ -73,7 +73,12 @@
 //
 // Local-update mode (DiLoCo): each step() is an inner optimizer step on the
 // local gradients; every `local_steps` inner steps the parameter deltas are
-// averaged and applied with an outer Nesterov step.
+// averaged and applied with an outer Nesterov step. The outer round is
+// matched ahead of time like a target-batch round; a member whose group was
+// released by another peer ends its inner phase at once. A failed round is
+// postponed once (training goes on, the anchor stays the swarm's) rather than
+// applied alone; a peer that sees the swarm's epoch ahead of its own loads a
+// peer's state at once, and resumes from its anchor (local_updates.cpp).
 //
 // Stragglers and late joiners: a peer that is behind the swarm (it missed a
 // round, or is new, when `load_state_on_start`) downloads the state from peers
@@ -217,10 +222,15 @@ class CollaborativeOptimizer {
   void apply_gradients(std::span<float> gradients, std::uint64_t epoch);
   void speculate(std::span<const float> local_mean, std::uint64_t epoch);
   bool diloco_step(std::size_t batch_size);
+  bool catch_up(const GlobalProgress& global, bool boundary);  // local updates: load if behind
+  void prepare_outer_round();
+  bool outer_boundary(const GlobalProgress& global);
+  std::string outer_key() const;  // this epoch's outer round (and its retry)
   std::string gradients_key(std::uint64_t epoch) const;
   std::string state_key(std::uint64_t epoch) const;
   // Matches this epoch's rounds once the target is `matchmaking_time` away (`now`: at once).
   void prepare_rounds(const GlobalProgress& global, bool now = false);
+  void match_ahead(std::vector<RoundPlan> rounds, double timeout_seconds);
   void abandon_unused_rounds(std::uint64_t ended_epoch);
   bool average_state();  // blocking; true when the swarm's mean replaced the state
 
@@ -242,7 +252,9 @@ class CollaborativeOptimizer {
   std::uint64_t epoch_ = 0;
   std::uint64_t local_samples_ = 0;  // since the epoch began
   std::size_t last_batch_size_ = 0;
-  std::uint64_t inner_steps_ = 0;
+  std::uint64_t inner_steps_ = 0;    // local updates: since the outer step (or its failure)
+  std::uint32_t outer_attempt_ = 0;  // this epoch's outer rounds that failed
+  std::uint64_t catch_up_tried_ = 0; // the swarm epoch a state download was last tried for
   std::uint64_t failed_rounds_ = 0;
   std::optional<std::uint64_t> prepared_epoch_;  // rounds of this epoch matched ahead
   std::vector<std::string> prepared_keys_;       // their keys, until the boundary

@@ -1,13 +1,30 @@
-// Local-update (DiLoCo) mode of CollaborativeOptimizer: inner steps on this
+// Local-update mode (DiLoCo) of CollaborativeOptimizer: inner steps on this
 // peer's own gradients, and every `local_steps` an outer step with the swarm's
 // mean of how far the inner steps moved the parameters.
-#include "optimizer/collaborative_optimizer.hpp"
-
+//
+// The outer step keeps every peer's anchor (the parameters it steps from)
+// equal, because each peer applies the same mean delta to it. Two things
+// would break that for good, and are avoided here:
+//  * a peer whose round failed applying its own delta while the others
+//    averaged: instead it postpones the outer step (once) and trains on, and
+//    as soon as the swarm's epoch is ahead of its own it loads a peer's state;
+//  * matchmaking at the boundary, behind the bulk traffic of other groups'
+//    rounds: the outer round is matched ahead of time, from the first inner
+//    step of the phase, while the links are quiet.
 #include "core/log.hpp"
 #include "kernels/optimizer.hpp"
 #include "kernels/reduce.hpp"
+#include "optimizer/collaborative_optimizer.hpp"
 
 namespace apiary::optimizer {
+
+std::string CollaborativeOptimizer::outer_key() const {
+  std::string key = options_.config.run + ".outer." + std::to_string(epoch_);
+  // A retry after a round that failed for everyone: a key of its own, so that
+  // it never meets that round's stale declarations.
+  if (outer_attempt_ > 0) key += ".retry" + std::to_string(outer_attempt_);
+  return key;
+}
 
 bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
   {
@@ -17,35 +34,76 @@ bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
   local_samples_ += batch_size;
   ++inner_steps_;
   report(false);
-  if (inner_steps_ % options_.config.averaging.local_steps != 0) return false;
-  // A peer whose round failed while the others averaged stays behind for
-  // good (each round's key is its epoch, and a failed round costs it the
-  // matchmaking wait): take the state of a peer that is ahead instead.
   const GlobalProgress global = swarm_->global_progress(epoch_);
-  if (global.global_epoch > epoch_) {
-    log::info("outer step {} is behind the swarm ({}): loading state from peers", epoch_,
-              global.global_epoch);
-    // Any peer ahead will do: donors announce their epoch only now and then.
-    if (load_state_from_peers(epoch_ + 1)) {
-      last_step_time_ = now();
-      return true;
-    }
-  }
+  const bool boundary = inner_steps_ >= options_.config.averaging.local_steps;
+  if (catch_up(global, boundary)) return true;
+  prepare_outer_round();
+  // A round another member released: this peer's inner phase ends now too.
+  const bool released = prepared_epoch_ == epoch_ && swarm_->round_started(outer_key());
+  if (!boundary && !released) return false;
+  return outer_boundary(global);
+}
 
+// The swarm's epoch is ahead of this peer's: the others took an outer step
+// without it, so its inner steps start from a stale anchor and cannot be
+// averaged with theirs. Tried once per epoch the swarm is seen at, and again
+// at each boundary (donors announce their epoch only now and then).
+bool CollaborativeOptimizer::catch_up(const GlobalProgress& global, bool boundary) {
+  if (global.global_epoch <= epoch_) return false;
+  if (!boundary && catch_up_tried_ == global.global_epoch) return false;
+  catch_up_tried_ = global.global_epoch;
+  log::info("outer step {} is behind the swarm ({}): loading state from peers", epoch_,
+            global.global_epoch);
+  // Any peer ahead will do.
+  if (!load_state_from_peers(epoch_ + 1)) return false;
+  last_step_time_ = now();
+  return true;
+}
+
+// Matches the outer round as the inner phase begins: the links are quiet
+// then, and every member declares long before the leader's boundary, whatever
+// the spread of the peers' phases (matched `matchmaking_time` before it, peers
+// more than that apart missed the group and had to load the state).
+void CollaborativeOptimizer::prepare_outer_round() {
+  if (prepared_epoch_ == epoch_) return;
+  const std::uint64_t steps = options_.config.averaging.local_steps;
+  const double to_boundary =
+      static_cast<double>(steps - std::min(steps, inner_steps_)) * batch_seconds();
+  log::debug("outer step {}: matching ahead of time ({:.2f} s to the boundary)", epoch_,
+             to_boundary);
+  // Twice the phase: a peer's speed is an estimate (the first one counts set-up).
+  const double lead = std::max(0.1, options_.config.averaging.matchmaking_time);
+  match_ahead({{outer_key(), {params_.size()}, RoundKind::gradients}},
+              2 * to_boundary + lead + 2 * deadline_.next_seconds());
+}
+
+bool CollaborativeOptimizer::outer_boundary(const GlobalProgress& global) {
   RoundReport round = begin_round();
   // Pseudo-gradient: how far the inner steps moved the parameters.
   for (std::size_t i = 0; i < params_.size(); ++i) accumulated_[i] = outer_anchor_[i] - params_[i];
-  const std::string key = options_.config.run + ".outer." + std::to_string(epoch_);
-  average_accumulated(key, round);
-  round.applied = true;
-  round.applied_epoch = epoch_;
+  average_accumulated(outer_key(), round);
+  inner_steps_ = 0;
+  prepared_epoch_.reset();
+  if (!prepared_keys_.empty()) swarm_->abandon_rounds(std::exchange(prepared_keys_, {}));
   if (round.averaged) {
     deadline_.record_success(round.gradients.seconds);
   } else {
     ++failed_rounds_;
+    if (round.gradients.seconds >= 0.9 * round.deadline_seconds) deadline_.record_timeout();
+    // Others at this epoch: their anchors would move without this peer's.
+    if (outer_attempt_ == 0 && global.num_peers > 1) {
+      ++outer_attempt_;
+      log::warn("outer step {}: averaging failed ({}); postponed, training on", epoch_,
+                round.gradients.error);
+      last_round_ = round;
+      last_step_time_ = now();
+      return false;
+    }
     log::warn("outer step {}: averaging failed ({}); applying the local delta", epoch_,
               round.gradients.error);
   }
+  round.applied = true;
+  round.applied_epoch = epoch_;
   {
     std::lock_guard lock(state_mutex_);
     kernels::SgdConfig outer{static_cast<float>(options_.config.averaging.outer_lr),
@@ -55,6 +113,7 @@ bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
     kernels::copy(params_, outer_anchor_);
     local_samples_ = 0;
     epoch_ += 1;
+    outer_attempt_ = 0;
   }
   finish_boundary(round);
   return true;

@@ -320,7 +320,7 @@ NetworkSwarm::NetworkSwarm(NetworkSwarmOptions options) : impl_(std::make_shared
           progress.max_peer_samples_per_second = impl->options.config.max_peer_samples_per_second;
         impl->tracker = std::make_shared<ProgressTracker>(
             node.shared_from_this(), impl->options.identity.public_key(), impl->options.config.run,
-            impl->options.config.target_batch_size, progress);
+            impl->options.config.epoch_samples_bound(), progress);
         impl->joins = std::make_shared<averaging::JoinService>(node.rpc());
         impl->allreduce = std::make_shared<averaging::AllReduceService>(node.rpc());
         impl->donor = std::make_shared<averaging::StateDonor>(node.rpc());
@@ -411,7 +411,7 @@ GlobalProgress NetworkSwarm::global_progress(std::uint64_t local_epoch) {
     if (impl_->have_local && impl_->local.epoch == local_epoch)
       epoch_started_at = impl_->epoch_started_at;
   }
-  return estimate_progress(reports, local_epoch, impl_->options.config.target_batch_size,
+  return estimate_progress(reports, local_epoch, impl_->options.config.epoch_samples_bound(),
                            dht::system_dht_time(), {}, epoch_started_at);
 }
 

@@ -11,6 +11,7 @@
 // message names the offending field ("config: optimizer.lr must be > 0").
 #include "optimizer/config_names.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -116,6 +117,15 @@ struct RunConfig {
   static RunConfig load_file(const std::string& path);
   std::string to_json() const;  // canonical (sorted keys), what gets signed
   void validate() const;
+  // The most samples one peer honestly holds in an epoch, for the progress
+  // estimate (reports above twice this are not believed): the target batch; in
+  // local-update mode, where the target plays no part, also a postponed
+  // round's two inner phases at the run's batch size.
+  std::uint64_t epoch_samples_bound() const noexcept {
+    if (averaging.mode != AveragingMode::local_updates) return target_batch_size;
+    return std::max<std::uint64_t>(target_batch_size,
+                                   std::uint64_t{2} * averaging.local_steps * batch_size);
+  }
 };
 
 }  // namespace apiary::optimizer

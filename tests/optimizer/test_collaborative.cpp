@@ -240,7 +240,10 @@ TEST(CollaborativeOptimizer, LocalUpdateModeConverges) {
     });
   }
   for (auto& t : threads) t.join();
-  EXPECT_EQ(outer_steps[0], 10u);
+  // At least one outer step per 10 inner steps: a peer whose round the other
+  // released ends its inner phase then.
+  EXPECT_GE(outer_steps[0], 10u);
+  EXPECT_LE(outer_steps[0], 20u);
   EXPECT_LT(peers[0]->distance(), 0.1 * before);
 }
 

@@ -1,6 +1,8 @@
-// Local-update mode (DiLoCo): a peer that fell behind the swarm (its round
-// failed while the others averaged) takes the state of a peer ahead at its
-// next outer boundary instead of averaging alone for ever after.
+// Local-update mode (DiLoCo): the anchors of the peers stay equal. A peer that
+// fell behind the swarm (its round failed while the others averaged) takes the
+// state of a peer ahead as soon as it sees it, a failed round is postponed
+// rather than applied alone while others are around, and the outer round is
+// matched ahead of time.
 #include "optimizer/collaborative_optimizer.hpp"
 #include "tests/optimizer/fake_swarm.hpp"
 
@@ -10,40 +12,132 @@ using namespace apiary::optimizer;
 using apiary::optimizer::testing::FakeHub;
 using apiary::optimizer::testing::FakeSwarm;
 
-TEST(LocalUpdatesCatchUp, PeerBehindLoadsStateAtItsOuterBoundary) {
-  constexpr std::size_t kDim = 16;
-  auto hub = std::make_shared<FakeHub>();
-  hub->group_wait = std::chrono::milliseconds(100);
+namespace {
+
+constexpr std::size_t kDim = 16;
+
+CollaborativeOptions local_update_options(const std::string& run) {
   CollaborativeOptions o;
-  o.config.run = "catch-up";
+  o.config.run = run;
   o.config.optimizer.name = OptimizerName::sgd;
   o.config.optimizer.lr = 0.1;
   o.config.optimizer.momentum = 0.0;
   o.config.averaging.mode = AveragingMode::local_updates;
   o.config.averaging.local_steps = 4;
+  o.config.averaging.outer_lr = 1.0;
+  o.config.averaging.outer_momentum = 0.0;
   o.load_state_on_start = false;
+  return o;
+}
 
-  // The peer ahead: epoch 7, parameters all 3.
+void report_epoch(FakeHub& hub, const std::string& peer, std::uint64_t epoch) {
+  PeerProgress progress;
+  progress.epoch = epoch;
+  progress.report_time = hub.now();
+  hub.report(peer, progress);
+}
+
+}  // namespace
+
+TEST(LocalUpdatesCatchUp, PeerBehindLoadsStateAtOnceAndResumesFromTheAnchor) {
+  auto hub = std::make_shared<FakeHub>();
+  hub->target = 1000;  // every report is believed (see RunConfig::epoch_samples_bound)
+  hub->group_wait = std::chrono::milliseconds(100);
+  const auto o = local_update_options("catch-up");
+
+  // The peer ahead: epoch 7, anchor all 3, its parameters 2 (its own inner
+  // steps since the anchor, which its delta will bring to the next round).
   std::vector<float> ahead_params(kDim, 0.0f), ahead_grads(kDim, 0.0f);
   CollaborativeOptimizer ahead(std::make_shared<FakeSwarm>(hub, "ahead"), o, ahead_params,
                                ahead_grads);
   StateSnapshot state = ahead.snapshot();
+  ASSERT_EQ(state.tensors.size(), 3u);  // params, outer anchor, outer momentum (SGD: no buffers)
   state.epoch = 7;
-  std::fill(state.tensors[0].begin(), state.tensors[0].end(), 3.0f);
+  std::fill(state.tensors[0].begin(), state.tensors[0].end(), 2.0f);
+  std::fill(state.tensors[1].begin(), state.tensors[1].end(), 3.0f);
   ahead.restore(state);
-  PeerProgress progress;
-  progress.epoch = 7;
-  progress.report_time = hub->now();
-  hub->report("ahead", progress);
+  report_epoch(*hub, "ahead", 7);
 
   std::vector<float> params(kDim, 0.0f), grads(kDim, 1.0f);
   CollaborativeOptimizer behind(std::make_shared<FakeSwarm>(hub, "behind"), o, params, grads);
-  for (std::uint32_t i = 1; i < o.config.averaging.local_steps; ++i) {
-    EXPECT_FALSE(behind.step(8));  // inner steps: nothing to catch up on yet
-    EXPECT_EQ(behind.epoch(), 0u);
-  }
-  EXPECT_TRUE(behind.step(8));  // the outer boundary
+  EXPECT_TRUE(behind.step(8));  // the first inner step sees the swarm ahead
   EXPECT_EQ(behind.epoch(), 7u);
-  EXPECT_EQ(params, std::vector<float>(kDim, 3.0f));
+  EXPECT_EQ(params, std::vector<float>(kDim, 3.0f)) << "not resumed from the anchor";
   EXPECT_EQ(behind.failed_rounds(), 0u) << "it averaged alone instead of catching up";
+  // A fresh inner phase: the next outer boundary is local_steps inner steps away.
+  for (std::uint32_t i = 1; i < o.config.averaging.local_steps; ++i)
+    EXPECT_FALSE(behind.step(8));
+  EXPECT_EQ(behind.epoch(), 7u);
+}
+
+TEST(LocalUpdatesCatchUp, FailedRoundIsPostponedOnceWhileOthersAreAround) {
+  auto hub = std::make_shared<FakeHub>();
+  hub->target = 1000;  // every report is believed (see RunConfig::epoch_samples_bound)
+  hub->group_wait = std::chrono::milliseconds(50);
+  hub->fail_averaging = true;
+  const auto o = local_update_options("postpone");
+  report_epoch(*hub, "other", 0);  // a peer at the same epoch that does not step
+
+  std::vector<float> params(kDim, 0.0f), grads(kDim, 1.0f);
+  CollaborativeOptimizer opt(std::make_shared<FakeSwarm>(hub, "self"), o, params, grads);
+  const std::uint32_t steps = o.config.averaging.local_steps;
+  for (std::uint32_t i = 0; i < steps; ++i) EXPECT_FALSE(opt.step(8));
+  // Postponed: no outer step, the inner steps go on from where they were.
+  EXPECT_EQ(opt.epoch(), 0u);
+  EXPECT_EQ(opt.failed_rounds(), 1u);
+  EXPECT_FALSE(opt.last_round().applied);
+  EXPECT_FLOAT_EQ(params[0], -0.1f * static_cast<float>(steps));
+  // Failed again: the local delta of both phases is applied (outer lr 1:
+  // the parameters where the inner steps went), and the epoch advances.
+  for (std::uint32_t i = 1; i < steps; ++i) EXPECT_FALSE(opt.step(8));
+  EXPECT_TRUE(opt.step(8));
+  EXPECT_EQ(opt.epoch(), 1u);
+  EXPECT_EQ(opt.failed_rounds(), 2u);
+  EXPECT_TRUE(opt.last_round().applied);
+  EXPECT_FALSE(opt.last_round().averaged);
+  EXPECT_NEAR(params[0], -0.1f * static_cast<float>(2 * steps), 1e-5);
+}
+
+TEST(LocalUpdatesCatchUp, AlonePeerAppliesAFailedRoundAtOnce) {
+  auto hub = std::make_shared<FakeHub>();
+  hub->target = 1000;  // every report is believed (see RunConfig::epoch_samples_bound)
+  hub->group_wait = std::chrono::milliseconds(50);
+  hub->fail_averaging = true;
+  const auto o = local_update_options("alone");
+  std::vector<float> params(kDim, 0.0f), grads(kDim, 1.0f);
+  CollaborativeOptimizer opt(std::make_shared<FakeSwarm>(hub, "self"), o, params, grads);
+  for (std::uint32_t i = 1; i < o.config.averaging.local_steps; ++i) EXPECT_FALSE(opt.step(8));
+  EXPECT_TRUE(opt.step(8));
+  EXPECT_EQ(opt.epoch(), 1u);
+  EXPECT_EQ(opt.failed_rounds(), 1u);
+}
+
+TEST(LocalUpdatesCatchUp, OuterRoundIsMatchedAheadAndAveraged) {
+  auto hub = std::make_shared<FakeHub>();
+  hub->target = 1000;
+  hub->group_wait = std::chrono::milliseconds(2000);
+  auto o = local_update_options("ahead");
+  o.config.averaging.matchmaking_time = 1000.0;  // any speed: matched from the first step
+  std::vector<float> pa(kDim, 0.0f), ga(kDim, 1.0f), pb(kDim, 0.0f), gb(kDim, 3.0f);
+  CollaborativeOptimizer a(std::make_shared<FakeSwarm>(hub, "a"), o, pa, ga);
+  CollaborativeOptimizer b(std::make_shared<FakeSwarm>(hub, "b"), o, pb, gb);
+  // Each steps until its first outer step; whichever is first in the round
+  // releases it, and the other ends its inner phase then (fewer steps).
+  auto run_to_outer_step = [&](CollaborativeOptimizer& opt) {
+    for (std::uint32_t i = 0; i < 4 * o.config.averaging.local_steps && opt.epoch() == 0; ++i)
+      opt.step(8);
+  };
+  std::thread other([&] { run_to_outer_step(b); });
+  run_to_outer_step(a);
+  other.join();
+  EXPECT_GE(hub->prepare_calls(), 2u);
+  EXPECT_EQ(a.epoch(), 1u);
+  EXPECT_EQ(b.epoch(), 1u);
+  EXPECT_EQ(a.failed_rounds() + b.failed_rounds(), 0u);
+  // One mean delta for both: the anchors agree, between the two peers' own.
+  const auto anchor_a = a.snapshot().tensors[1], anchor_b = b.snapshot().tensors[1];
+  EXPECT_EQ(anchor_a, anchor_b);
+  EXPECT_LT(anchor_a[0], -0.1f + 1e-6f);
+  EXPECT_GT(anchor_a[0], -0.1f * 3.0f * static_cast<float>(o.config.averaging.local_steps));
+  EXPECT_EQ(pa, anchor_a);
 }

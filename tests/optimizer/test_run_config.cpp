@@ -221,3 +221,15 @@ TEST(RunConfig, AnExternalModelCarriesTheScriptsOptionsCanonically) {
     EXPECT_NE(std::string(e.what()).find("apiary.torch.Optimizer"), std::string::npos) << e.what();
   }
 }
+
+TEST(RunConfig, EpochSamplesBoundIsTheTargetOrTwoInnerPhases) {
+  RunConfig c;
+  c.target_batch_size = 256;
+  c.batch_size = 8;
+  EXPECT_EQ(c.epoch_samples_bound(), 256u);
+  c.averaging.mode = AveragingMode::local_updates;
+  c.averaging.local_steps = 32;
+  EXPECT_EQ(c.epoch_samples_bound(), 2u * 32u * 8u);  // a postponed round's two phases
+  c.target_batch_size = 4096;
+  EXPECT_EQ(c.epoch_samples_bound(), 4096u);
+}
