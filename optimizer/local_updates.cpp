@@ -79,12 +79,19 @@ void CollaborativeOptimizer::prepare_outer_round() {
 
 bool CollaborativeOptimizer::outer_boundary(const GlobalProgress& global) {
   RoundReport round = begin_round();
+  // A member that reached its boundary first waits for the leader's: allow a
+  // quarter of a phase for the spread of the peers' speeds.
+  round.deadline_seconds +=
+      0.25 * static_cast<double>(options_.config.averaging.local_steps) * batch_seconds();
   // Pseudo-gradient: how far the inner steps moved the parameters.
   for (std::size_t i = 0; i < params_.size(); ++i) accumulated_[i] = outer_anchor_[i] - params_[i];
   average_accumulated(outer_key(), round);
   inner_steps_ = 0;
   prepared_epoch_.reset();
   if (!prepared_keys_.empty()) swarm_->abandon_rounds(std::exchange(prepared_keys_, {}));
+  // Chunks a failed reducer left local would hold this peer's own delta, and
+  // its anchor would differ from the others' there for good: not averaged.
+  round.averaged = round.averaged && round.gradients.chunks_local == 0;
   if (round.averaged) {
     deadline_.record_success(round.gradients.seconds);
   } else {

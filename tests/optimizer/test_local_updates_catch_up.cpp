@@ -98,6 +98,28 @@ TEST(LocalUpdatesCatchUp, FailedRoundIsPostponedOnceWhileOthersAreAround) {
   EXPECT_NEAR(params[0], -0.1f * static_cast<float>(2 * steps), 1e-5);
 }
 
+TEST(LocalUpdatesCatchUp, RoundWithChunksLeftLocalCountsAsFailed) {
+  auto hub = std::make_shared<FakeHub>();
+  hub->target = 1000;
+  hub->group_wait = std::chrono::milliseconds(2000);
+  hub->partial_rounds = true;
+  const auto o = local_update_options("partial");
+  std::vector<float> pa(kDim, 0.0f), ga(kDim, 1.0f), pb(kDim, 0.0f), gb(kDim, 3.0f);
+  CollaborativeOptimizer a(std::make_shared<FakeSwarm>(hub, "a"), o, pa, ga);
+  CollaborativeOptimizer b(std::make_shared<FakeSwarm>(hub, "b"), o, pb, gb);
+  const std::uint32_t steps = o.config.averaging.local_steps;
+  std::thread other([&] {
+    for (std::uint32_t i = 0; i < steps; ++i) b.step(8);
+  });
+  for (std::uint32_t i = 0; i < steps; ++i) a.step(8);
+  other.join();
+  // Postponed by both: no outer step with a delta that is partly local.
+  EXPECT_EQ(a.epoch(), 0u);
+  EXPECT_EQ(b.epoch(), 0u);
+  EXPECT_GE(a.failed_rounds() + b.failed_rounds(), 1u);
+  EXPECT_FALSE(a.last_round().averaged);
+}
+
 TEST(LocalUpdatesCatchUp, AlonePeerAppliesAFailedRoundAtOnce) {
   auto hub = std::make_shared<FakeHub>();
   hub->target = 1000;  // every report is believed (see RunConfig::epoch_samples_bound)
