@@ -220,13 +220,14 @@ void CollaborativeOptimizer::prepare_rounds(const GlobalProgress& global, bool n
       lead + std::max(0.0, global.seconds_to_target()) + 2 * deadline_.next_seconds();
   log::debug("epoch {}: matching ahead of time ({:.2f} s to the target)", epoch_,
              global.seconds_to_target());
-  match_ahead(std::move(rounds), timeout);
+  match_ahead(epoch_, std::move(rounds), timeout);
 }
 
-// Hands this epoch's `rounds` to the swarm to match in the background (an
-// earlier epoch's that are still held are let go).
-void CollaborativeOptimizer::match_ahead(std::vector<RoundPlan> rounds, double timeout_seconds) {
-  prepared_epoch_ = epoch_;
+// Hands the `rounds` of `epoch` to the swarm to match in the background
+// (those of another epoch that are still held are let go).
+void CollaborativeOptimizer::match_ahead(std::uint64_t epoch, std::vector<RoundPlan> rounds,
+                                         double timeout_seconds) {
+  prepared_epoch_ = epoch;
   if (!prepared_keys_.empty()) swarm_->abandon_rounds(std::exchange(prepared_keys_, {}));
   for (const auto& r : rounds) prepared_keys_.push_back(r.group_key);
   swarm_->prepare_rounds(std::move(rounds), std::chrono::duration<double>(timeout_seconds));
@@ -557,9 +558,12 @@ void CollaborativeOptimizer::restore(const StateSnapshot& state) {
   rule_->set_steps_taken(state.optimizer_steps);
   epoch_ = state.epoch;
   ++generation_;  // a round in flight averages gradients of the state just replaced
-  // Groups matched ahead for the epoch this peer leaves are not its any more.
-  if (!prepared_keys_.empty()) swarm_->abandon_rounds(std::exchange(prepared_keys_, {}));
-  prepared_epoch_.reset();
+  // Groups matched ahead for the epoch this peer leaves are not its any more
+  // (those matched for the epoch it arrives at, while it downloaded, are).
+  if (prepared_epoch_ != state.epoch) {
+    if (!prepared_keys_.empty()) swarm_->abandon_rounds(std::exchange(prepared_keys_, {}));
+    prepared_epoch_.reset();
+  }
   std::fill(accumulated_.begin(), accumulated_.end(), 0.0f);
   local_samples_ = 0;
   if (outer) {

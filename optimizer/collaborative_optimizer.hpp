@@ -225,12 +225,13 @@ class CollaborativeOptimizer {
   bool catch_up(const GlobalProgress& global, bool boundary);  // local updates: load if behind
   void prepare_outer_round();
   bool outer_boundary(const GlobalProgress& global);
-  std::string outer_key() const;  // this epoch's outer round (and its retry)
+  std::string outer_key(std::uint64_t epoch, std::uint32_t attempt) const;
+  double outer_round_timeout(std::uint64_t steps_to_boundary) const;
   std::string gradients_key(std::uint64_t epoch) const;
   std::string state_key(std::uint64_t epoch) const;
   // Matches this epoch's rounds once the target is `matchmaking_time` away (`now`: at once).
   void prepare_rounds(const GlobalProgress& global, bool now = false);
-  void match_ahead(std::vector<RoundPlan> rounds, double timeout_seconds);
+  void match_ahead(std::uint64_t epoch, std::vector<RoundPlan> rounds, double timeout_seconds);
   void abandon_unused_rounds(std::uint64_t ended_epoch);
   bool average_state();  // blocking; true when the swarm's mean replaced the state
 

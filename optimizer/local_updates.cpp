@@ -18,12 +18,21 @@
 
 namespace apiary::optimizer {
 
-std::string CollaborativeOptimizer::outer_key() const {
-  std::string key = options_.config.run + ".outer." + std::to_string(epoch_);
+std::string CollaborativeOptimizer::outer_key(std::uint64_t epoch, std::uint32_t attempt) const {
+  std::string key = options_.config.run + ".outer." + std::to_string(epoch);
   // A retry after a round that failed for everyone: a key of its own, so that
   // it never meets that round's stale declarations.
-  if (outer_attempt_ > 0) key += ".retry" + std::to_string(outer_attempt_);
+  if (attempt > 0) key += ".retry" + std::to_string(attempt);
   return key;
+}
+
+// How long a round matched ahead stays held: twice the time to the boundary
+// at this peer's speed (an estimate; the first one counts set-up), then the
+// matchmaking and the round itself.
+double CollaborativeOptimizer::outer_round_timeout(std::uint64_t steps_to_boundary) const {
+  const double lead = std::max(0.1, options_.config.averaging.matchmaking_time);
+  return 2 * static_cast<double>(steps_to_boundary) * batch_seconds() + lead +
+         2 * deadline_.next_seconds();
 }
 
 bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
@@ -39,7 +48,7 @@ bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
   if (catch_up(global, boundary)) return true;
   prepare_outer_round();
   // A round another member released: this peer's inner phase ends now too.
-  const bool released = prepared_epoch_ == epoch_ && swarm_->round_started(outer_key());
+  const bool released = prepared_epoch_ == epoch_ && swarm_->round_started(outer_key(epoch_, outer_attempt_));
   if (!boundary && !released) return false;
   return outer_boundary(global);
 }
@@ -54,6 +63,14 @@ bool CollaborativeOptimizer::catch_up(const GlobalProgress& global, bool boundar
   catch_up_tried_ = global.global_epoch;
   log::info("outer step {} is behind the swarm ({}): loading state from peers", epoch_,
             global.global_epoch);
+  // The round of the epoch it will arrive at is matched while the state
+  // downloads (about a phase behind 100 Mbit/s links): matched after it, the
+  // group had started without this peer, which stayed one epoch behind and
+  // loaded again and again.
+  const std::uint64_t steps = options_.config.averaging.local_steps;
+  match_ahead(global.global_epoch,
+              {{outer_key(global.global_epoch, 0), {params_.size()}, RoundKind::gradients}},
+              outer_round_timeout(steps));
   // Any peer ahead will do.
   if (!load_state_from_peers(epoch_ + 1)) return false;
   last_step_time_ = now();
@@ -67,14 +84,11 @@ bool CollaborativeOptimizer::catch_up(const GlobalProgress& global, bool boundar
 void CollaborativeOptimizer::prepare_outer_round() {
   if (prepared_epoch_ == epoch_) return;
   const std::uint64_t steps = options_.config.averaging.local_steps;
-  const double to_boundary =
-      static_cast<double>(steps - std::min(steps, inner_steps_)) * batch_seconds();
-  log::debug("outer step {}: matching ahead of time ({:.2f} s to the boundary)", epoch_,
-             to_boundary);
-  // Twice the phase: a peer's speed is an estimate (the first one counts set-up).
-  const double lead = std::max(0.1, options_.config.averaging.matchmaking_time);
-  match_ahead({{outer_key(), {params_.size()}, RoundKind::gradients}},
-              2 * to_boundary + lead + 2 * deadline_.next_seconds());
+  const std::uint64_t left = steps - std::min(steps, inner_steps_);
+  log::debug("outer step {}: matching ahead of time ({} inner steps to the boundary)", epoch_,
+             left);
+  match_ahead(epoch_, {{outer_key(epoch_, outer_attempt_), {params_.size()}, RoundKind::gradients}},
+              outer_round_timeout(left));
 }
 
 bool CollaborativeOptimizer::outer_boundary(const GlobalProgress& global) {
@@ -85,7 +99,7 @@ bool CollaborativeOptimizer::outer_boundary(const GlobalProgress& global) {
       0.25 * static_cast<double>(options_.config.averaging.local_steps) * batch_seconds();
   // Pseudo-gradient: how far the inner steps moved the parameters.
   for (std::size_t i = 0; i < params_.size(); ++i) accumulated_[i] = outer_anchor_[i] - params_[i];
-  average_accumulated(outer_key(), round);
+  average_accumulated(outer_key(epoch_, outer_attempt_), round);
   inner_steps_ = 0;
   prepared_epoch_.reset();
   if (!prepared_keys_.empty()) swarm_->abandon_rounds(std::exchange(prepared_keys_, {}));
