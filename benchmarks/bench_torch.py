@@ -74,8 +74,9 @@ def finish(child, what: str, timeout: float, log_dir=None) -> dict:
 
 
 def model_flags(args):
+    lr = ["--lr", str(args.lr)] if args.lr is not None else []
     return ["--json", "--threads", "1", "--seed", str(args.seed), "--log-every", "1000000",
-            "--eval-windows", str(args.eval_windows)]
+            "--eval-windows", str(args.eval_windows)] + lr
 
 
 def per_process_samples(args, total=None) -> int:
@@ -218,7 +219,7 @@ def summary(args, solo, ddp, apiary, apiary_note, link) -> dict:
         "procs": args.procs, "batch_size": args.batch_size,
         "accumulate": args.accumulate, "local_updates": args.local_updates,
         "outer_lr": args.outer_lr, "outer_momentum": args.outer_momentum,
-        "apiary_lr": args.apiary_lr,
+        "lr": args.lr, "apiary_lr": args.apiary_lr,
         "compression": args.compression or "none", "link_mbit": args.link_mbit,
         "average_state_every": args.average_state_every, "matchmaking_time": args.matchmaking_time,
         "solo_val_loss": get(solo, "val_loss"), "swarm_val_loss": get(apiary, "val_loss"),
@@ -289,6 +290,8 @@ def parse_args():
                         help="Apiary, local updates: outer learning rate (run default 0.7)")
     parser.add_argument("--outer-momentum", type=float, default=None,
                         help="Apiary, local updates: outer momentum (run default 0.9)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="learning rate of every mode (default: the example's)")
     parser.add_argument("--apiary-lr", type=float, default=None,
                         help="Apiary: its (inner) optimizer's learning rate (default: the "
                              "example's, which DDP always uses)")

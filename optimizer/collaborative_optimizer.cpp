@@ -289,11 +289,12 @@ double CollaborativeOptimizer::batch_seconds() const {
 
 // Blocking: averages accumulated_ (weight: this epoch's samples) with the
 // round's deadline; the outcome and the time it took go into `round`.
-void CollaborativeOptimizer::average_accumulated(const std::string& key, RoundReport& round) {
+void CollaborativeOptimizer::average_accumulated(const std::string& key, RoundReport& round,
+                                                 RoundKind kind) {
   const auto started = std::chrono::steady_clock::now();
   round.gradients =
       swarm_->average(key, {std::span<float>(accumulated_)}, static_cast<float>(local_samples_),
-                      std::chrono::duration<double>(round.deadline_seconds), RoundKind::gradients);
+                      std::chrono::duration<double>(round.deadline_seconds), kind);
   round.communication_blocked_seconds = seconds_since(started);
   round.averaged = round.gradients.ok;
 }

@@ -73,12 +73,16 @@
 //
 // Local-update mode (DiLoCo): each step() is an inner optimizer step on the
 // local gradients; every `local_steps` inner steps the parameter deltas are
-// averaged and applied with an outer Nesterov step. The outer round is
-// matched ahead of time like a target-batch round; a member whose group was
-// released by another peer ends its inner phase at once. A failed round is
-// postponed once (training goes on, the anchor stays the swarm's) rather than
-// applied alone; a peer that sees the swarm's epoch ahead of its own loads a
-// peer's state at once, and resumes from its anchor (local_updates.cpp).
+// averaged and applied with an outer Nesterov step. What travels is the
+// parameters (compression.state's codec), each peer stepping its anchor
+// toward their mean: the mean delta when anchors agree, and anchors that
+// differ are drawn together. The outer round is matched from the start of the
+// inner phase; a member whose group another peer released ends its inner
+// phase at once. A failed round is postponed once (training goes on, the
+// anchor stays the swarm's) rather than applied alone; a peer that sees the
+// swarm's epoch ahead of its own loads a peer's state at once, matching the
+// round of the epoch it arrives at meanwhile, and resumes from the anchor
+// (local_updates.cpp).
 //
 // Stragglers and late joiners: a peer that is behind the swarm (it missed a
 // round, or is new, when `load_state_on_start`) downloads the state from peers
@@ -217,7 +221,8 @@ class CollaborativeOptimizer {
                                double deadline_seconds);
   RoundReport begin_round() const;
   double batch_seconds() const;  // this peer's time for one batch (0: not known yet)
-  void average_accumulated(const std::string& key, RoundReport& round);
+  void average_accumulated(const std::string& key, RoundReport& round,
+                           RoundKind kind = RoundKind::gradients);
   void finish_boundary(const RoundReport& round);
   void apply_gradients(std::span<float> gradients, std::uint64_t epoch);
   void speculate(std::span<const float> local_mean, std::uint64_t epoch);

@@ -1,10 +1,11 @@
 // Local-update mode (DiLoCo) of CollaborativeOptimizer: inner steps on this
-// peer's own gradients, and every `local_steps` an outer step with the swarm's
-// mean of how far the inner steps moved the parameters.
+// peer's own gradients, and every `local_steps` an outer step toward the
+// swarm's mean of the parameters the inner steps reached.
 //
-// The outer step keeps every peer's anchor (the parameters it steps from)
-// equal, because each peer applies the same mean delta to it. Two things
-// would break that for good, and are avoided here:
+// The outer step keeps the peers' anchors (the parameters they step from)
+// together: each steps its anchor toward the same mean, so anchors that agree
+// stay equal and anchors that differ converge. What would pull them apart,
+// and is avoided here:
 //  * a peer whose round failed applying its own delta while the others
 //    averaged: instead it postpones the outer step (once) and trains on, and
 //    as soon as the swarm's epoch is ahead of its own it loads a peer's state;
@@ -69,7 +70,7 @@ bool CollaborativeOptimizer::catch_up(const GlobalProgress& global, bool boundar
   // loaded again and again.
   const std::uint64_t steps = options_.config.averaging.local_steps;
   match_ahead(global.global_epoch,
-              {{outer_key(global.global_epoch, 0), {params_.size()}, RoundKind::gradients}},
+              {{outer_key(global.global_epoch, 0), {params_.size()}, RoundKind::state}},
               outer_round_timeout(steps));
   // Any peer ahead will do.
   if (!load_state_from_peers(epoch_ + 1)) return false;
@@ -87,7 +88,7 @@ void CollaborativeOptimizer::prepare_outer_round() {
   const std::uint64_t left = steps - std::min(steps, inner_steps_);
   log::debug("outer step {}: matching ahead of time ({} inner steps to the boundary)", epoch_,
              left);
-  match_ahead(epoch_, {{outer_key(epoch_, outer_attempt_), {params_.size()}, RoundKind::gradients}},
+  match_ahead(epoch_, {{outer_key(epoch_, outer_attempt_), {params_.size()}, RoundKind::state}},
               outer_round_timeout(left));
 }
 
@@ -97,15 +98,21 @@ bool CollaborativeOptimizer::outer_boundary(const GlobalProgress& global) {
   // quarter of a phase for the spread of the peers' speeds.
   round.deadline_seconds +=
       0.25 * static_cast<double>(options_.config.averaging.local_steps) * batch_seconds();
-  // Pseudo-gradient: how far the inner steps moved the parameters.
-  for (std::size_t i = 0; i < params_.size(); ++i) accumulated_[i] = outer_anchor_[i] - params_[i];
-  average_accumulated(outer_key(epoch_, outer_attempt_), round);
+  // The parameters are averaged (with the state codec), and each peer's
+  // pseudo-gradient is from its anchor to their mean: with equal anchors that
+  // is exactly the mean of the deltas, and anchors that differ (a step taken
+  // alone, before the others arrived) are drawn together — by about half per
+  // round at (0.7, 0.9) — instead of differing for good.
+  kernels::copy(accumulated_, params_);
+  average_accumulated(outer_key(epoch_, outer_attempt_), round, RoundKind::state);
   inner_steps_ = 0;
   prepared_epoch_.reset();
   if (!prepared_keys_.empty()) swarm_->abandon_rounds(std::exchange(prepared_keys_, {}));
-  // Chunks a failed reducer left local would hold this peer's own delta, and
-  // its anchor would differ from the others' there for good: not averaged.
-  round.averaged = round.averaged && round.gradients.chunks_local == 0;
+  // Not averaged: the local delta (chunks a failed reducer left local hold
+  // this peer's parameters, so there it is the local delta too).
+  const std::span<const float> target = round.averaged ? std::span<const float>(accumulated_)
+                                                       : std::span<const float>(params_);
+  for (std::size_t i = 0; i < params_.size(); ++i) accumulated_[i] = outer_anchor_[i] - target[i];
   if (round.averaged) {
     deadline_.record_success(round.gradients.seconds);
   } else {

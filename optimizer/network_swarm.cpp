@@ -448,7 +448,6 @@ AveragingOutcome NetworkSwarm::average(const std::string& group_key,
         out.error = step.error;
         out.group_size = step.group_size - step.failed_peers.size();
         for (const auto& p : step.failed_peers) out.failed_peers.push_back(p.to_string());
-        out.chunks_local = step.chunks_local;
         out.bytes_sent = step.bytes_sent;
         out.bytes_received = step.bytes_received;
         co_return out;

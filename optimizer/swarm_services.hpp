@@ -35,7 +35,6 @@ struct AveragingOutcome {
   bool ok = false;
   std::size_t group_size = 1;  // peers whose contribution is in the result (incl. this one)
   std::vector<std::string> failed_peers;
-  std::size_t chunks_local = 0;  // chunks left with their local values (ok: some were averaged)
   std::uint64_t bytes_sent = 0;
   std::uint64_t bytes_received = 0;
   double seconds = 0;  // matchmaking + all-reduce

@@ -18,7 +18,6 @@ class FakeHub : public std::enable_shared_from_this<FakeHub> {
   std::uint64_t target = 0;
   std::chrono::milliseconds group_wait{1500};  // how long a round waits for the others
   bool fail_averaging = false;
-  bool partial_rounds = false;  // rounds average, but report a chunk left local
   std::chrono::milliseconds round_delay{0};  // every average() takes at least this long
   // The swarm's clock in seconds (empty: system time). A test that freezes it
   // (and gives the optimizer the same clock) gets estimates with no
@@ -175,7 +174,6 @@ class FakeHub : public std::enable_shared_from_this<FakeHub> {
     out.ok = round.contributions.size() > 1;
     if (!out.ok) out.error = "no other peer joined the group";
     out.group_size = round.contributions.size();
-    if (out.ok && partial_rounds) out.chunks_local = 1;
     out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ++rounds_completed_;
     return out;

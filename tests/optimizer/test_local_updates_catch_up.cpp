@@ -98,26 +98,34 @@ TEST(LocalUpdatesCatchUp, FailedRoundIsPostponedOnceWhileOthersAreAround) {
   EXPECT_NEAR(params[0], -0.1f * static_cast<float>(2 * steps), 1e-5);
 }
 
-TEST(LocalUpdatesCatchUp, RoundWithChunksLeftLocalCountsAsFailed) {
+TEST(LocalUpdatesCatchUp, AnchorsThatDifferAreDrawnTogether) {
+  // Two peers whose anchors differ (one took an outer step alone): the
+  // parameters are averaged, so one round with outer lr 1 and no momentum
+  // puts both anchors at their weighted mean (averaged deltas would have
+  // kept them 1 apart for good).
   auto hub = std::make_shared<FakeHub>();
   hub->target = 1000;
   hub->group_wait = std::chrono::milliseconds(2000);
-  hub->partial_rounds = true;
-  const auto o = local_update_options("partial");
-  std::vector<float> pa(kDim, 0.0f), ga(kDim, 1.0f), pb(kDim, 0.0f), gb(kDim, 3.0f);
+  const auto o = local_update_options("reconcile");
+  std::vector<float> pa(kDim, 0.0f), ga(kDim, 0.0f), pb(kDim, 0.0f), gb(kDim, 0.0f);
   CollaborativeOptimizer a(std::make_shared<FakeSwarm>(hub, "a"), o, pa, ga);
   CollaborativeOptimizer b(std::make_shared<FakeSwarm>(hub, "b"), o, pb, gb);
-  const std::uint32_t steps = o.config.averaging.local_steps;
-  std::thread other([&] {
-    for (std::uint32_t i = 0; i < steps; ++i) b.step(8);
-  });
-  for (std::uint32_t i = 0; i < steps; ++i) a.step(8);
+  StateSnapshot moved = a.snapshot();
+  std::fill(moved.tensors[0].begin(), moved.tensors[0].end(), 1.0f);
+  std::fill(moved.tensors[1].begin(), moved.tensors[1].end(), 1.0f);
+  a.restore(moved);
+  auto run_to_outer_step = [&](CollaborativeOptimizer& opt) {
+    for (std::uint32_t i = 0; i < 4 * o.config.averaging.local_steps && opt.epoch() == 0; ++i)
+      opt.step(8);
+  };
+  std::thread other([&] { run_to_outer_step(b); });
+  run_to_outer_step(a);
   other.join();
-  // Postponed by both: no outer step with a delta that is partly local.
-  EXPECT_EQ(a.epoch(), 0u);
-  EXPECT_EQ(b.epoch(), 0u);
-  EXPECT_GE(a.failed_rounds() + b.failed_rounds(), 1u);
-  EXPECT_FALSE(a.last_round().averaged);
+  ASSERT_EQ(a.failed_rounds() + b.failed_rounds(), 0u);
+  const auto anchor_a = a.snapshot().tensors[1], anchor_b = b.snapshot().tensors[1];
+  EXPECT_EQ(anchor_a, anchor_b);
+  EXPECT_GT(anchor_a[0], 0.0f);
+  EXPECT_LT(anchor_a[0], 1.0f);
 }
 
 TEST(LocalUpdatesCatchUp, AlonePeerAppliesAFailedRoundAtOnce) {
