@@ -10,7 +10,8 @@ averaging.average_state_every epochs the parameters and the wrapped
 optimizer's statistics (e.g. AdamW's exp_avg and exp_avg_sq) are averaged too;
 a late joiner downloads them from its peers before its first step. With
 local_updates=N the wrapped optimizer steps every call and the parameters are
-averaged every N steps (DiLoCo, outer Nesterov step).
+averaged every N steps (DiLoCo, outer Nesterov step toward their mean; they
+travel with state_compression's codec).
 
 Learning-rate schedulers take this object as their optimizer (it is a
 torch.optim.Optimizer whose param_groups are the wrapped one's), or the
@@ -84,7 +85,8 @@ class Optimizer(torch.optim.Optimizer):
     listen: HOST:PORT to accept peers on (default 127.0.0.1:0).
     client_mode: accept no connections (behind a NAT).
     compression / state_compression: none | fp16 | bf16 | 8bit.
-    local_updates: N inner steps per averaging round (DiLoCo); None: target batch.
+    local_updates: N inner steps per averaging round (DiLoCo; the parameters are
+        averaged with state_compression); None: target batch.
     outer_lr, outer_momentum: local updates' outer Nesterov step (0.7, 0.9).
     average_state_every, matchmaking_time, averaging_timeout, target_group_size,
     min_group_size: the run configuration's averaging fields.
