@@ -258,9 +258,9 @@ class CollaborativeOptimizer {
   std::uint64_t epoch_ = 0;
   std::uint64_t local_samples_ = 0;  // since the epoch began
   std::size_t last_batch_size_ = 0;
-  std::uint64_t inner_steps_ = 0;    // local updates: since the outer step (or its failure)
-  std::uint32_t outer_attempt_ = 0;  // this epoch's outer rounds that failed
-  std::uint64_t catch_up_tried_ = 0; // the swarm epoch a state download was last tried for
+  std::uint64_t inner_steps_ = 0;     // local updates: since the outer step (or its failure)
+  std::uint32_t outer_attempt_ = 0;   // this epoch's outer rounds that failed
+  std::uint64_t catch_up_tried_ = 0;  // the swarm epoch a state download was last tried for
   std::uint64_t failed_rounds_ = 0;
   std::optional<std::uint64_t> prepared_epoch_;  // rounds of this epoch matched ahead
   std::vector<std::string> prepared_keys_;       // their keys, until the boundary

@@ -49,7 +49,8 @@ bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
   if (catch_up(global, boundary)) return true;
   prepare_outer_round();
   // A round another member released: this peer's inner phase ends now too.
-  const bool released = prepared_epoch_ == epoch_ && swarm_->round_started(outer_key(epoch_, outer_attempt_));
+  const bool released =
+      prepared_epoch_ == epoch_ && swarm_->round_started(outer_key(epoch_, outer_attempt_));
   if (!boundary && !released) return false;
   return outer_boundary(global);
 }
@@ -110,8 +111,8 @@ bool CollaborativeOptimizer::outer_boundary(const GlobalProgress& global) {
   if (!prepared_keys_.empty()) swarm_->abandon_rounds(std::exchange(prepared_keys_, {}));
   // Not averaged: the local delta (chunks a failed reducer left local hold
   // this peer's parameters, so there it is the local delta too).
-  const std::span<const float> target = round.averaged ? std::span<const float>(accumulated_)
-                                                       : std::span<const float>(params_);
+  const std::span<const float> target =
+      round.averaged ? std::span<const float>(accumulated_) : std::span<const float>(params_);
   for (std::size_t i = 0; i < params_.size(); ++i) accumulated_[i] = outer_anchor_[i] - target[i];
   if (round.averaged) {
     deadline_.record_success(round.gradients.seconds);

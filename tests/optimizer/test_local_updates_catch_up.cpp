@@ -65,8 +65,7 @@ TEST(LocalUpdatesCatchUp, PeerBehindLoadsStateAtOnceAndResumesFromTheAnchor) {
   EXPECT_EQ(params, std::vector<float>(kDim, 3.0f)) << "not resumed from the anchor";
   EXPECT_EQ(behind.failed_rounds(), 0u) << "it averaged alone instead of catching up";
   // A fresh inner phase: the next outer boundary is local_steps inner steps away.
-  for (std::uint32_t i = 1; i < o.config.averaging.local_steps; ++i)
-    EXPECT_FALSE(behind.step(8));
+  for (std::uint32_t i = 1; i < o.config.averaging.local_steps; ++i) EXPECT_FALSE(behind.step(8));
   EXPECT_EQ(behind.epoch(), 7u);
 }
 
