@@ -119,7 +119,9 @@ std::string Registry::to_prometheus() const {
     cumulative += h.bucket_count(h.upper_bounds().size());
     out << name << "_bucket{le=\"+Inf\"} " << cumulative << '\n';
     out << name << "_sum " << format_number(h.sum()) << '\n';
-    out << name << "_count " << h.count() << '\n';
+    // The buckets read in this pass, not count(): an observation between the
+    // two reads made _count differ from the +Inf bucket (a scraper refuses that).
+    out << name << "_count " << cumulative << '\n';
   }
   return out.str();
 }
