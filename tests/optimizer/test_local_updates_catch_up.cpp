@@ -37,6 +37,19 @@ void report_epoch(FakeHub& hub, const std::string& peer, std::uint64_t epoch) {
   hub.report(peer, progress);
 }
 
+// Both peers step (each on its own thread) until their first outer step;
+// whichever is first in the round releases it, and the other ends its inner
+// phase then (fewer steps). Bounded: at most four phases each.
+void run_both_to_first_outer_step(CollaborativeOptimizer& a, CollaborativeOptimizer& b,
+                                  std::uint32_t local_steps) {
+  auto run = [local_steps](CollaborativeOptimizer& opt) {
+    for (std::uint32_t i = 0; i < 4 * local_steps && opt.epoch() == 0; ++i) opt.step(8);
+  };
+  std::thread other([&] { run(b); });
+  run(a);
+  other.join();
+}
+
 }  // namespace
 
 TEST(LocalUpdatesCatchUp, PeerBehindLoadsStateAtOnceAndResumesFromTheAnchor) {
@@ -113,13 +126,7 @@ TEST(LocalUpdatesCatchUp, AnchorsThatDifferAreDrawnTogether) {
   std::fill(moved.tensors[0].begin(), moved.tensors[0].end(), 1.0f);
   std::fill(moved.tensors[1].begin(), moved.tensors[1].end(), 1.0f);
   a.restore(moved);
-  auto run_to_outer_step = [&](CollaborativeOptimizer& opt) {
-    for (std::uint32_t i = 0; i < 4 * o.config.averaging.local_steps && opt.epoch() == 0; ++i)
-      opt.step(8);
-  };
-  std::thread other([&] { run_to_outer_step(b); });
-  run_to_outer_step(a);
-  other.join();
+  run_both_to_first_outer_step(a, b, o.config.averaging.local_steps);
   ASSERT_EQ(a.failed_rounds() + b.failed_rounds(), 0u);
   const auto anchor_a = a.snapshot().tensors[1], anchor_b = b.snapshot().tensors[1];
   EXPECT_EQ(anchor_a, anchor_b);
@@ -150,15 +157,7 @@ TEST(LocalUpdatesCatchUp, OuterRoundIsMatchedAheadAndAveraged) {
   std::vector<float> pa(kDim, 0.0f), ga(kDim, 1.0f), pb(kDim, 0.0f), gb(kDim, 3.0f);
   CollaborativeOptimizer a(std::make_shared<FakeSwarm>(hub, "a"), o, pa, ga);
   CollaborativeOptimizer b(std::make_shared<FakeSwarm>(hub, "b"), o, pb, gb);
-  // Each steps until its first outer step; whichever is first in the round
-  // releases it, and the other ends its inner phase then (fewer steps).
-  auto run_to_outer_step = [&](CollaborativeOptimizer& opt) {
-    for (std::uint32_t i = 0; i < 4 * o.config.averaging.local_steps && opt.epoch() == 0; ++i)
-      opt.step(8);
-  };
-  std::thread other([&] { run_to_outer_step(b); });
-  run_to_outer_step(a);
-  other.join();
+  run_both_to_first_outer_step(a, b, o.config.averaging.local_steps);
   EXPECT_GE(hub->prepare_calls(), 2u);
   EXPECT_EQ(a.epoch(), 1u);
   EXPECT_EQ(b.epoch(), 1u);
