@@ -177,7 +177,9 @@ def run_apiary(args, links) -> dict:
     common = ["--optimizer", "apiary", "--run", f"bench-torch-{os.getpid()}",
               "--batch-size", str(args.batch_size),
               "--target-batch-size", str(args.batch_size * args.procs * args.accumulate),
-              "--samples", str(per_process_samples(args, args.apiary_samples))] + model_flags(args)
+              "--samples", str(per_process_samples(args, args.apiary_samples)),
+              # Clocks start when the swarm is complete, as DDP's do after its rendezvous.
+              "--wait-peers", str(args.procs)] + model_flags(args)
     if args.compression:
         common += ["--compression", args.compression]
     for flag in ("average_state_every", "matchmaking_time", "local_updates", "outer_lr",

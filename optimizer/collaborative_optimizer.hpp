@@ -72,11 +72,10 @@
 //  training thread never holds state_mutex_ while it waits for the network.
 //
 // Local-update mode (DiLoCo): each step() is an inner optimizer step on the
-// local gradients; every `local_steps` inner steps the parameter deltas are
-// averaged and applied with an outer Nesterov step. What travels is the
-// parameters (compression.state's codec), each peer stepping its anchor
-// toward their mean: the mean delta when anchors agree, and anchors that
-// differ are drawn together. The outer round is matched from the start of the
+// local gradients; every `local_steps` inner steps the peers average their
+// parameters (compression.state's codec) and each takes an outer Nesterov
+// step from its anchor toward their mean: the mean delta when anchors agree,
+// and anchors that differ are drawn together. The outer round is matched from the start of the
 // inner phase; a member whose group another peer released ends its inner
 // phase at once. A failed round is postponed once (training goes on, the
 // anchor stays the swarm's) rather than applied alone; a peer that sees the
@@ -186,6 +185,12 @@ class CollaborativeOptimizer {
   // Blocking; training thread.
   bool finish_epoch(std::chrono::duration<double> timeout,
                     std::chrono::duration<double> quiet = std::chrono::duration<double>(0));
+  // Blocks until the swarm's progress reports show `count` peers (this one
+  // included) or `timeout` passes; returns how many it saw. For runs whose
+  // peers start together (a benchmark, a DDP-style launch): called before the
+  // first step, no peer trains alone while the others are still starting.
+  // Training thread.
+  std::size_t wait_for_peers(std::size_t count, std::chrono::duration<double> timeout);
   StepRule& step_rule() noexcept { return *rule_; }
 
   // Loss and test accuracy to include in progress reports (-1: unknown).
@@ -231,6 +236,7 @@ class CollaborativeOptimizer {
   void prepare_outer_round();
   bool outer_boundary(const GlobalProgress& global);
   std::string outer_key(std::uint64_t epoch, std::uint32_t attempt) const;
+  RoundPlan outer_round_plan(std::uint64_t epoch, std::uint32_t attempt) const;
   double outer_round_timeout(std::uint64_t steps_to_boundary) const;
   std::string gradients_key(std::uint64_t epoch) const;
   std::string state_key(std::uint64_t epoch) const;

@@ -27,6 +27,12 @@ std::string CollaborativeOptimizer::outer_key(std::uint64_t epoch, std::uint32_t
   return key;
 }
 
+// The outer round: the parameters, averaged with the state codec.
+RoundPlan CollaborativeOptimizer::outer_round_plan(std::uint64_t epoch,
+                                                   std::uint32_t attempt) const {
+  return {outer_key(epoch, attempt), {params_.size()}, RoundKind::state};
+}
+
 // How long a round matched ahead stays held: twice the time to the boundary
 // at this peer's speed (an estimate; the first one counts set-up), then the
 // matchmaking and the round itself.
@@ -70,8 +76,7 @@ bool CollaborativeOptimizer::catch_up(const GlobalProgress& global, bool boundar
   // group had started without this peer, which stayed one epoch behind and
   // loaded again and again.
   const std::uint64_t steps = options_.config.averaging.local_steps;
-  match_ahead(global.global_epoch,
-              {{outer_key(global.global_epoch, 0), {params_.size()}, RoundKind::state}},
+  match_ahead(global.global_epoch, {outer_round_plan(global.global_epoch, 0)},
               outer_round_timeout(steps));
   // Any peer ahead will do.
   if (!load_state_from_peers(epoch_ + 1)) return false;
@@ -89,8 +94,7 @@ void CollaborativeOptimizer::prepare_outer_round() {
   const std::uint64_t left = steps - std::min(steps, inner_steps_);
   log::debug("outer step {}: matching ahead of time ({} inner steps to the boundary)", epoch_,
              left);
-  match_ahead(epoch_, {{outer_key(epoch_, outer_attempt_), {params_.size()}, RoundKind::state}},
-              outer_round_timeout(left));
+  match_ahead(epoch_, {outer_round_plan(epoch_, outer_attempt_)}, outer_round_timeout(left));
 }
 
 bool CollaborativeOptimizer::outer_boundary(const GlobalProgress& global) {

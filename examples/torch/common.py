@@ -57,6 +57,10 @@ def add_common_args(parser: argparse.ArgumentParser, default_batch: int, default
                        help="local updates: outer Nesterov learning rate (run default 0.7)")
     swarm.add_argument("--outer-momentum", type=float, default=None,
                        help="local updates: outer Nesterov momentum (run default 0.9)")
+    swarm.add_argument("--wait-peers", type=int, default=0, metavar="N",
+                       help="before training, wait (up to 60 s) until the swarm has N peers, "
+                            "this one included: peers started together start their clocks "
+                            "together, as DDP's ranks do")
     swarm.add_argument("--loss-curve", action="store_true",
                        help="keep the model of every epoch this peer ends and report its "
                             "held-out metrics with the training seconds at which it was reached")
@@ -137,6 +141,14 @@ def announce(opt, name: str):
     if address:
         # One line a script (or the benchmark) can read to find this peer.
         print(f"{name}: address {address}", flush=True)
+
+
+def wait_for_peers(args, opt, name: str):
+    if args.wait_peers <= 1 or args.optimizer != "apiary":
+        return
+    seen = opt.wait_for_peers(args.wait_peers, timeout=60.0)
+    if seen < args.wait_peers:
+        print(f"{name}: {seen} of {args.wait_peers} peers after 60 s; training on", flush=True)
 
 
 class Progress:
@@ -223,6 +235,7 @@ def run(args, name: str, torch_optimizer, batch_loss, evaluate) -> dict:
     this process's next batch; evaluate() -> {metric: value}."""
     opt = make_optimizer(args, torch_optimizer)
     announce(opt, name)
+    wait_for_peers(args, opt, name)
     generator = torch.Generator().manual_seed(data_seed(args))
     progress = Progress(name, args.log_every)
     curve = LossCurve(torch_optimizer, progress) if args.loss_curve else None

@@ -122,6 +122,12 @@ void bind_optimizer(py::module_& m) {
                                                   std::chrono::duration<double>(quiet));
           },
           py::arg("timeout"), py::arg("quiet") = 0.0, py::call_guard<py::gil_scoped_release>())
+      .def(
+          "wait_for_peers",
+          [](PyOptimizer& o, std::size_t count, double timeout) {
+            return o.collaborative().wait_for_peers(count, std::chrono::duration<double>(timeout));
+          },
+          py::arg("count"), py::arg("timeout"), py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("epoch", [](PyOptimizer& o) { return o.get().epoch(); })
       .def_property_readonly("address", [](PyOptimizer& o) { return o.get().address(); })
       .def_property_readonly("last_epoch_averaged",

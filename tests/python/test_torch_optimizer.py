@@ -6,6 +6,7 @@ engine's messages. Also the package's DHT, error classes and `-m apiary`."""
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -245,3 +246,23 @@ def test_python_m_apiary_runs_the_command_line():
     bad = subprocess.run([sys.executable, "-m", "apiary", "no-such-command"], capture_output=True,
                          text=True, env=env, timeout=30)
     assert bad.returncode != 0
+
+
+def test_wait_for_peers_returns_the_count_seen():
+    first_model, second_model = make_model(), make_model()
+    first = at.Optimizer(torch.optim.SGD(first_model.parameters(), lr=0.05), run="t-wait",
+                         target_batch_size=16, batch_size=8)
+    try:
+        started = time.monotonic()
+        assert first.wait_for_peers(2, timeout=0.6) == 1  # alone: the timeout, in slices
+        assert 0.55 <= time.monotonic() - started < 5
+        second = at.Optimizer(torch.optim.SGD(second_model.parameters(), lr=0.05), run="t-wait",
+                              target_batch_size=16, batch_size=8, peers=[first.address])
+        try:
+            assert second.wait_for_peers(2, timeout=20) == 2
+            assert first.wait_for_peers(2, timeout=20) == 2
+            assert first.epoch == second.epoch == 0
+        finally:
+            second.close()
+    finally:
+        first.close()

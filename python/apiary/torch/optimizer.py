@@ -24,6 +24,7 @@ optimizer cannot be copied for the speculative step), sparse gradients,
 parameters of several devices or dtypes other than float32."""
 
 import json
+import time
 
 import torch
 
@@ -298,6 +299,18 @@ class Optimizer(torch.optim.Optimizer):
         """Loss and accuracy for the swarm's progress reports (dashboard, status)."""
         self._native.set_training_metrics(-1.0 if loss is None else float(loss),
                                           -1.0 if test_accuracy is None else float(test_accuracy))
+
+    def wait_for_peers(self, count, timeout=60.0):
+        """Blocks until the swarm shows `count` peers (this one included) or
+        `timeout` seconds pass; returns how many it saw. Call it before the
+        first step when the peers start together (a benchmark, a DDP-style
+        launch), so that none trains alone while the others are starting."""
+        deadline = time.monotonic() + float(timeout)
+        while True:  # in slices, so that Ctrl-C is seen
+            left = deadline - time.monotonic()
+            seen = self._native.wait_for_peers(int(count), max(0.0, min(0.5, left)))
+            if seen >= count or left <= 0.5:
+                return seen
 
     def load_state_from_peers(self, min_epoch=0):
         return self._native.load_state_from_peers(int(min_epoch))
