@@ -123,7 +123,8 @@ def gather(ranks, what: str, args, started: float) -> dict:
             "val_losses": [reports[r]["val_loss"] for r in evaluated],
             "samples_per_s": samples / train_s, "train_s": train_s,
             "wall_s": time.monotonic() - started - curve_s,
-            "epochs": [r.get("epoch") for r in reports], "curve": curves[0] if curves else None}
+            "epochs": [r.get("epoch") for r in reports], "curve": curves[0] if curves else None,
+            "blocked_s": [r.get("blocked_s") for r in reports]}
 
 
 def run_ddp(args, links) -> dict:
@@ -182,6 +183,8 @@ def run_apiary(args, links) -> dict:
               "--wait-peers", str(args.procs)] + model_flags(args)
     if args.compression:
         common += ["--compression", args.compression]
+    if args.overlap:
+        common += ["--overlap"]
     for flag in ("average_state_every", "matchmaking_time", "local_updates", "outer_lr",
                  "outer_momentum"):
         if getattr(args, flag) is not None:
@@ -223,7 +226,7 @@ def summary(args, solo, ddp, apiary, apiary_note, link) -> dict:
         "outer_lr": args.outer_lr, "outer_momentum": args.outer_momentum,
         "lr": args.lr, "apiary_lr": args.apiary_lr,
         "compression": args.compression or "none", "link_mbit": args.link_mbit,
-        "average_state_every": args.average_state_every, "matchmaking_time": args.matchmaking_time,
+        "overlap": args.overlap, "average_state_every": args.average_state_every, "matchmaking_time": args.matchmaking_time,
         "solo_val_loss": get(solo, "val_loss"), "swarm_val_loss": get(apiary, "val_loss"),
         "ratio": ratio(get(apiary, "val_loss"), get(solo, "val_loss")),
         "solo_samples_per_s": get(solo, "samples_per_s"), "solo_wall_s": get(solo, "wall_s"),
@@ -231,7 +234,7 @@ def summary(args, solo, ddp, apiary, apiary_note, link) -> dict:
         "ddp_wall_s": get(ddp, "wall_s"), "ddp_train_s": get(ddp, "train_s"),
         "apiary_val_loss": get(apiary, "val_loss"),
         "apiary_samples_per_s": get(apiary, "samples_per_s"), "apiary_wall_s": get(apiary, "wall_s"),
-        "apiary_epochs": get(apiary, "epochs"),
+        "apiary_epochs": get(apiary, "epochs"), "apiary_blocked_s": get(apiary, "blocked_s"),
         "apiary_val_losses": get(apiary, "val_losses"), "apiary_train_s": get(apiary, "train_s"),
         "apiary_seconds_to_ddp_loss": to_ddp_loss,
         "apiary_loss_curve": [[p["seconds"], p["samples"], p["val_loss"]]
@@ -288,6 +291,8 @@ def parse_args():
                         help="Apiary: seconds a group gathers (default: the run's, 2)")
     parser.add_argument("--local-updates", type=int, default=None,
                         help="Apiary: DiLoCo, inner steps per parameter-averaging round")
+    parser.add_argument("--overlap", action="store_true",
+                        help="Apiary, local updates: the outer round travels while training goes on")
     parser.add_argument("--outer-lr", type=float, default=None,
                         help="Apiary, local updates: outer learning rate (run default 0.7)")
     parser.add_argument("--outer-momentum", type=float, default=None,

@@ -1,4 +1,5 @@
 #include "optimizer/collaborative_optimizer.hpp"
+#include "optimizer/in_flight_round.hpp"
 
 #include "core/clock.hpp"
 #include "core/error.hpp"
@@ -33,23 +34,6 @@ void copy_into(std::span<float> dst, std::span<const float> src) {
 
 }  // namespace
 
-// One overlapped round: this peer's mean gradients of `epoch` (and, every K
-// epochs, copies of its state) being averaged on the worker thread. The worker
-// writes the buffers and outcomes; the training thread reads them only after
-// `done` is ready.
-struct CollaborativeOptimizer::InFlightRound {
-  std::uint64_t epoch = 0;
-  std::uint64_t generation = 0;
-  std::uint64_t local_samples = 0;
-  double deadline_seconds = 0;
-  std::vector<float> gradients;  // local mean, then the swarm's (local again on failure)
-  AveragingOutcome outcome;
-  std::uint64_t state_epoch = 0;          // key of the state round
-  std::vector<std::vector<float>> state;  // empty: no state round this time
-  AveragingOutcome state_outcome;
-  std::future<void> done;
-};
-
 CollaborativeOptimizer::CollaborativeOptimizer(std::shared_ptr<SwarmServices> swarm,
                                                CollaborativeOptions options,
                                                std::span<float> params, std::span<float> grads,
@@ -80,16 +64,13 @@ CollaborativeOptimizer::CollaborativeOptimizer(std::shared_ptr<SwarmServices> sw
     outer_anchor_.assign(params.begin(), params.end());
     outer_momentum_.assign(params.size(), 0.0f);
   }
-  if (options_.config.averaging.overlap &&
-      options_.config.averaging.mode == AveragingMode::local_updates) {
-    log::warn("averaging.overlap applies to target-batch mode only; local updates run without it");
-    options_.config.averaging.overlap = false;
-  }
-  if (options_.config.averaging.overlap && !(speculative_ = rule_->clone())) {
+  // Local updates overlap without a speculative step (local_updates.cpp).
+  const bool speculates = options_.config.averaging.mode == AveragingMode::target_batch;
+  if (options_.config.averaging.overlap && speculates && !(speculative_ = rule_->clone())) {
     log::warn("averaging.overlap needs an optimizer that can be copied; running without it");
     options_.config.averaging.overlap = false;
   }
-  if (options_.config.averaging.overlap) {
+  if (options_.config.averaging.overlap && speculates) {
     agreed_storage_.assign(params.begin(), params.end());
     agreed_ = agreed_storage_;
   } else {
@@ -473,6 +454,8 @@ void CollaborativeOptimizer::apply_round(InFlightRound& round, RoundReport& repo
 }
 
 bool CollaborativeOptimizer::finish_overlap() {
+  if (options_.config.averaging.mode == AveragingMode::local_updates)
+    return in_flight_ && land_outer_round(swarm_->global_progress(epoch_));
   double blocked = 0;
   auto round = take_round(blocked);
   blocked_seconds_total_ += blocked;

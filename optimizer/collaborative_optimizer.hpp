@@ -38,9 +38,8 @@
 // view, instead of each peer overshooting the target until its own view of
 // the others catches up.
 //
-// Overlap (averaging.overlap, target-batch mode only; ignored with a warning in
-// local-update mode): at the boundary of epoch N the mean gradients of N leave
-// for the network on the optimizer's worker thread (a copy), and the step
+// Overlap (averaging.overlap; local-update mode: below): at the boundary of epoch N the mean
+// gradients of N leave for the network on the optimizer's worker thread (a copy), and the step
 // applies the average of epoch N-1 to the agreed state, so the training thread
 // computes epoch N+1 while the average of N travels. Applied to the live
 // parameters as is, that average would be a step stale (Adam at the demo's
@@ -81,7 +80,11 @@
 // anchor stays the swarm's) rather than applied alone; a peer that sees the
 // swarm's epoch ahead of its own loads a peer's state at once, matching the
 // round of the epoch it arrives at meanwhile, and resumes from the anchor
-// (local_updates.cpp).
+// (local_updates.cpp). With averaging.overlap the outer round travels on the
+// worker thread while the next inner phase trains; when it is back (at the
+// latest at the next boundary) the anchor takes the outer step and the
+// parameters move with it, keeping the inner steps taken since the round left
+// (params = new anchor + (params - params sent)). The epoch advances then.
 //
 // Stragglers and late joiners: a peer that is behind the swarm (it missed a
 // round, or is new, when `load_state_on_start`) downloads the state from peers
@@ -172,7 +175,8 @@ class CollaborativeOptimizer {
   // Overlap: whether an averaging round is running in the background.
   bool round_in_flight() const noexcept { return in_flight_ != nullptr; }
   // Overlap: waits for the round in flight and applies it (e.g. before a final
-  // checkpoint); returns whether a step was taken. No-op without overlap.
+  // checkpoint; local updates: the outer step); returns whether a step was
+  // taken. No-op without overlap.
   bool finish_overlap();
   // A peer at the end of its data, with samples of this epoch accumulated:
   // instead of dropping them, waits up to `timeout` (no new batches) for the
@@ -181,7 +185,8 @@ class CollaborativeOptimizer {
   // added samples for `quiet` (every peer stopped: the run's last, partial
   // epoch; ≤ 0: three of this peer's batches, at least 2 s). With overlap the
   // round is applied too. Returns whether an epoch ended; false at once with
-  // nothing accumulated, in local-update mode, or when the swarm has moved on.
+  // nothing accumulated or when the swarm has moved on. Local-update mode:
+  // finish_overlap() (an outer round in flight lands; nothing else waits).
   // Blocking; training thread.
   bool finish_epoch(std::chrono::duration<double> timeout,
                     std::chrono::duration<double> quiet = std::chrono::duration<double>(0));
@@ -235,6 +240,12 @@ class CollaborativeOptimizer {
   bool catch_up(const GlobalProgress& global, bool boundary);  // local updates: load if behind
   void prepare_outer_round();
   bool outer_boundary(const GlobalProgress& global);
+  RoundReport outer_round_report() const;
+  bool launch_outer_round();  // overlap: the round leaves, training goes on
+  bool land_outer_round(const GlobalProgress& global);  // overlap: the outer step, when back
+  bool outer_outcome(RoundReport& round, const GlobalProgress& global);
+  void take_outer_step(RoundReport& round, std::span<const float> delta,
+                       std::span<const float> sent);
   std::string outer_key(std::uint64_t epoch, std::uint32_t attempt) const;
   RoundPlan outer_round_plan(std::uint64_t epoch, std::uint32_t attempt) const;
   double outer_round_timeout(std::uint64_t steps_to_boundary) const;

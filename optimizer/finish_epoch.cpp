@@ -12,8 +12,9 @@ namespace apiary::optimizer {
 
 bool CollaborativeOptimizer::finish_epoch(std::chrono::duration<double> timeout,
                                           std::chrono::duration<double> quiet) {
-  if (local_samples_ == 0 || options_.config.averaging.mode != AveragingMode::target_batch)
-    return false;
+  // Local updates: an outer round still travelling is applied (overlap).
+  if (options_.config.averaging.mode == AveragingMode::local_updates) return finish_overlap();
+  if (local_samples_ == 0) return false;
   if (quiet.count() <= 0) quiet = std::chrono::duration<double>(std::max(2.0, 3 * batch_seconds()));
   report(true);
   using Clock = std::chrono::steady_clock;

@@ -16,6 +16,7 @@
 #include "kernels/optimizer.hpp"
 #include "kernels/reduce.hpp"
 #include "optimizer/collaborative_optimizer.hpp"
+#include "optimizer/in_flight_round.hpp"
 
 namespace apiary::optimizer {
 
@@ -52,13 +53,18 @@ bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
   report(false);
   const GlobalProgress global = swarm_->global_progress(epoch_);
   const bool boundary = inner_steps_ >= options_.config.averaging.local_steps;
+  if (in_flight_) {  // overlap: the outer step lands as soon as its round is back
+    const bool back =
+        in_flight_->done.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+    return (back || boundary) && land_outer_round(global);
+  }
   if (catch_up(global, boundary)) return true;
   prepare_outer_round();
   // A round another member released: this peer's inner phase ends now too.
   const bool released =
       prepared_epoch_ == epoch_ && swarm_->round_started(outer_key(epoch_, outer_attempt_));
   if (!boundary && !released) return false;
-  return outer_boundary(global);
+  return options_.config.averaging.overlap ? launch_outer_round() : outer_boundary(global);
 }
 
 // The swarm's epoch is ahead of this peer's: the others took an outer step
@@ -97,17 +103,23 @@ void CollaborativeOptimizer::prepare_outer_round() {
   match_ahead(epoch_, {outer_round_plan(epoch_, outer_attempt_)}, outer_round_timeout(left));
 }
 
-bool CollaborativeOptimizer::outer_boundary(const GlobalProgress& global) {
+// The report of an outer round about to start. A member that reached its
+// boundary first waits for the leader's: allow a quarter of a phase for the
+// spread of the peers' speeds.
+RoundReport CollaborativeOptimizer::outer_round_report() const {
   RoundReport round = begin_round();
-  // A member that reached its boundary first waits for the leader's: allow a
-  // quarter of a phase for the spread of the peers' speeds.
   round.deadline_seconds +=
       0.25 * static_cast<double>(options_.config.averaging.local_steps) * batch_seconds();
-  // The parameters are averaged (with the state codec), and each peer's
-  // pseudo-gradient is from its anchor to their mean: with equal anchors that
-  // is exactly the mean of the deltas, and anchors that differ (a step taken
-  // alone, before the others arrived) are drawn together — by about half per
-  // round at (0.7, 0.9) — instead of differing for good.
+  return round;
+}
+
+// The parameters are averaged (with the state codec), and each peer's
+// pseudo-gradient is from its anchor to their mean: with equal anchors that is
+// exactly the mean of the deltas, and anchors that differ (a step taken alone,
+// before the others arrived) are drawn together — by about half per round at
+// (0.7, 0.9) — instead of differing for good.
+bool CollaborativeOptimizer::outer_boundary(const GlobalProgress& global) {
+  RoundReport round = outer_round_report();
   kernels::copy(accumulated_, params_);
   average_accumulated(outer_key(epoch_, outer_attempt_), round, RoundKind::state);
   inner_steps_ = 0;
@@ -118,23 +130,92 @@ bool CollaborativeOptimizer::outer_boundary(const GlobalProgress& global) {
   const std::span<const float> target =
       round.averaged ? std::span<const float>(accumulated_) : std::span<const float>(params_);
   for (std::size_t i = 0; i < params_.size(); ++i) accumulated_[i] = outer_anchor_[i] - target[i];
+  if (!outer_outcome(round, global)) return false;
+  local_samples_ = 0;
+  take_outer_step(round, accumulated_, {});
+  return true;
+}
+
+// Overlap: the parameters leave for the network on the worker thread and the
+// next inner phase begins at once; accumulated_ keeps what was sent, so that
+// the inner steps taken meanwhile survive the outer step.
+bool CollaborativeOptimizer::launch_outer_round() {
+  const RoundReport report = outer_round_report();
+  auto round = std::make_unique<InFlightRound>();
+  round->epoch = epoch_;
+  round->generation = generation_;
+  round->local_samples = local_samples_;
+  round->deadline_seconds = report.deadline_seconds;
+  round->gradients.assign(params_.begin(), params_.end());
+  kernels::copy(accumulated_, params_);
+  inner_steps_ = 0;
+  local_samples_ = 0;
+  // Its keys are let go when it lands: the worker takes the group matched ahead.
+  prepared_epoch_.reset();
+  InFlightRound* r = round.get();
+  r->done = worker_.submit([swarm = swarm_, r, key = outer_key(epoch_, outer_attempt_)] {
+    r->outcome =
+        swarm->average(key, {std::span<float>(r->gradients)}, static_cast<float>(r->local_samples),
+                       std::chrono::duration<double>(r->deadline_seconds), RoundKind::state);
+  });
+  in_flight_ = std::move(round);
+  log::debug("outer step {}: averaging in the background", epoch_);
+  return false;
+}
+
+// Overlap: the round is back (or the next boundary came first: waits for it).
+bool CollaborativeOptimizer::land_outer_round(const GlobalProgress& global) {
+  RoundReport round;
+  auto flight = take_round(round.communication_blocked_seconds);
+  round.overlapped = true;
+  round.epoch = flight->epoch;
+  round.local_samples = flight->local_samples;
+  round.deadline_seconds = flight->deadline_seconds;
+  round.gradients = flight->outcome;
+  round.averaged = flight->outcome.ok;
+  if (!prepared_keys_.empty()) swarm_->abandon_rounds(std::exchange(prepared_keys_, {}));
+  if (flight->generation != generation_) {
+    log::info("outer step {}: dropping the round in flight (state loaded since)", flight->epoch);
+    blocked_seconds_total_ += round.communication_blocked_seconds;
+    return false;
+  }
+  // Not averaged: toward the parameters this peer sent (its local delta).
+  std::span<float> delta = flight->gradients;
+  const std::span<const float> target =
+      round.averaged ? std::span<const float>(delta) : std::span<const float>(accumulated_);
+  for (std::size_t i = 0; i < delta.size(); ++i) delta[i] = outer_anchor_[i] - target[i];
+  if (!outer_outcome(round, global)) return false;
+  take_outer_step(round, delta, accumulated_);
+  return true;
+}
+
+// Records a round's outcome; false when a failed round is postponed (once,
+// while other peers are around: their anchors would move without this one's).
+bool CollaborativeOptimizer::outer_outcome(RoundReport& round, const GlobalProgress& global) {
   if (round.averaged) {
     deadline_.record_success(round.gradients.seconds);
-  } else {
-    ++failed_rounds_;
-    if (round.gradients.seconds >= 0.9 * round.deadline_seconds) deadline_.record_timeout();
-    // Others at this epoch: their anchors would move without this peer's.
-    if (outer_attempt_ == 0 && global.num_peers > 1) {
-      ++outer_attempt_;
-      log::warn("outer step {}: averaging failed ({}); postponed, training on", epoch_,
-                round.gradients.error);
-      last_round_ = round;
-      last_step_time_ = now();
-      return false;
-    }
-    log::warn("outer step {}: averaging failed ({}); applying the local delta", epoch_,
-              round.gradients.error);
+    return true;
   }
+  ++failed_rounds_;
+  if (round.gradients.seconds >= 0.9 * round.deadline_seconds) deadline_.record_timeout();
+  if (outer_attempt_ == 0 && global.num_peers > 1) {
+    ++outer_attempt_;
+    log::warn("outer step {}: averaging failed ({}); postponed, training on", epoch_,
+              round.gradients.error);
+    blocked_seconds_total_ += round.communication_blocked_seconds;
+    last_round_ = round;
+    last_step_time_ = now();
+    return false;
+  }
+  log::warn("outer step {}: averaging failed ({}); applying the local delta", epoch_,
+            round.gradients.error);
+  return true;
+}
+
+// The outer Nesterov step of the anchor by `delta`; the parameters become the
+// new anchor, plus (overlap) the inner steps taken since `sent` left.
+void CollaborativeOptimizer::take_outer_step(RoundReport& round, std::span<const float> delta,
+                                             std::span<const float> sent) {
   round.applied = true;
   round.applied_epoch = epoch_;
   {
@@ -142,14 +223,17 @@ bool CollaborativeOptimizer::outer_boundary(const GlobalProgress& global) {
     kernels::SgdConfig outer{static_cast<float>(options_.config.averaging.outer_lr),
                              static_cast<float>(options_.config.averaging.outer_momentum), 0.0f,
                              true};
-    kernels::sgd_step(outer_anchor_, accumulated_, outer_momentum_, outer);
-    kernels::copy(params_, outer_anchor_);
-    local_samples_ = 0;
+    kernels::sgd_step(outer_anchor_, delta, outer_momentum_, outer);
+    if (sent.empty()) {
+      kernels::copy(params_, outer_anchor_);
+    } else {
+      for (std::size_t i = 0; i < params_.size(); ++i)
+        params_[i] = outer_anchor_[i] + (params_[i] - sent[i]);
+    }
     epoch_ += 1;
     outer_attempt_ = 0;
   }
   finish_boundary(round);
-  return true;
 }
 
 }  // namespace apiary::optimizer

@@ -57,6 +57,9 @@ def add_common_args(parser: argparse.ArgumentParser, default_batch: int, default
                        help="local updates: outer Nesterov learning rate (run default 0.7)")
     swarm.add_argument("--outer-momentum", type=float, default=None,
                        help="local updates: outer Nesterov momentum (run default 0.9)")
+    swarm.add_argument("--overlap", action="store_true",
+                       help="local updates: the outer round travels while the next inner "
+                            "phase trains")
     swarm.add_argument("--wait-peers", type=int, default=0, metavar="N",
                        help="before training, wait (up to 60 s) until the swarm has N peers, "
                             "this one included: peers started together start their clocks "
@@ -118,6 +121,8 @@ def make_optimizer(args, torch_optimizer: torch.optim.Optimizer):
         options["compression"] = args.compression
     if args.solo:
         options["solo"] = True
+    if args.overlap:
+        options["overlap"] = True
     for name in ("average_state_every", "matchmaking_time", "local_updates", "outer_lr",
                  "outer_momentum"):
         if getattr(args, name) is not None:
@@ -249,6 +254,8 @@ def run(args, name: str, torch_optimizer, batch_loss, evaluate) -> dict:
             if not math.isfinite(value):
                 sys.exit(f"{name}: {key} is not finite ({value})")
         metrics["epoch"] = opt.epoch
+        if hasattr(opt, "communication_blocked_seconds"):  # the time step() waited on the network
+            metrics["blocked_s"] = round(opt.communication_blocked_seconds, 3)
         if curve:
             evaluating = time.monotonic()
             metrics["curve"] = curve.evaluate(evaluate)

@@ -5,50 +5,20 @@
 // matched ahead of time.
 #include "optimizer/collaborative_optimizer.hpp"
 #include "tests/optimizer/fake_swarm.hpp"
+#include "tests/optimizer/local_updates_util.hpp"
 
 #include <gtest/gtest.h>
 
 using namespace apiary::optimizer;
 using apiary::optimizer::testing::FakeHub;
 using apiary::optimizer::testing::FakeSwarm;
+using apiary::optimizer::testing::local_update_options;
+using apiary::optimizer::testing::report_epoch;
+using apiary::optimizer::testing::run_both_to_first_outer_step;
 
 namespace {
 
 constexpr std::size_t kDim = 16;
-
-CollaborativeOptions local_update_options(const std::string& run) {
-  CollaborativeOptions o;
-  o.config.run = run;
-  o.config.optimizer.name = OptimizerName::sgd;
-  o.config.optimizer.lr = 0.1;
-  o.config.optimizer.momentum = 0.0;
-  o.config.averaging.mode = AveragingMode::local_updates;
-  o.config.averaging.local_steps = 4;
-  o.config.averaging.outer_lr = 1.0;
-  o.config.averaging.outer_momentum = 0.0;
-  o.load_state_on_start = false;
-  return o;
-}
-
-void report_epoch(FakeHub& hub, const std::string& peer, std::uint64_t epoch) {
-  PeerProgress progress;
-  progress.epoch = epoch;
-  progress.report_time = hub.now();
-  hub.report(peer, progress);
-}
-
-// Both peers step (each on its own thread) until their first outer step;
-// whichever is first in the round releases it, and the other ends its inner
-// phase then (fewer steps). Bounded: at most four phases each.
-void run_both_to_first_outer_step(CollaborativeOptimizer& a, CollaborativeOptimizer& b,
-                                  std::uint32_t local_steps) {
-  auto run = [local_steps](CollaborativeOptimizer& opt) {
-    for (std::uint32_t i = 0; i < 4 * local_steps && opt.epoch() == 0; ++i) opt.step(8);
-  };
-  std::thread other([&] { run(b); });
-  run(a);
-  other.join();
-}
 
 }  // namespace
 

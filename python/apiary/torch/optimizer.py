@@ -19,8 +19,9 @@ wrapped optimizer itself: either way the wrapped step uses the current rate.
 
 Errors are apiary.Error subclasses with the CLI's messages (an unknown option,
 a bad run configuration: apiary.InvalidArgument, also a ValueError).
-Not supported yet: averaging.overlap (turned off with a warning: the wrapped
-optimizer cannot be copied for the speculative step), sparse gradients,
+Not supported yet: averaging.overlap in target-batch mode (turned off with a
+warning: the wrapped optimizer cannot be copied for the speculative step; with
+local_updates it works), sparse gradients,
 parameters of several devices or dtypes other than float32."""
 
 import json
@@ -351,6 +352,11 @@ class Optimizer(torch.optim.Optimizer):
     @property
     def failed_rounds(self):
         return self._native.failed_rounds
+
+    @property
+    def communication_blocked_seconds(self):
+        """Total seconds step() (and state downloads) waited on the network."""
+        return self._native.communication_blocked_seconds
 
     def close(self):
         """Leaves the swarm (also at exit of a `with` block)."""
