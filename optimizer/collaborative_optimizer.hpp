@@ -241,7 +241,7 @@ class CollaborativeOptimizer {
   void prepare_outer_round();
   bool outer_boundary(const GlobalProgress& global);
   RoundReport outer_round_report() const;
-  bool launch_outer_round();  // overlap: the round leaves, training goes on
+  void launch_outer_round();  // overlap: the round leaves, training goes on
   bool land_outer_round(const GlobalProgress& global);  // overlap: the outer step, when back
   bool outer_outcome(RoundReport& round, const GlobalProgress& global);
   void take_outer_step(RoundReport& round, std::span<const float> delta,

@@ -64,7 +64,9 @@ bool CollaborativeOptimizer::diloco_step(std::size_t batch_size) {
   const bool released =
       prepared_epoch_ == epoch_ && swarm_->round_started(outer_key(epoch_, outer_attempt_));
   if (!boundary && !released) return false;
-  return options_.config.averaging.overlap ? launch_outer_round() : outer_boundary(global);
+  if (!options_.config.averaging.overlap) return outer_boundary(global);
+  launch_outer_round();
+  return false;  // the epoch ends when the round lands
 }
 
 // The swarm's epoch is ahead of this peer's: the others took an outer step
@@ -139,7 +141,7 @@ bool CollaborativeOptimizer::outer_boundary(const GlobalProgress& global) {
 // Overlap: the parameters leave for the network on the worker thread and the
 // next inner phase begins at once; accumulated_ keeps what was sent, so that
 // the inner steps taken meanwhile survive the outer step.
-bool CollaborativeOptimizer::launch_outer_round() {
+void CollaborativeOptimizer::launch_outer_round() {
   const RoundReport report = outer_round_report();
   auto round = std::make_unique<InFlightRound>();
   round->epoch = epoch_;
@@ -160,7 +162,6 @@ bool CollaborativeOptimizer::launch_outer_round() {
   });
   in_flight_ = std::move(round);
   log::debug("outer step {}: averaging in the background", epoch_);
-  return false;
 }
 
 // Overlap: the round is back (or the next boundary came first: waits for it).

@@ -40,18 +40,29 @@ void inner_steps(CollaborativeOptimizer& opt, int count) {
   for (int i = 0; i < count; ++i) ASSERT_FALSE(opt.step(8));
 }
 
+// A hub of its own (every report believed) and one overlapping peer on it,
+// its gradients all 1, every average() taking at least `round_delay`.
+struct OnePeer {
+  std::shared_ptr<FakeHub> hub = std::make_shared<FakeHub>();
+  std::vector<float> params = std::vector<float>(kDim, 0.0f);
+  std::vector<float> grads = std::vector<float>(kDim, 1.0f);
+  CollaborativeOptimizer opt{std::make_shared<FakeSwarm>(hub, "p"), overlap_options("one"), params,
+                             grads};
+  explicit OnePeer(std::chrono::milliseconds round_delay = 0ms) {
+    hub->target = 1000;
+    hub->round_delay = round_delay;
+  }
+};
+
 }  // namespace
 
 // Alone: the round leaves at step 4 (-0.4), training goes on, and the step
 // that sees it back lands it — failed (nobody joined), so toward what was sent,
 // at once (nobody else is around to average with later).
 TEST(LocalUpdatesOverlap, OuterStepKeepsTheInnerStepsTakenWhileTheRoundTravelled) {
-  auto hub = std::make_shared<FakeHub>();
-  hub->target = 1000;
-  hub->round_delay = 100ms;
-  std::vector<float> params(kDim, 0.0f), grads(kDim, 1.0f);
-  CollaborativeOptimizer opt(std::make_shared<FakeSwarm>(hub, "p"), overlap_options("ov"), params,
-                             grads);
+  OnePeer peer(100ms);
+  auto& opt = peer.opt;
+  auto& params = peer.params;
   inner_steps(opt, 4);  // the 4th launches the round and returns at once
   EXPECT_TRUE(opt.round_in_flight());
   inner_steps(opt, 1);  // not back yet (100 ms)
@@ -73,12 +84,9 @@ TEST(LocalUpdatesOverlap, OuterStepKeepsTheInnerStepsTakenWhileTheRoundTravelled
 // A round slower than a phase: the next boundary waits for it, and the wait
 // is counted as time blocked on the network.
 TEST(LocalUpdatesOverlap, NextBoundaryWaitsForTheRoundStillInFlight) {
-  auto hub = std::make_shared<FakeHub>();
-  hub->target = 1000;
-  hub->round_delay = 500ms;
-  std::vector<float> params(kDim, 0.0f), grads(kDim, 1.0f);
-  CollaborativeOptimizer opt(std::make_shared<FakeSwarm>(hub, "p"), overlap_options("slow"), params,
-                             grads);
+  OnePeer peer(500ms);
+  auto& opt = peer.opt;
+  auto& params = peer.params;
   inner_steps(opt, 4);
   inner_steps(opt, 3);
   const auto started = std::chrono::steady_clock::now();
@@ -92,13 +100,11 @@ TEST(LocalUpdatesOverlap, NextBoundaryWaitsForTheRoundStillInFlight) {
 // Failed while another peer is around: postponed once (the phase goes on),
 // then the retry fails too and the local delta of what was sent is applied.
 TEST(LocalUpdatesOverlap, FailedRoundIsPostponedOnceThenApplied) {
-  auto hub = std::make_shared<FakeHub>();
-  hub->target = 1000;
-  hub->fail_averaging = true;
-  report_epoch(*hub, "other", 0);
-  std::vector<float> params(kDim, 0.0f), grads(kDim, 1.0f);
-  CollaborativeOptimizer opt(std::make_shared<FakeSwarm>(hub, "p"), overlap_options("fail"), params,
-                             grads);
+  OnePeer peer;
+  peer.hub->fail_averaging = true;
+  report_epoch(*peer.hub, "other", 0);
+  auto& opt = peer.opt;
+  auto& params = peer.params;
   inner_steps(opt, 4);
   std::this_thread::sleep_for(200ms);
   inner_steps(opt, 1);  // lands failed: postponed
@@ -118,12 +124,9 @@ TEST(LocalUpdatesOverlap, FailedRoundIsPostponedOnceThenApplied) {
 
 // finish() at the end of the data: the round in flight lands.
 TEST(LocalUpdatesOverlap, FinishEpochLandsTheRoundInFlight) {
-  auto hub = std::make_shared<FakeHub>();
-  hub->target = 1000;
-  hub->round_delay = 100ms;
-  std::vector<float> params(kDim, 0.0f), grads(kDim, 1.0f);
-  CollaborativeOptimizer opt(std::make_shared<FakeSwarm>(hub, "p"), overlap_options("finish"),
-                             params, grads);
+  OnePeer peer(100ms);
+  auto& opt = peer.opt;
+  auto& params = peer.params;
   inner_steps(opt, 4);
   EXPECT_TRUE(opt.finish_epoch(5s));
   EXPECT_EQ(opt.epoch(), 1u);

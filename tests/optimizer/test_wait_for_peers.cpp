@@ -31,13 +31,18 @@ struct Peer {
   }
 };
 
+std::shared_ptr<FakeHub> new_hub() {
+  auto hub = std::make_shared<FakeHub>();
+  hub->target = 40;
+  return hub;
+}
+
 }  // namespace
 
 // The second peer starts 300 ms after the first: the first waits for it, and
 // neither has stepped.
 TEST(WaitForPeers, FirstPeerWaitsForTheSecond) {
-  auto hub = std::make_shared<FakeHub>();
-  hub->target = 40;
+  auto hub = new_hub();
   Peer first(hub, "first");
   std::size_t second_saw = 0;
   std::thread late([&] {
@@ -58,8 +63,7 @@ TEST(WaitForPeers, FirstPeerWaitsForTheSecond) {
 
 // Nobody else comes: the wait ends at the timeout with the count it saw.
 TEST(WaitForPeers, AlonePeerWaitsOnlyUntilTheTimeout) {
-  auto hub = std::make_shared<FakeHub>();
-  hub->target = 40;
+  auto hub = new_hub();
   Peer alone(hub, "alone");
   const auto started = Clock::now();
   EXPECT_EQ(alone.optimizer.wait_for_peers(3, 400ms), 1u);
@@ -70,8 +74,7 @@ TEST(WaitForPeers, AlonePeerWaitsOnlyUntilTheTimeout) {
 
 // A count already reached returns at once.
 TEST(WaitForPeers, CountOfOneReturnsAtOnce) {
-  auto hub = std::make_shared<FakeHub>();
-  hub->target = 40;
+  auto hub = new_hub();
   Peer alone(hub, "alone");
   const auto started = Clock::now();
   EXPECT_EQ(alone.optimizer.wait_for_peers(1, 10s), 1u);
