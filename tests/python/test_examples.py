@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(ROOT, "examples", "torch")
 
@@ -35,6 +37,29 @@ def test_cnn_trains_a_few_steps():
     assert math.isfinite(report["test_loss"]) and report["test_loss"] > 0
     assert 0.0 <= report["test_accuracy"] <= 1.0
     assert report["samples"] == 80
+
+
+def test_threads_flag_reaches_openblas():
+    """--threads sets OpenBLAS's thread count too: torch.set_num_threads() does
+    not, and OpenBLAS's idle workers spin (a separate process: the setting is
+    process-wide)."""
+    code = "\n".join([
+        "import ctypes, json, sys, torch",
+        f"sys.path.insert(0, {EXAMPLES!r})",
+        "import common",
+        "torch.ones(64, 64) @ torch.ones(64, 64)",
+        "paths = sorted({l.split()[-1] for l in open('/proc/self/maps') if 'libopenblas' in l})",
+        "matched = common.match_blas_threads(1)",
+        "print(json.dumps({'paths': paths, 'matched': matched,",
+        "                  'threads': [ctypes.CDLL(p).openblas_get_num_threads() for p in paths]}))",
+    ])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    if not report["paths"]:
+        pytest.skip("this torch loads no OpenBLAS: nothing to match")
+    assert report["matched"] is True
+    assert report["threads"] == [1] * len(report["paths"])
 
 
 def test_apiary_optimizer_without_the_package_says_why(tmp_path):
