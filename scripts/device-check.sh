@@ -6,6 +6,8 @@
 #      2 minutes, staged through pinned host memory (python/apiary/torch/flat.py);
 #   4. writes one JSON summary (default $OUT/device-check.json, else build-cuda/).
 # Without a device it says so and exits 0 after the build (step 1 only).
+# Needs what scripts/install-deps.sh installs (Debian's -dev packages, python3-torch,
+# pybind11-dev); a bare, pip-based GPU image has none of the C++ ones: bring them along.
 # Usage: scripts/device-check.sh [BUILD_DIR]   (env: JOBS, SECONDS_PER_PEER=120)
 set -uo pipefail
 cd "$(dirname "$0")/.."
