@@ -44,14 +44,15 @@ def test_threads_flag_reaches_openblas():
     not, and OpenBLAS's idle workers spin (a separate process: the setting is
     process-wide)."""
     code = "\n".join([
-        "import ctypes, json, sys, torch",
+        "import argparse, ctypes, json, sys, torch",
         f"sys.path.insert(0, {EXAMPLES!r})",
         "import common",
         "torch.ones(64, 64) @ torch.ones(64, 64)",
         "paths = sorted({l.split()[-1] for l in open('/proc/self/maps') if 'libopenblas' in l})",
-        "matched = common.match_blas_threads(1)",
-        "print(json.dumps({'paths': paths, 'matched': matched,",
-        "                  'threads': [ctypes.CDLL(p).openblas_get_num_threads() for p in paths]}))",
+        "common.setup_torch(argparse.Namespace(threads=1, seed=0, device='cpu'))",
+        "threads = [ctypes.CDLL(p).openblas_get_num_threads() for p in paths]",
+        "print(json.dumps({'paths': paths, 'threads': threads,",
+        "                  'matched': common.match_blas_threads(1)}))",
     ])
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
