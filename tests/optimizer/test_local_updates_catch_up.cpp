@@ -10,11 +10,7 @@
 #include <gtest/gtest.h>
 
 using namespace apiary::optimizer;
-using apiary::optimizer::testing::FakeHub;
-using apiary::optimizer::testing::FakeSwarm;
-using apiary::optimizer::testing::local_update_options;
-using apiary::optimizer::testing::report_epoch;
-using apiary::optimizer::testing::run_both_to_first_outer_step;
+using namespace apiary::optimizer::testing;  // FakeHub, FakeSwarm, local_updates_util.hpp
 
 namespace {
 

@@ -8,8 +8,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(ROOT, "examples", "torch")
 
@@ -57,9 +55,8 @@ def test_threads_flag_reaches_openblas():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    if not report["paths"]:
-        pytest.skip("this torch loads no OpenBLAS: nothing to match")
-    assert report["matched"] is True
+    # Without an OpenBLAS loaded there is nothing to set, and it says so.
+    assert report["matched"] is bool(report["paths"])
     assert report["threads"] == [1] * len(report["paths"])
 
 
