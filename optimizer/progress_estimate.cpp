@@ -52,10 +52,13 @@ GlobalProgress estimate_progress(std::span<const PeerProgress> all_reports,
   for (const auto& r : reports) {
     ++out.num_peers;
     out.total_samples_per_second += std::max(0.0, r.samples_per_second);
-    if (r.epoch < out.global_epoch && epoch_started_at >= 0 && local_epoch == out.global_epoch &&
-        now - r.report_time <= options.recent_report_seconds) {
+    if (r.epoch + 1 == out.global_epoch && epoch_started_at >= 0 &&
+        local_epoch == out.global_epoch && now - r.report_time <= options.recent_report_seconds) {
       // Most likely it left the same round as this peer did and its new
       // report is still on the way: count it from when this epoch began.
+      // Only the round just before: a peer further behind is stuck (in a
+      // round, or loading state), and counting its rate would end epochs on
+      // samples nobody computes.
       const double since = std::max(0.0, now - std::max(r.report_time, epoch_started_at));
       out.estimated_samples += since * std::max(0.0, r.samples_per_second);
       continue;

@@ -56,8 +56,8 @@ struct ProgressOptions {
   // reached, allowing for peers arriving or speeding up.
   double expected_drift_peers = 3.0;
   double expected_drift_rate = 0.2;
-  // A peer whose newest report is of an earlier epoch but no older than this
-  // is taken to be in the current epoch since it began (the report of its new
+  // A peer whose newest report is of the epoch just before but no older than
+  // this is taken to be in the current epoch since it began (the report of its new
   // epoch has not reached us yet: rounds end together, reports travel late).
   double recent_report_seconds = 5.0;
   // Reports are a stranger's claims (issue 13): a throughput above what one

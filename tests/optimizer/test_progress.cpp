@@ -50,6 +50,27 @@ TEST(ProgressEstimate, RecentReportsOfThePreviousEpochCountFromTheEpochStart) {
   EXPECT_DOUBLE_EQ(g.seconds_to_target(), g.eta - 102.0);
 }
 
+// A peer two epochs behind with a recent report is stuck (a round that hangs
+// on to its deadline, a state download), not in this epoch: counting its rate
+// made two peers end epochs 8..24 on 64 samples each while the third was
+// blocked in round 6 (CI, StateAttacks).
+TEST(ProgressEstimate, APeerTwoEpochsBehindCountsNothing) {
+  std::vector<PeerProgress> reports = {
+      {"a", 8, 64, 2000.0, 102.0, false},
+      {"b", 8, 64, 2000.0, 102.0, false},
+      {"stuck", 6, 512, 60000.0, 100.0, false},  // reported 2 s ago, at epoch 6
+  };
+  const double epoch_began = 101.5;
+  auto g = estimate_progress(reports, 8, 512, 102.0, {}, epoch_began);
+  EXPECT_EQ(g.global_epoch, 8u);
+  EXPECT_DOUBLE_EQ(g.estimated_samples, 128.0);
+  EXPECT_FALSE(g.target_reached(512));
+  // One epoch behind, the same report counts from the epoch's start (see above).
+  reports[2].epoch = 7;
+  EXPECT_DOUBLE_EQ(estimate_progress(reports, 8, 512, 102.0, {}, epoch_began).estimated_samples,
+                   128.0 + 0.5 * 60000.0);
+}
+
 TEST(ProgressEstimate, ClientModePeersDoNotAdvanceEpoch) {
   std::vector<PeerProgress> reports = {{"a", 3, 10, 1.0, 0.0, false},
                                        {"client", 9, 10, 1.0, 0.0, true}};
